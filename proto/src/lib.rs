@@ -1,0 +1,208 @@
+//! Protobuf definitions of the SPIFFE Workload API and SPIRE's server API, compiled with tonic/prost.
+//!
+//! The `.proto` files under `proto/` are compiled at build time with
+//! [`protox`](https://docs.rs/protox) (no `protoc` needed) and
+//! `tonic-prost-build`. Every service comes with a generic tonic client
+//! (`<service>_client::<Service>Client::new(channel)`) and a server
+//! (`<service>_server::{<Service>, <Service>Server}`).
+//!
+//! Module paths mirror the protobuf packages, so that the gRPC method paths
+//! and type names on the wire are those of SPIRE and the SPIFFE standard:
+//!
+//! | module | protobuf package | services |
+//! | --- | --- | --- |
+//! | [`workload`] | *(none)* | `SpiffeWorkloadAPI` |
+//! | [`spire::api::types`] | `spire.api.types` | *(shared messages)* |
+//! | [`spire::api::server::agent::v1`] | `spire.api.server.agent.v1` | `Agent` |
+//! | [`spire::api::server::bundle::v1`] | `spire.api.server.bundle.v1` | `Bundle` |
+//! | [`spire::api::server::entry::v1`] | `spire.api.server.entry.v1` | `Entry` |
+//! | [`spire::api::server::svid::v1`] | `spire.api.server.svid.v1` | `SVID` |
+//! | [`spire::api::server::trustdomain::v1`] | `spire.api.server.trustdomain.v1` | `TrustDomain` |
+//! | [`spire::api::server::localauthority::v1`] | `spire.api.server.localauthority.v1` | `LocalAuthority` |
+//! | [`spire::api::agent::delegatedidentity::v1`] | `spire.api.agent.delegatedidentity.v1` | `DelegatedIdentity` |
+//! | [`grpc::health::v1`] | `grpc.health.v1` | `Health` |
+//!
+//! Google well-known types (`google.protobuf.Struct`, `Empty`, `BoolValue`,
+//! ...) map to [`prost_types`] and plain Rust types.
+//!
+//! Messages derive `Debug` for all fields, including private keys (e.g.
+//! [`workload::X509svid::x509_svid_key`]): do not log messages that carry key
+//! material.
+
+/// Encoded `google.protobuf.FileDescriptorSet` of every file compiled into
+/// this crate (with their imports, without source info), for gRPC server
+/// reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/spinel_descriptor.bin"));
+
+/// The SPIFFE Workload API, served by the agent on a Unix socket.
+///
+/// The protobuf file declares no package: method paths are
+/// `/SpiffeWorkloadAPI/<Method>`.
+#[allow(
+    clippy::all,
+    clippy::pedantic,
+    missing_docs,
+    missing_debug_implementations,
+    rustdoc::all
+)]
+pub mod workload {
+    include!(concat!(env!("OUT_DIR"), "/_.rs"));
+}
+
+/// SPIRE's APIs (package `spire.api`).
+pub mod spire {
+    /// SPIRE's APIs (package `spire.api`).
+    pub mod api {
+        /// Messages shared by the SPIRE APIs (package `spire.api.types`).
+        #[allow(
+            clippy::all,
+            clippy::pedantic,
+            missing_docs,
+            missing_debug_implementations,
+            rustdoc::all
+        )]
+        pub mod types {
+            include!(concat!(env!("OUT_DIR"), "/spire.api.types.rs"));
+        }
+
+        /// The SPIRE server's APIs.
+        pub mod server {
+            /// Agent management, attestation and renewal.
+            pub mod agent {
+                /// Package `spire.api.server.agent.v1`.
+                #[allow(
+                    clippy::all,
+                    clippy::pedantic,
+                    missing_docs,
+                    missing_debug_implementations,
+                    rustdoc::all
+                )]
+                pub mod v1 {
+                    include!(concat!(env!("OUT_DIR"), "/spire.api.server.agent.v1.rs"));
+                }
+            }
+
+            /// Trust bundles, own and federated.
+            pub mod bundle {
+                /// Package `spire.api.server.bundle.v1`.
+                #[allow(
+                    clippy::all,
+                    clippy::pedantic,
+                    missing_docs,
+                    missing_debug_implementations,
+                    rustdoc::all
+                )]
+                pub mod v1 {
+                    include!(concat!(env!("OUT_DIR"), "/spire.api.server.bundle.v1.rs"));
+                }
+            }
+
+            /// Registration entries.
+            pub mod entry {
+                /// Package `spire.api.server.entry.v1`.
+                #[allow(
+                    clippy::all,
+                    clippy::pedantic,
+                    missing_docs,
+                    missing_debug_implementations,
+                    rustdoc::all
+                )]
+                pub mod v1 {
+                    include!(concat!(env!("OUT_DIR"), "/spire.api.server.entry.v1.rs"));
+                }
+            }
+
+            /// SVID issuance.
+            pub mod svid {
+                /// Package `spire.api.server.svid.v1`.
+                #[allow(
+                    clippy::all,
+                    clippy::pedantic,
+                    missing_docs,
+                    missing_debug_implementations,
+                    rustdoc::all
+                )]
+                pub mod v1 {
+                    include!(concat!(env!("OUT_DIR"), "/spire.api.server.svid.v1.rs"));
+                }
+            }
+
+            /// Federation relationships.
+            pub mod trustdomain {
+                /// Package `spire.api.server.trustdomain.v1`.
+                #[allow(
+                    clippy::all,
+                    clippy::pedantic,
+                    missing_docs,
+                    missing_debug_implementations,
+                    rustdoc::all
+                )]
+                pub mod v1 {
+                    include!(concat!(
+                        env!("OUT_DIR"),
+                        "/spire.api.server.trustdomain.v1.rs"
+                    ));
+                }
+            }
+
+            /// Rotation of the server's own signing authorities.
+            pub mod localauthority {
+                /// Package `spire.api.server.localauthority.v1`.
+                #[allow(
+                    clippy::all,
+                    clippy::pedantic,
+                    missing_docs,
+                    missing_debug_implementations,
+                    rustdoc::all
+                )]
+                pub mod v1 {
+                    include!(concat!(
+                        env!("OUT_DIR"),
+                        "/spire.api.server.localauthority.v1.rs"
+                    ));
+                }
+            }
+        }
+
+        /// The SPIRE agent's APIs.
+        pub mod agent {
+            /// Delegated identity: SVIDs of other workloads for trusted
+            /// local processes.
+            pub mod delegatedidentity {
+                /// Package `spire.api.agent.delegatedidentity.v1`.
+                #[allow(
+                    clippy::all,
+                    clippy::pedantic,
+                    missing_docs,
+                    missing_debug_implementations,
+                    rustdoc::all
+                )]
+                pub mod v1 {
+                    include!(concat!(
+                        env!("OUT_DIR"),
+                        "/spire.api.agent.delegatedidentity.v1.rs"
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// gRPC's standard protocols.
+pub mod grpc {
+    /// Health checking.
+    pub mod health {
+        /// Package `grpc.health.v1`.
+        #[allow(
+            clippy::all,
+            clippy::pedantic,
+            missing_docs,
+            missing_debug_implementations,
+            rustdoc::all
+        )]
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/grpc.health.v1.rs"));
+        }
+    }
+}
