@@ -1,0 +1,376 @@
+//! Who may call what: one table ([`policy`]) and one check
+//! ([`super::ApiState::authorize`]) every handler calls first.
+//!
+//! Callers, as SPIRE distinguishes them:
+//! - **local**: a process on the admin Unix socket; an admin;
+//! - **agent**: an mTLS client whose SVID chains to our bundle, whose ID is
+//!   an agent ID of an attested, unbanned agent, and whose certificate is
+//!   the agent's current one (or the renewed one, which then becomes
+//!   current; the older one is refused from then on), unexpired;
+//! - **admin**: an mTLS client whose ID is in `admin_ids` or is the SPIFFE
+//!   ID of an entry marked `admin`;
+//! - **anyone**: no checks (attestation, fetching the bundle).
+//!
+//! Refusals are `PermissionDenied`, logged at info with the caller and the
+//! method (never a token or key).
+
+use std::collections::BTreeSet;
+
+use spinel_spiffe::{id, SpiffeId};
+use tonic::Extensions;
+use x509_parser::prelude::parse_x509_certificate;
+
+use super::error::{ApiError, ApiResult};
+use super::transport::PeerInfo;
+use super::ApiState;
+use crate::datastore::{AttestedAgent, EntryFilter};
+
+/// Who may call a method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Any caller, authenticated or not.
+    Anyone,
+    /// Attested agents only.
+    Agent,
+    /// The admin socket or an admin SPIFFE ID.
+    Admin,
+    /// The admin socket only.
+    Local,
+}
+
+/// Full gRPC paths of the methods served.
+pub mod method {
+    /// `Agent/CountAgents`.
+    pub const COUNT_AGENTS: &str = "/spire.api.server.agent.v1.Agent/CountAgents";
+    /// `Agent/ListAgents`.
+    pub const LIST_AGENTS: &str = "/spire.api.server.agent.v1.Agent/ListAgents";
+    /// `Agent/GetAgent`.
+    pub const GET_AGENT: &str = "/spire.api.server.agent.v1.Agent/GetAgent";
+    /// `Agent/DeleteAgent`.
+    pub const DELETE_AGENT: &str = "/spire.api.server.agent.v1.Agent/DeleteAgent";
+    /// `Agent/BanAgent`.
+    pub const BAN_AGENT: &str = "/spire.api.server.agent.v1.Agent/BanAgent";
+    /// `Agent/AttestAgent`.
+    pub const ATTEST_AGENT: &str = "/spire.api.server.agent.v1.Agent/AttestAgent";
+    /// `Agent/RenewAgent`.
+    pub const RENEW_AGENT: &str = "/spire.api.server.agent.v1.Agent/RenewAgent";
+    /// `Agent/CreateJoinToken`.
+    pub const CREATE_JOIN_TOKEN: &str = "/spire.api.server.agent.v1.Agent/CreateJoinToken";
+    /// `Agent/PostStatus`.
+    pub const POST_STATUS: &str = "/spire.api.server.agent.v1.Agent/PostStatus";
+    /// `Entry/CountEntries`.
+    pub const COUNT_ENTRIES: &str = "/spire.api.server.entry.v1.Entry/CountEntries";
+    /// `Entry/ListEntries`.
+    pub const LIST_ENTRIES: &str = "/spire.api.server.entry.v1.Entry/ListEntries";
+    /// `Entry/GetEntry`.
+    pub const GET_ENTRY: &str = "/spire.api.server.entry.v1.Entry/GetEntry";
+    /// `Entry/BatchCreateEntry`.
+    pub const BATCH_CREATE_ENTRY: &str = "/spire.api.server.entry.v1.Entry/BatchCreateEntry";
+    /// `Entry/BatchUpdateEntry`.
+    pub const BATCH_UPDATE_ENTRY: &str = "/spire.api.server.entry.v1.Entry/BatchUpdateEntry";
+    /// `Entry/BatchDeleteEntry`.
+    pub const BATCH_DELETE_ENTRY: &str = "/spire.api.server.entry.v1.Entry/BatchDeleteEntry";
+    /// `Entry/GetAuthorizedEntries`.
+    pub const GET_AUTHORIZED_ENTRIES: &str =
+        "/spire.api.server.entry.v1.Entry/GetAuthorizedEntries";
+    /// `Entry/SyncAuthorizedEntries`.
+    pub const SYNC_AUTHORIZED_ENTRIES: &str =
+        "/spire.api.server.entry.v1.Entry/SyncAuthorizedEntries";
+    /// `SVID/MintX509SVID`.
+    pub const MINT_X509_SVID: &str = "/spire.api.server.svid.v1.SVID/MintX509SVID";
+    /// `SVID/MintJWTSVID`.
+    pub const MINT_JWT_SVID: &str = "/spire.api.server.svid.v1.SVID/MintJWTSVID";
+    /// `SVID/MintWITSVID`.
+    pub const MINT_WIT_SVID: &str = "/spire.api.server.svid.v1.SVID/MintWITSVID";
+    /// `SVID/BatchNewX509SVID`.
+    pub const BATCH_NEW_X509_SVID: &str = "/spire.api.server.svid.v1.SVID/BatchNewX509SVID";
+    /// `SVID/NewJWTSVID`.
+    pub const NEW_JWT_SVID: &str = "/spire.api.server.svid.v1.SVID/NewJWTSVID";
+    /// `SVID/BatchNewWITSVID`.
+    pub const BATCH_NEW_WIT_SVID: &str = "/spire.api.server.svid.v1.SVID/BatchNewWITSVID";
+    /// `SVID/NewDownstreamX509CA`.
+    pub const NEW_DOWNSTREAM_X509_CA: &str = "/spire.api.server.svid.v1.SVID/NewDownstreamX509CA";
+    /// `Bundle/CountBundles`.
+    pub const COUNT_BUNDLES: &str = "/spire.api.server.bundle.v1.Bundle/CountBundles";
+    /// `Bundle/GetBundle`.
+    pub const GET_BUNDLE: &str = "/spire.api.server.bundle.v1.Bundle/GetBundle";
+    /// `Bundle/AppendBundle`.
+    pub const APPEND_BUNDLE: &str = "/spire.api.server.bundle.v1.Bundle/AppendBundle";
+    /// `Bundle/PublishJWTAuthority`.
+    pub const PUBLISH_JWT_AUTHORITY: &str =
+        "/spire.api.server.bundle.v1.Bundle/PublishJWTAuthority";
+    /// `Bundle/PublishWITAuthority`.
+    pub const PUBLISH_WIT_AUTHORITY: &str =
+        "/spire.api.server.bundle.v1.Bundle/PublishWITAuthority";
+    /// `Bundle/ListFederatedBundles`.
+    pub const LIST_FEDERATED_BUNDLES: &str =
+        "/spire.api.server.bundle.v1.Bundle/ListFederatedBundles";
+    /// `Bundle/GetFederatedBundle`.
+    pub const GET_FEDERATED_BUNDLE: &str = "/spire.api.server.bundle.v1.Bundle/GetFederatedBundle";
+    /// `Bundle/BatchCreateFederatedBundle`.
+    pub const BATCH_CREATE_FEDERATED_BUNDLE: &str =
+        "/spire.api.server.bundle.v1.Bundle/BatchCreateFederatedBundle";
+    /// `Bundle/BatchUpdateFederatedBundle`.
+    pub const BATCH_UPDATE_FEDERATED_BUNDLE: &str =
+        "/spire.api.server.bundle.v1.Bundle/BatchUpdateFederatedBundle";
+    /// `Bundle/BatchSetFederatedBundle`.
+    pub const BATCH_SET_FEDERATED_BUNDLE: &str =
+        "/spire.api.server.bundle.v1.Bundle/BatchSetFederatedBundle";
+    /// `Bundle/BatchDeleteFederatedBundle`.
+    pub const BATCH_DELETE_FEDERATED_BUNDLE: &str =
+        "/spire.api.server.bundle.v1.Bundle/BatchDeleteFederatedBundle";
+    /// `Health/Check`.
+    pub const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
+    /// `Health/Watch`.
+    pub const HEALTH_WATCH: &str = "/grpc.health.v1.Health/Watch";
+}
+
+/// The policy of each method, by full gRPC path. Methods not listed are
+/// admin-only (the safe default).
+pub fn policy(path: &str) -> Policy {
+    use method::*;
+    match path {
+        ATTEST_AGENT | GET_BUNDLE => Policy::Anyone,
+        RENEW_AGENT
+        | POST_STATUS
+        | BATCH_NEW_X509_SVID
+        | NEW_JWT_SVID
+        | BATCH_NEW_WIT_SVID
+        | GET_AUTHORIZED_ENTRIES
+        | SYNC_AUTHORIZED_ENTRIES => Policy::Agent,
+        HEALTH_CHECK | HEALTH_WATCH => Policy::Local,
+        _ => Policy::Admin,
+    }
+}
+
+/// The authenticated caller of a method.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// The admin Unix socket.
+    Local,
+    /// An attested agent.
+    Agent {
+        /// Its SPIFFE ID.
+        id: SpiffeId,
+        /// Its record, as of this call.
+        agent: AttestedAgent,
+    },
+    /// An mTLS admin.
+    Admin {
+        /// Its SPIFFE ID.
+        id: SpiffeId,
+    },
+    /// Not authenticated (only on [`Policy::Anyone`] methods).
+    Anonymous,
+}
+
+/// The X509-SVID an mTLS client presented.
+#[derive(Debug, Clone)]
+struct PeerSvid {
+    id: SpiffeId,
+    serial: String,
+    not_after: i64,
+}
+
+fn peer_svid(leaf: &[u8]) -> Result<PeerSvid, String> {
+    let (_, cert) =
+        parse_x509_certificate(leaf).map_err(|e| format!("unparseable certificate: {e}"))?;
+    let mut uris = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            if let x509_parser::extensions::GeneralName::URI(uri) = name {
+                uris.push((*uri).to_owned());
+            }
+        }
+    }
+    let [uri] = uris.as_slice() else {
+        return Err(format!("certificate has {} URI SANs, not 1", uris.len()));
+    };
+    let id =
+        SpiffeId::new(uri).map_err(|e| format!("certificate URI SAN is not a SPIFFE ID: {e}"))?;
+    Ok(PeerSvid {
+        id,
+        serial: cert.tbs_certificate.serial.to_str_radix(10),
+        not_after: cert.validity().not_after.timestamp(),
+    })
+}
+
+impl ApiState {
+    /// Authorizes the caller of `method` (a full gRPC path) by the
+    /// [`policy`] table; call first in every handler.
+    pub async fn authorize(
+        &self,
+        extensions: &Extensions,
+        method: &'static str,
+    ) -> ApiResult<Caller> {
+        let peer = extensions.get::<PeerInfo>();
+        self.check(peer, method).await.map_err(|e| {
+            if e.code == tonic::Code::PermissionDenied {
+                tracing::info!(caller = %describe(peer), method, reason = %e.message, "permission denied");
+                e.logged()
+            } else {
+                e
+            }
+        })
+    }
+
+    async fn check(&self, peer: Option<&PeerInfo>, method: &'static str) -> ApiResult<Caller> {
+        let policy = policy(method);
+        let chain = match peer {
+            Some(PeerInfo::Local { .. }) => {
+                return match policy {
+                    Policy::Agent => Err(denied(method)),
+                    _ => Ok(Caller::Local),
+                };
+            }
+            Some(PeerInfo::Tcp { chain, .. }) => chain.as_ref(),
+            None => None,
+        };
+        match policy {
+            Policy::Anyone => return Ok(Caller::Anonymous),
+            Policy::Local => return Err(denied(method)),
+            Policy::Agent | Policy::Admin => {}
+        }
+        let Some(leaf) = chain.and_then(|c| c.first()) else {
+            return Err(denied(method));
+        };
+        let svid = peer_svid(leaf).map_err(|_| denied(method))?;
+        if svid.not_after < self.clock.unix_seconds() {
+            let who = if policy == Policy::Agent {
+                "agent "
+            } else {
+                ""
+            };
+            return Err(ApiError::denied(format!(
+                "{who}\"{}\" SVID is expired",
+                svid.id
+            )));
+        }
+        match policy {
+            Policy::Agent => self.check_agent(svid, method).await,
+            _ => self.check_admin(svid, method).await,
+        }
+    }
+
+    async fn check_agent(&self, svid: PeerSvid, method: &'static str) -> ApiResult<Caller> {
+        if !svid.id.is_member_of(&self.trust_domain) || !id::is_agent(&svid.id) {
+            return Err(denied(method));
+        }
+        let key = svid.id.to_string();
+        let agent = self
+            .datastore
+            .get_agent(&key)
+            .await
+            .map_err(|e| ApiError::internal("unable to look up agent information", e))?
+            .ok_or_else(|| ApiError::denied(format!("agent \"{key}\" is not attested")))?;
+        if agent.banned {
+            return Err(ApiError::denied(format!("agent \"{key}\" is banned")));
+        }
+        if agent.cert_serial_number == svid.serial {
+            return Ok(Caller::Agent { id: svid.id, agent });
+        }
+        if !agent.new_cert_serial_number.is_empty() && agent.new_cert_serial_number == svid.serial {
+            // The agent switched to its renewed SVID: that one is current
+            // now, and the previous one is superseded.
+            let mut promoted = agent;
+            promoted.cert_serial_number = std::mem::take(&mut promoted.new_cert_serial_number);
+            promoted.cert_not_after = std::mem::take(&mut promoted.new_cert_not_after);
+            self.datastore
+                .update_agent(promoted.clone())
+                .await
+                .map_err(|e| ApiError::internal("unable to activate the new agent SVID", e))?;
+            return Ok(Caller::Agent {
+                id: svid.id,
+                agent: promoted,
+            });
+        }
+        Err(ApiError::denied(format!(
+            "agent \"{key}\" expected to have serial number \"{}\"; has \"{}\" (superseded or unknown SVID)",
+            agent.cert_serial_number, svid.serial
+        )))
+    }
+
+    async fn check_admin(&self, svid: PeerSvid, method: &'static str) -> ApiResult<Caller> {
+        let key = svid.id.to_string();
+        if self.admin_ids.contains(&key) {
+            return Ok(Caller::Admin { id: svid.id });
+        }
+        let filter = EntryFilter {
+            spiffe_id: Some(key),
+            ..Default::default()
+        };
+        let entries = self
+            .datastore
+            .list_entries(&filter)
+            .await
+            .map_err(|e| ApiError::internal("failed to fetch caller entries", e))?;
+        if entries.iter().any(|e| e.admin) {
+            return Ok(Caller::Admin { id: svid.id });
+        }
+        Err(denied(method))
+    }
+}
+
+fn denied(method: &str) -> ApiError {
+    ApiError::denied(format!("authorization denied for method {method}"))
+}
+
+fn describe(peer: Option<&PeerInfo>) -> String {
+    match peer {
+        Some(PeerInfo::Local { uid: Some(uid) }) => format!("local uid {uid}"),
+        Some(PeerInfo::Local { uid: None }) => "local".into(),
+        Some(PeerInfo::Tcp { remote, chain }) => {
+            let who = chain
+                .as_ref()
+                .and_then(|c| c.first())
+                .and_then(|leaf| peer_svid(leaf).ok())
+                .map(|s| s.id.to_string())
+                .unwrap_or_else(|| "anonymous".into());
+            match remote {
+                Some(addr) => format!("{who} from {addr}"),
+                None => who,
+            }
+        }
+        None => "unknown transport".into(),
+    }
+}
+
+/// The admin IDs from the config, as strings for lookups.
+pub fn admin_id_set(ids: &[SpiffeId]) -> BTreeSet<String> {
+    ids.iter().map(ToString::to_string).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_table() {
+        use method::*;
+        assert_eq!(policy(LIST_ENTRIES), Policy::Admin);
+        assert_eq!(policy(CREATE_JOIN_TOKEN), Policy::Admin);
+        assert_eq!(policy(GET_AUTHORIZED_ENTRIES), Policy::Agent);
+        assert_eq!(
+            policy("/spire.api.server.agent.v1.Agent/AttestAgent"),
+            Policy::Anyone
+        );
+        assert_eq!(
+            policy("/spire.api.server.bundle.v1.Bundle/GetBundle"),
+            Policy::Anyone
+        );
+        assert_eq!(
+            policy("/spire.api.server.svid.v1.SVID/BatchNewX509SVID"),
+            Policy::Agent
+        );
+        assert_eq!(
+            policy("/spire.api.server.entry.v1.Entry/ListEntries"),
+            Policy::Admin
+        );
+        assert_eq!(
+            policy("/spire.api.server.svid.v1.SVID/MintX509SVID"),
+            Policy::Admin
+        );
+        assert_eq!(policy("/grpc.health.v1.Health/Check"), Policy::Local);
+        assert_eq!(policy("/something/Else"), Policy::Admin);
+    }
+}

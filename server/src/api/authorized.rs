@@ -1,0 +1,336 @@
+//! The entries an agent is authorized for (invariant 2), cached.
+//!
+//! An agent may receive: entries parented by its own ID; entries parented
+//! by the SPIFFE ID of a node alias it matches (an entry parented by
+//! `spiffe://<td>/spire/server` whose selectors are all among the agent's
+//! node selectors); and, recursively, entries parented by the SPIFFE ID of
+//! any entry already in the set. Expired entries are left out and do not
+//! pass authority on.
+//!
+//! Agents poll this every second, so the work is cached twice: one index of
+//! all entries by parent, reloaded only when the datastore's entry revision
+//! moves, and one result per agent, reused while the revision, the agent's
+//! selectors and every included entry's expiry allow.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use spinel_spiffe::{id, selector, Selector, TrustDomain};
+
+use crate::datastore::{
+    AttestedAgent, DataStore, EntryFilter, RegistrationEntry, Result, StoredSelector,
+};
+
+/// The entries one agent may receive, sorted by entry ID.
+#[derive(Debug, Default)]
+pub struct AuthorizedSet {
+    entries: Vec<Arc<RegistrationEntry>>,
+    by_id: HashMap<String, usize>,
+    /// Unix seconds at which the first included entry expires (i64::MAX if none).
+    valid_until: i64,
+}
+
+impl AuthorizedSet {
+    /// All entries, sorted by ID.
+    pub fn entries(&self) -> &[Arc<RegistrationEntry>] {
+        &self.entries
+    }
+
+    /// The entry with `id`, if the agent is authorized for it.
+    pub fn get(&self, id: &str) -> Option<&Arc<RegistrationEntry>> {
+        self.by_id.get(id).and_then(|&i| self.entries.get(i))
+    }
+}
+
+/// Every entry, indexed by parent ID, as of one entry revision.
+#[derive(Debug)]
+struct EntryIndex {
+    revision: u64,
+    by_parent: HashMap<String, Vec<Arc<RegistrationEntry>>>,
+    aliases: Vec<(Arc<RegistrationEntry>, Vec<Selector>)>,
+}
+
+#[derive(Debug)]
+struct CachedSet {
+    revision: u64,
+    selectors: Vec<StoredSelector>,
+    set: Arc<AuthorizedSet>,
+}
+
+/// The authorized-entries cache; one per server.
+#[derive(Debug)]
+pub struct AuthorizedEntries {
+    server_id: String,
+    index: tokio::sync::Mutex<Option<Arc<EntryIndex>>>,
+    per_agent: Mutex<HashMap<String, CachedSet>>,
+}
+
+impl AuthorizedEntries {
+    /// An empty cache for trust domain `td`.
+    pub fn new(td: &TrustDomain) -> Self {
+        AuthorizedEntries {
+            server_id: id::server_id(td).to_string(),
+            index: tokio::sync::Mutex::new(None),
+            per_agent: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The entries `agent` is authorized for at time `now` (Unix seconds).
+    pub async fn for_agent(
+        &self,
+        datastore: &dyn DataStore,
+        agent: &AttestedAgent,
+        now: i64,
+    ) -> Result<Arc<AuthorizedSet>> {
+        let index = self.index(datastore).await?;
+        {
+            let cache = self.lock_per_agent();
+            if let Some(hit) = cache.get(&agent.spiffe_id) {
+                if hit.revision == index.revision
+                    && hit.selectors == agent.selectors
+                    && now < hit.set.valid_until
+                {
+                    return Ok(hit.set.clone());
+                }
+            }
+        }
+        let set = Arc::new(compute(&index, agent, now));
+        let mut cache = self.lock_per_agent();
+        // Results of older revisions are useless: drop them all at once
+        // rather than one by one, so deleted agents do not linger.
+        if cache.values().any(|c| c.revision != index.revision) {
+            cache.retain(|_, c| c.revision == index.revision);
+        }
+        cache.insert(
+            agent.spiffe_id.clone(),
+            CachedSet {
+                revision: index.revision,
+                selectors: agent.selectors.clone(),
+                set: set.clone(),
+            },
+        );
+        Ok(set)
+    }
+
+    fn lock_per_agent(&self) -> std::sync::MutexGuard<'_, HashMap<String, CachedSet>> {
+        match self.per_agent.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    async fn index(&self, datastore: &dyn DataStore) -> Result<Arc<EntryIndex>> {
+        let revision = datastore.entries_revision().await?;
+        let mut slot = self.index.lock().await;
+        if let Some(index) = slot.as_ref() {
+            if index.revision == revision {
+                return Ok(index.clone());
+            }
+        }
+        // Read the revision before the entries: the list is at least as new
+        // as the revision it is filed under, so a change in between only
+        // causes one extra reload.
+        let entries = datastore.list_entries(&EntryFilter::default()).await?;
+        let index = Arc::new(build_index(revision, entries, &self.server_id));
+        *slot = Some(index.clone());
+        Ok(index)
+    }
+}
+
+fn build_index(revision: u64, entries: Vec<RegistrationEntry>, server_id: &str) -> EntryIndex {
+    let mut by_parent: HashMap<String, Vec<Arc<RegistrationEntry>>> = HashMap::new();
+    let mut aliases = Vec::new();
+    for entry in entries {
+        let entry = Arc::new(entry);
+        if entry.parent_id == server_id {
+            let selectors = entry.selectors.iter().map(Selector::from).collect();
+            aliases.push((entry.clone(), selectors));
+        }
+        by_parent
+            .entry(entry.parent_id.clone())
+            .or_default()
+            .push(entry);
+    }
+    EntryIndex {
+        revision,
+        by_parent,
+        aliases,
+    }
+}
+
+fn live(entry: &RegistrationEntry, now: i64) -> bool {
+    entry.expires_at == 0 || entry.expires_at > now
+}
+
+fn compute(index: &EntryIndex, agent: &AttestedAgent, now: i64) -> AuthorizedSet {
+    let node_selectors: BTreeSet<Selector> = agent.selectors.iter().map(Selector::from).collect();
+    let mut valid_until = i64::MAX;
+    let mut queue: VecDeque<&str> = VecDeque::new();
+    queue.push_back(&agent.spiffe_id);
+    for (alias, selectors) in &index.aliases {
+        if live(alias, now) && selector::is_subset(selectors, &node_selectors) {
+            if alias.expires_at != 0 {
+                valid_until = valid_until.min(alias.expires_at);
+            }
+            queue.push_back(&alias.spiffe_id);
+        }
+    }
+    let mut seen_parents: HashSet<&str> = HashSet::new();
+    let mut seen_entries: HashSet<&str> = HashSet::new();
+    let mut entries: Vec<Arc<RegistrationEntry>> = Vec::new();
+    while let Some(parent) = queue.pop_front() {
+        if !seen_parents.insert(parent) {
+            continue;
+        }
+        for entry in index.by_parent.get(parent).into_iter().flatten() {
+            if !live(entry, now) {
+                continue;
+            }
+            if seen_entries.insert(&entry.id) {
+                if entry.expires_at != 0 {
+                    valid_until = valid_until.min(entry.expires_at);
+                }
+                entries.push(entry.clone());
+                queue.push_back(&entry.spiffe_id);
+            }
+        }
+    }
+    entries.sort_by(|a, b| a.id.cmp(&b.id));
+    let by_id = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.id.clone(), i))
+        .collect();
+    AuthorizedSet {
+        entries,
+        by_id,
+        valid_until,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SERVER: &str = "spiffe://example.org/spire/server";
+    const AGENT: &str = "spiffe://example.org/spire/agent/join_token/a";
+
+    fn entry(id: &str, parent: &str, spiffe_id: &str, selectors: &[&str]) -> RegistrationEntry {
+        RegistrationEntry {
+            id: id.into(),
+            parent_id: parent.into(),
+            spiffe_id: spiffe_id.into(),
+            selectors: selectors
+                .iter()
+                .map(|s| StoredSelector::from(&Selector::parse(s).unwrap()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn agent(selectors: &[&str]) -> AttestedAgent {
+        AttestedAgent {
+            spiffe_id: AGENT.into(),
+            selectors: selectors
+                .iter()
+                .map(|s| StoredSelector::from(&Selector::parse(s).unwrap()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn ids(set: &AuthorizedSet) -> Vec<&str> {
+        set.entries().iter().map(|e| e.id.as_str()).collect()
+    }
+
+    #[test]
+    fn descendants_and_aliases() {
+        let entries = vec![
+            entry("1-own", AGENT, "spiffe://example.org/node", &["x:y"]),
+            entry(
+                "2-child",
+                "spiffe://example.org/node",
+                "spiffe://example.org/w",
+                &["unix:uid:1"],
+            ),
+            entry(
+                "3-grandchild",
+                "spiffe://example.org/w",
+                "spiffe://example.org/w2",
+                &["unix:uid:2"],
+            ),
+            entry(
+                "4-other",
+                "spiffe://example.org/spire/agent/join_token/b",
+                "spiffe://example.org/o",
+                &["unix:uid:1"],
+            ),
+            entry(
+                "5-alias",
+                SERVER,
+                "spiffe://example.org/cluster",
+                &["k8s_psat:cluster:c"],
+            ),
+            entry(
+                "6-under-alias",
+                "spiffe://example.org/cluster",
+                "spiffe://example.org/pod",
+                &["k8s:ns:a"],
+            ),
+            entry(
+                "7-alias-miss",
+                SERVER,
+                "spiffe://example.org/other-cluster",
+                &["k8s_psat:cluster:d"],
+            ),
+            entry(
+                "8-under-miss",
+                "spiffe://example.org/other-cluster",
+                "spiffe://example.org/pod2",
+                &["k8s:ns:a"],
+            ),
+            entry(
+                "9-loop",
+                "spiffe://example.org/w2",
+                "spiffe://example.org/node",
+                &["x:z"],
+            ),
+        ];
+        let index = build_index(1, entries, SERVER);
+        let set = compute(&index, &agent(&["k8s_psat:cluster:c"]), 0);
+        assert_eq!(
+            ids(&set),
+            vec![
+                "1-own",
+                "2-child",
+                "3-grandchild",
+                "6-under-alias",
+                "9-loop"
+            ]
+        );
+        assert!(set.get("4-other").is_none());
+        assert!(set.get("5-alias").is_none());
+        let bare = compute(&index, &agent(&[]), 0);
+        assert_eq!(
+            ids(&bare),
+            vec!["1-own", "2-child", "3-grandchild", "9-loop"]
+        );
+    }
+
+    #[test]
+    fn expired_entries_cut_the_chain() {
+        let mut own = entry("1", AGENT, "spiffe://example.org/node", &["x:y"]);
+        own.expires_at = 100;
+        let child = entry(
+            "2",
+            "spiffe://example.org/node",
+            "spiffe://example.org/w",
+            &["x:y"],
+        );
+        let index = build_index(1, vec![own, child], SERVER);
+        let before = compute(&index, &agent(&[]), 50);
+        assert_eq!(ids(&before), vec!["1", "2"]);
+        assert_eq!(before.valid_until, 100);
+        assert!(ids(&compute(&index, &agent(&[]), 100)).is_empty());
+    }
+}

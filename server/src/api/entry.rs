@@ -1,0 +1,413 @@
+//! `spire.api.server.entry.v1.Entry`: registration entries, and the
+//! entries each agent is authorized for.
+
+use std::collections::BTreeSet;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use spinel_proto::spire::api::server::entry::v1::{
+    batch_create_entry_response, batch_delete_entry_response, batch_update_entry_response,
+    entry_server::Entry, BatchCreateEntryRequest, BatchCreateEntryResponse,
+    BatchDeleteEntryRequest, BatchDeleteEntryResponse, BatchUpdateEntryRequest,
+    BatchUpdateEntryResponse, CountEntriesRequest, CountEntriesResponse,
+    GetAuthorizedEntriesRequest, GetAuthorizedEntriesResponse, GetEntryRequest, ListEntriesRequest,
+    ListEntriesResponse, SyncAuthorizedEntriesRequest, SyncAuthorizedEntriesResponse,
+};
+use spinel_proto::spire::api::types;
+use tonic::{Code, Request, Response, Status, Streaming};
+
+use super::auth::{method, Caller};
+use super::authorized::AuthorizedSet;
+use super::convert::{entry_to_proto_masked, paginate, set_matches};
+use super::error::{ok_status, ApiError, ApiResult};
+use super::{sync, validate, ApiState};
+use crate::datastore::{DataStoreError, EntryFilter, RegistrationEntry, SelectorMatch};
+
+/// The Entry service.
+#[derive(Debug, Clone)]
+pub struct EntryService {
+    state: Arc<ApiState>,
+}
+
+impl EntryService {
+    /// The service over `state`.
+    pub fn new(state: Arc<ApiState>) -> Self {
+        EntryService { state }
+    }
+}
+
+/// The filter fields shared by `CountEntries` and `ListEntries`.
+struct FilterParts<'a> {
+    by_spiffe_id: Option<&'a types::Spiffeid>,
+    by_parent_id: Option<&'a types::Spiffeid>,
+    by_selectors: Option<&'a types::SelectorMatch>,
+    by_federates_with: Option<&'a types::FederatesWithMatch>,
+    by_hint: Option<&'a String>,
+    by_downstream: Option<bool>,
+}
+
+/// A validated filter: what the datastore filters, plus the federation
+/// match the API applies itself.
+struct Filter {
+    store: EntryFilter,
+    federates_with: Option<(BTreeSet<String>, i32)>,
+}
+
+impl Filter {
+    fn new(td: &spinel_spiffe::TrustDomain, p: FilterParts<'_>) -> ApiResult<Self> {
+        let mut store = EntryFilter::default();
+        if let Some(id) = p.by_parent_id {
+            let id = validate::member_id(td, Some(id))
+                .map_err(|e| ApiError::invalid("malformed parent ID filter", e))?;
+            store.parent_id = Some(id.to_string());
+        }
+        if let Some(id) = p.by_spiffe_id {
+            let id = validate::workload_id(td, Some(id))
+                .map_err(|e| ApiError::invalid("malformed SPIFFE ID filter", e))?;
+            store.spiffe_id = Some(id.to_string());
+        }
+        if let Some(m) = p.by_selectors {
+            let selectors = validate::selectors(&m.selectors)
+                .map_err(|e| ApiError::invalid("malformed selectors filter", e))?;
+            let behavior = match m.r#match {
+                1 => SelectorMatch::Subset,
+                2 => SelectorMatch::Superset,
+                3 => SelectorMatch::Any,
+                _ => SelectorMatch::Exact,
+            };
+            store.selectors = Some((selectors, behavior));
+        }
+        let federates_with = match p.by_federates_with {
+            Some(m) => {
+                if m.trust_domains.is_empty() {
+                    return Err(ApiError::invalid(
+                        "malformed federates with filter",
+                        "empty trust domain set",
+                    ));
+                }
+                let tds = m
+                    .trust_domains
+                    .iter()
+                    .map(|t| validate::federated_trust_domain(t))
+                    .collect::<Result<BTreeSet<_>, _>>()
+                    .map_err(|e| ApiError::invalid("malformed federates with filter", e))?;
+                Some((tds, m.r#match))
+            }
+            None => None,
+        };
+        store.hint = p.by_hint.cloned();
+        store.downstream = p.by_downstream;
+        Ok(Filter {
+            store,
+            federates_with,
+        })
+    }
+
+    fn keeps(&self, e: &RegistrationEntry) -> bool {
+        match &self.federates_with {
+            Some((tds, behavior)) => {
+                let own: BTreeSet<String> = e.federates_with.iter().cloned().collect();
+                set_matches(&own, tds, *behavior)
+            }
+            None => true,
+        }
+    }
+}
+
+impl EntryService {
+    async fn entries(&self, filter: &Filter) -> ApiResult<Vec<RegistrationEntry>> {
+        let entries = self
+            .state
+            .datastore
+            .list_entries(&filter.store)
+            .await
+            .map_err(|e| ApiError::datastore("failed to list entries", e))?;
+        Ok(entries.into_iter().filter(|e| filter.keeps(e)).collect())
+    }
+
+    async fn create(
+        &self,
+        e: &types::Entry,
+        mask: Option<&types::EntryMask>,
+    ) -> batch_create_entry_response::Result {
+        let entry = match validate::entry(&self.state.trust_domain, e, None) {
+            Ok(entry) => entry,
+            Err(reason) => {
+                return batch_create_entry_response::Result {
+                    status: Some(ApiError::invalid("failed to convert entry", reason).to_proto()),
+                    entry: None,
+                }
+            }
+        };
+        let ds = &self.state.datastore;
+        match ds.create_entry(entry).await {
+            Ok(stored) => {
+                tracing::info!(entry_id = %stored.id, spiffe_id = %stored.spiffe_id, "entry created");
+                batch_create_entry_response::Result {
+                    status: Some(ok_status()),
+                    entry: Some(entry_to_proto_masked(&stored, mask)),
+                }
+            }
+            Err(DataStoreError::AlreadyExists { id, .. }) => {
+                // As SPIRE: report the similar entry, with AlreadyExists.
+                let existing = ds.get_entry(&id).await.ok().flatten();
+                batch_create_entry_response::Result {
+                    status: Some(
+                        ApiError::new(Code::AlreadyExists, "similar entry already exists")
+                            .to_proto(),
+                    ),
+                    entry: existing.map(|x| entry_to_proto_masked(&x, mask)),
+                }
+            }
+            Err(e) => batch_create_entry_response::Result {
+                status: Some(ApiError::datastore("failed to create entry", e).to_proto()),
+                entry: None,
+            },
+        }
+    }
+
+    async fn update(
+        &self,
+        e: &types::Entry,
+        input_mask: Option<&types::EntryMask>,
+    ) -> ApiResult<RegistrationEntry> {
+        validate::entry_id(&e.id).map_err(|r| ApiError::invalid("failed to convert entry", r))?;
+        let update = validate::entry(&self.state.trust_domain, e, input_mask)
+            .map_err(|r| ApiError::invalid("failed to convert entry", r))?;
+        let ds = &self.state.datastore;
+        let stored = ds
+            .get_entry(&e.id)
+            .await
+            .map_err(|err| ApiError::datastore("failed to update entry", err))?
+            .ok_or_else(|| ApiError::not_found("failed to update entry: entry not found"))?;
+        let merged = validate::merge_entry(&stored, update, input_mask);
+        let updated = ds
+            .update_entry(merged)
+            .await
+            .map_err(|err| ApiError::datastore("failed to update entry", err))?;
+        tracing::info!(entry_id = %updated.id, "entry updated");
+        Ok(updated)
+    }
+
+    async fn delete(&self, id: &str) -> batch_delete_entry_response::Result {
+        let status = if id.is_empty() {
+            ApiError::invalid_msg("missing entry ID").to_proto()
+        } else {
+            match self.state.datastore.delete_entry(id).await {
+                Ok(_) => {
+                    tracing::info!(entry_id = %id, "entry deleted");
+                    ok_status()
+                }
+                Err(DataStoreError::NotFound { .. }) => {
+                    ApiError::not_found("entry not found").to_proto()
+                }
+                Err(e) => ApiError::datastore("failed to delete entry", e).to_proto(),
+            }
+        };
+        batch_delete_entry_response::Result {
+            status: Some(status),
+            id: id.to_owned(),
+        }
+    }
+
+    /// The entries the calling agent is authorized for.
+    pub(super) async fn authorized(
+        state: &ApiState,
+        caller: &Caller,
+    ) -> ApiResult<Arc<AuthorizedSet>> {
+        let Caller::Agent { agent, .. } = caller else {
+            return Err(ApiError::new(Code::Internal, "caller is not an agent"));
+        };
+        state
+            .authorized
+            .for_agent(state.datastore.as_ref(), agent, state.clock.unix_seconds())
+            .await
+            .map_err(|e| ApiError::datastore("failed to fetch entries", e))
+    }
+}
+
+type SyncStream =
+    Pin<Box<dyn Stream<Item = Result<SyncAuthorizedEntriesResponse, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl Entry for EntryService {
+    async fn count_entries(
+        &self,
+        request: Request<CountEntriesRequest>,
+    ) -> Result<Response<CountEntriesResponse>, Status> {
+        self.state
+            .authorize(request.extensions(), method::COUNT_ENTRIES)
+            .await?;
+        let req = request.into_inner();
+        let count = match req.filter.as_ref() {
+            None => self
+                .state
+                .datastore
+                .count_entries()
+                .await
+                .map_err(|e| ApiError::datastore("failed to count entries", e))?,
+            Some(f) => {
+                let filter = Filter::new(
+                    &self.state.trust_domain,
+                    FilterParts {
+                        by_spiffe_id: f.by_spiffe_id.as_ref(),
+                        by_parent_id: f.by_parent_id.as_ref(),
+                        by_selectors: f.by_selectors.as_ref(),
+                        by_federates_with: f.by_federates_with.as_ref(),
+                        by_hint: f.by_hint.as_ref(),
+                        by_downstream: f.by_downstream,
+                    },
+                )?;
+                u64::try_from(self.entries(&filter).await?.len()).unwrap_or(u64::MAX)
+            }
+        };
+        Ok(Response::new(CountEntriesResponse {
+            count: i32::try_from(count).unwrap_or(i32::MAX),
+        }))
+    }
+
+    async fn list_entries(
+        &self,
+        request: Request<ListEntriesRequest>,
+    ) -> Result<Response<ListEntriesResponse>, Status> {
+        self.state
+            .authorize(request.extensions(), method::LIST_ENTRIES)
+            .await?;
+        let req = request.into_inner();
+        let f = req.filter.clone().unwrap_or_default();
+        let filter = Filter::new(
+            &self.state.trust_domain,
+            FilterParts {
+                by_spiffe_id: f.by_spiffe_id.as_ref(),
+                by_parent_id: f.by_parent_id.as_ref(),
+                by_selectors: f.by_selectors.as_ref(),
+                by_federates_with: f.by_federates_with.as_ref(),
+                by_hint: f.by_hint.as_ref(),
+                by_downstream: f.by_downstream,
+            },
+        )?;
+        let entries = self.entries(&filter).await?;
+        let (page, next_page_token) = paginate(entries, req.page_size, &req.page_token, |e| &e.id);
+        Ok(Response::new(ListEntriesResponse {
+            entries: page
+                .iter()
+                .map(|e| entry_to_proto_masked(e, req.output_mask.as_ref()))
+                .collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn get_entry(
+        &self,
+        request: Request<GetEntryRequest>,
+    ) -> Result<Response<types::Entry>, Status> {
+        self.state
+            .authorize(request.extensions(), method::GET_ENTRY)
+            .await?;
+        let req = request.into_inner();
+        if req.id.is_empty() {
+            return Err(ApiError::invalid_msg("missing ID").into());
+        }
+        let entry = self
+            .state
+            .datastore
+            .get_entry(&req.id)
+            .await
+            .map_err(|e| ApiError::datastore("failed to fetch entry", e))?
+            .ok_or_else(|| ApiError::not_found("entry not found"))?;
+        Ok(Response::new(entry_to_proto_masked(
+            &entry,
+            req.output_mask.as_ref(),
+        )))
+    }
+
+    async fn batch_create_entry(
+        &self,
+        request: Request<BatchCreateEntryRequest>,
+    ) -> Result<Response<BatchCreateEntryResponse>, Status> {
+        self.state
+            .authorize(request.extensions(), method::BATCH_CREATE_ENTRY)
+            .await?;
+        let req = request.into_inner();
+        let mut results = Vec::with_capacity(req.entries.len());
+        for e in &req.entries {
+            results.push(self.create(e, req.output_mask.as_ref()).await);
+        }
+        Ok(Response::new(BatchCreateEntryResponse { results }))
+    }
+
+    async fn batch_update_entry(
+        &self,
+        request: Request<BatchUpdateEntryRequest>,
+    ) -> Result<Response<BatchUpdateEntryResponse>, Status> {
+        self.state
+            .authorize(request.extensions(), method::BATCH_UPDATE_ENTRY)
+            .await?;
+        let req = request.into_inner();
+        let mut results = Vec::with_capacity(req.entries.len());
+        for e in &req.entries {
+            let result = match self.update(e, req.input_mask.as_ref()).await {
+                Ok(updated) => batch_update_entry_response::Result {
+                    status: Some(ok_status()),
+                    entry: Some(entry_to_proto_masked(&updated, req.output_mask.as_ref())),
+                },
+                Err(err) => batch_update_entry_response::Result {
+                    status: Some(err.to_proto()),
+                    entry: None,
+                },
+            };
+            results.push(result);
+        }
+        Ok(Response::new(BatchUpdateEntryResponse { results }))
+    }
+
+    async fn batch_delete_entry(
+        &self,
+        request: Request<BatchDeleteEntryRequest>,
+    ) -> Result<Response<BatchDeleteEntryResponse>, Status> {
+        self.state
+            .authorize(request.extensions(), method::BATCH_DELETE_ENTRY)
+            .await?;
+        let req = request.into_inner();
+        let mut results = Vec::with_capacity(req.ids.len());
+        for id in &req.ids {
+            results.push(self.delete(id).await);
+        }
+        Ok(Response::new(BatchDeleteEntryResponse { results }))
+    }
+
+    async fn get_authorized_entries(
+        &self,
+        request: Request<GetAuthorizedEntriesRequest>,
+    ) -> Result<Response<GetAuthorizedEntriesResponse>, Status> {
+        let caller = self
+            .state
+            .authorize(request.extensions(), method::GET_AUTHORIZED_ENTRIES)
+            .await?;
+        let set = Self::authorized(&self.state, &caller).await?;
+        let mask = request.get_ref().output_mask;
+        Ok(Response::new(GetAuthorizedEntriesResponse {
+            entries: set
+                .entries()
+                .iter()
+                .map(|e| entry_to_proto_masked(e, mask.as_ref()))
+                .collect(),
+        }))
+    }
+
+    type SyncAuthorizedEntriesStream = SyncStream;
+
+    async fn sync_authorized_entries(
+        &self,
+        request: Request<Streaming<SyncAuthorizedEntriesRequest>>,
+    ) -> Result<Response<Self::SyncAuthorizedEntriesStream>, Status> {
+        let caller = self
+            .state
+            .authorize(request.extensions(), method::SYNC_AUTHORIZED_ENTRIES)
+            .await?;
+        let set = Self::authorized(&self.state, &caller).await?;
+        let stream = sync::serve(set, request.into_inner(), super::SYNC_PAGE_SIZE);
+        Ok(Response::new(Box::pin(stream)))
+    }
+}

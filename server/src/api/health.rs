@@ -1,0 +1,77 @@
+//! `grpc.health.v1.Health` on the admin socket: `Check` answers `SERVING`
+//! while the server runs and its datastore answers. The server as a whole
+//! is the empty service name; each served API may also be asked for by
+//! name. `Watch` is not offered.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use spinel_proto::grpc::health::v1::{
+    health_check_response::ServingStatus, health_server::Health, HealthCheckRequest,
+    HealthCheckResponse,
+};
+use tonic::{Request, Response, Status};
+
+use super::auth::method;
+use super::ApiState;
+
+/// Service names `Check` knows, besides "" (the whole server).
+const SERVICES: &[&str] = &[
+    "spire.api.server.agent.v1.Agent",
+    "spire.api.server.bundle.v1.Bundle",
+    "spire.api.server.entry.v1.Entry",
+    "spire.api.server.svid.v1.SVID",
+];
+
+/// The health service.
+#[derive(Debug, Clone)]
+pub struct HealthService {
+    state: Arc<ApiState>,
+}
+
+impl HealthService {
+    /// The service over `state`.
+    pub fn new(state: Arc<ApiState>) -> Self {
+        HealthService { state }
+    }
+}
+
+type WatchStream =
+    Pin<Box<dyn Stream<Item = Result<HealthCheckResponse, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl Health for HealthService {
+    async fn check(
+        &self,
+        request: Request<HealthCheckRequest>,
+    ) -> Result<Response<HealthCheckResponse>, Status> {
+        self.state
+            .authorize(request.extensions(), method::HEALTH_CHECK)
+            .await?;
+        let service = request.get_ref().service.as_str();
+        if !service.is_empty() && !SERVICES.contains(&service) {
+            return Err(Status::not_found(format!("unknown service {service:?}")));
+        }
+        let status = if self.state.healthy().await {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        Ok(Response::new(HealthCheckResponse {
+            status: status as i32,
+        }))
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(
+        &self,
+        request: Request<HealthCheckRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        self.state
+            .authorize(request.extensions(), method::HEALTH_WATCH)
+            .await?;
+        Err(Status::unimplemented("Watch is not supported; use Check"))
+    }
+}

@@ -1,0 +1,136 @@
+//! The server's gRPC API: SPIRE's server API on the wire.
+//!
+//! One router ([`routes`]) serves both listeners: the TCP listener (TLS,
+//! agents and mTLS admins, see [`tls`]) and the admin Unix socket (local
+//! callers are admins). Services:
+//!
+//! | service | file | who |
+//! | --- | --- | --- |
+//! | `spire.api.server.agent.v1.Agent` | `agent.rs` | attestation: anyone; renewal: agents; management: admins |
+//! | `spire.api.server.entry.v1.Entry` | `entry.rs` | authorized entries: agents; the rest: admins |
+//! | `spire.api.server.svid.v1.SVID` | `svid.rs` | `BatchNewX509SVID`/`NewJWTSVID`: agents; `Mint*`: admins |
+//! | `spire.api.server.bundle.v1.Bundle` | `bundle.rs` | `GetBundle`: anyone; the rest: admins |
+//! | `grpc.health.v1.Health` | `health.rs` | the admin socket |
+//!
+//! Every handler starts with [`ApiState::authorize`] (the policy table is
+//! in `auth.rs`), validates its input at the edge (`validate.rs`, errors
+//! name the field), converts with `convert.rs`, and reports failures as one
+//! [`ApiError`] type turned into a `tonic::Status` (or a per-item
+//! `spire.api.types.Status` in batches) in one place (`error.rs`).
+//!
+//! The connection's [`PeerInfo`] (transport and client certificate chain)
+//! reaches handlers through the request extensions ([`transport`]).
+
+mod agent;
+mod attest;
+mod auth;
+mod authorized;
+mod bundle;
+mod convert;
+mod entry;
+mod error;
+mod health;
+pub mod health_http;
+mod svid;
+mod sync;
+pub mod tls;
+pub mod transport;
+mod validate;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use spinel_proto::grpc::health::v1::health_server::HealthServer;
+use spinel_proto::spire::api::server::agent::v1::agent_server::AgentServer;
+use spinel_proto::spire::api::server::bundle::v1::bundle_server::BundleServer;
+use spinel_proto::spire::api::server::entry::v1::entry_server::EntryServer;
+use spinel_proto::spire::api::server::svid::v1::svid_server::SvidServer;
+use spinel_spiffe::{Clock, SpiffeId, TrustDomain};
+use tonic::service::Routes;
+
+pub use auth::{method, policy, Caller, Policy};
+pub use error::ApiError;
+pub use transport::PeerInfo;
+
+use crate::attestor::node::NodeAttestors;
+use crate::ca::Ca;
+use crate::datastore::DataStore;
+
+/// Largest number of entries `SyncAuthorizedEntries` sends in full before
+/// switching to revisions first (SPIRE's default page size).
+pub const SYNC_PAGE_SIZE: usize = 500;
+
+/// API settings from the config.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// The server's trust domain.
+    pub trust_domain: TrustDomain,
+    /// SPIFFE IDs allowed to call admin methods over mTLS (`admin_ids`).
+    pub admin_ids: Vec<SpiffeId>,
+    /// Lifetime of agent SVIDs (`agent_ttl`); `None`: the CA's X509-SVID default.
+    pub agent_ttl: Option<Duration>,
+}
+
+/// Everything the services share. Cheap to share as `Arc<ApiState>`.
+#[derive(Debug)]
+pub struct ApiState {
+    trust_domain: TrustDomain,
+    datastore: Arc<dyn DataStore>,
+    ca: Arc<Ca>,
+    clock: Clock,
+    attestors: NodeAttestors,
+    admin_ids: BTreeSet<String>,
+    agent_ttl: Option<Duration>,
+    authorized: authorized::AuthorizedEntries,
+    serving: AtomicBool,
+}
+
+impl ApiState {
+    /// The shared state of the services.
+    pub fn new(
+        settings: ApiSettings,
+        datastore: Arc<dyn DataStore>,
+        ca: Arc<Ca>,
+        attestors: NodeAttestors,
+        clock: Clock,
+    ) -> Arc<Self> {
+        Arc::new(ApiState {
+            authorized: authorized::AuthorizedEntries::new(&settings.trust_domain),
+            admin_ids: auth::admin_id_set(&settings.admin_ids),
+            trust_domain: settings.trust_domain,
+            agent_ttl: settings.agent_ttl,
+            datastore,
+            ca,
+            clock,
+            attestors,
+            serving: AtomicBool::new(true),
+        })
+    }
+
+    /// Marks the server as (not) serving, as health checks report it.
+    pub fn set_serving(&self, serving: bool) {
+        self.serving.store(serving, Ordering::Relaxed);
+    }
+
+    /// Whether the server is serving and its datastore answers.
+    pub async fn healthy(&self) -> bool {
+        self.serving.load(Ordering::Relaxed) && self.datastore.entries_revision().await.is_ok()
+    }
+}
+
+/// Whether `name` is acceptable as a DNS SAN (a hostname, optionally with a
+/// leftmost `*` label), by the rules applied to entries.
+pub fn is_dns_name(name: &str) -> bool {
+    validate::dns_name(name).is_ok()
+}
+
+/// The router with every service, for either listener.
+pub fn routes(state: Arc<ApiState>) -> Routes {
+    Routes::new(AgentServer::new(agent::AgentService::new(state.clone())))
+        .add_service(EntryServer::new(entry::EntryService::new(state.clone())))
+        .add_service(SvidServer::new(svid::SvidService::new(state.clone())))
+        .add_service(BundleServer::new(bundle::BundleService::new(state.clone())))
+        .add_service(HealthServer::new(health::HealthService::new(state)))
+}

@@ -1,0 +1,136 @@
+//! The `plugins { ... }` block: which built-in plugin backs each seam.
+//!
+//! Supported: `DataStore "sled"` (exactly one data store), `KeyManager
+//! "disk"` or `"memory"` (exactly one key manager), `NodeAttestor
+//! "join_token"`. `DataStore "sql"` is recognised so that a SPIRE file gets
+//! a precise answer: PostgreSQL is planned but not there yet, other
+//! databases are not supported. Anything else is an error naming the plugin
+//! and its `file:line`.
+
+use std::path::{Path, PathBuf};
+
+use spinel_config::hcl::{single_plugin, ConfigFile, PluginDecl};
+
+use super::file::{DiskKeysData, NoData, SledData, SqlData};
+use super::ConfigLoadError;
+
+/// Plugin kinds this server has.
+const KINDS: &[&str] = &["DataStore", "KeyManager", "NodeAttestor"];
+
+/// The data store to open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataStoreConfig {
+    /// The embedded sled database in this directory.
+    Sled {
+        /// Database directory.
+        path: PathBuf,
+    },
+}
+
+/// The key manager to use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyManagerConfig {
+    /// Keys in one JSON file (mode 0600), kept across restarts.
+    Disk {
+        /// The key file.
+        keys_path: PathBuf,
+    },
+    /// Keys in memory: a restart makes a new CA.
+    Memory,
+}
+
+/// The plugins of a config file, resolved.
+#[derive(Debug, Clone)]
+pub struct Plugins {
+    /// The data store.
+    pub datastore: DataStoreConfig,
+    /// The key manager.
+    pub key_manager: KeyManagerConfig,
+    /// Names of the configured node attestors.
+    pub node_attestors: Vec<String>,
+}
+
+/// Resolves the plugins of `file`; `data_dir` is the server's data
+/// directory (for the default sled path).
+pub fn resolve(file: &ConfigFile, data_dir: &Path) -> Result<Plugins, ConfigLoadError> {
+    let decls = file.plugins()?;
+    for decl in decls.iter().filter(|d| d.enabled) {
+        if !KINDS.contains(&decl.kind.as_str()) {
+            return Err(decl.unsupported_kind(KINDS).into());
+        }
+    }
+    let datastore = datastore(single_plugin(file.path(), &decls, "DataStore")?, data_dir)?;
+    let key_manager = key_manager(single_plugin(file.path(), &decls, "KeyManager")?)?;
+    let mut node_attestors = Vec::new();
+    for decl in decls
+        .iter()
+        .filter(|d| d.enabled && d.kind == "NodeAttestor")
+    {
+        match decl.name.as_str() {
+            "join_token" => {
+                decl.data::<NoData>()?;
+            }
+            _ => return Err(decl.unsupported(&["join_token"]).into()),
+        }
+        node_attestors.push(decl.name.clone());
+    }
+    Ok(Plugins {
+        datastore,
+        key_manager,
+        node_attestors,
+    })
+}
+
+fn datastore(decl: &PluginDecl, data_dir: &Path) -> Result<DataStoreConfig, ConfigLoadError> {
+    match decl.name.as_str() {
+        "sled" => {
+            let data: SledData = decl.data()?;
+            let path = data
+                .path
+                .map(PathBuf::from)
+                .unwrap_or_else(|| data_dir.join("datastore"));
+            Ok(DataStoreConfig::Sled { path })
+        }
+        "sql" => {
+            let data: SqlData = decl.data()?;
+            let database_type = data.database_type.unwrap_or_default();
+            let message = match database_type.as_str() {
+                "postgres" => {
+                    "DataStore \"sql\" with database_type \"postgres\" is not yet supported; use DataStore \"sled\""
+                        .to_owned()
+                }
+                "" => "DataStore \"sql\" requires database_type; only \"postgres\" is planned, and it is not yet supported; use DataStore \"sled\"".to_owned(),
+                other => format!(
+                    "DataStore \"sql\" with database_type {other:?} is not supported (only \"postgres\" is planned); use DataStore \"sled\""
+                ),
+            };
+            Err(ConfigLoadError::Unsupported {
+                location: decl.location(),
+                message,
+            })
+        }
+        _ => Err(decl.unsupported(&["sled", "sql"]).into()),
+    }
+}
+
+fn key_manager(decl: &PluginDecl) -> Result<KeyManagerConfig, ConfigLoadError> {
+    match decl.name.as_str() {
+        "disk" => {
+            let data: DiskKeysData = decl.data()?;
+            if data.keys_path.is_empty() {
+                return Err(ConfigLoadError::Unsupported {
+                    location: decl.location(),
+                    message: "KeyManager \"disk\": `keys_path` must not be empty".into(),
+                });
+            }
+            Ok(KeyManagerConfig::Disk {
+                keys_path: PathBuf::from(data.keys_path),
+            })
+        }
+        "memory" => {
+            decl.data::<NoData>()?;
+            Ok(KeyManagerConfig::Memory)
+        }
+        _ => Err(decl.unsupported(&["disk", "memory"]).into()),
+    }
+}

@@ -1,0 +1,126 @@
+//! The datastore: registration entries, attested agents, join tokens and
+//! trust bundles.
+//!
+//! One trait, [`DataStore`], with an embedded backend ([`sled`], the default)
+//! and room for a shared one (PostgreSQL) later; both must pass the same
+//! conformance suite (`tests/datastore_conformance.rs`).
+//!
+//! Rules every backend keeps:
+//! - a write is durable before the call returns (invariant 6);
+//! - [`DataStore::take_join_token`] hands a token out at most once, even to
+//!   concurrent callers (invariant 7);
+//! - every entry write bumps the entry's `revision_number` and the store's
+//!   entry revision counter, so agents can sync incrementally.
+
+mod model;
+pub mod sled;
+
+pub use model::*;
+
+use async_trait::async_trait;
+
+/// What went wrong in the datastore.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DataStoreError {
+    /// The record does not exist.
+    #[error("{kind} {id:?} not found")]
+    NotFound {
+        /// The kind of record (`entry`, `agent`, `bundle`, ...).
+        kind: &'static str,
+        /// Its key.
+        id: String,
+    },
+    /// A record with the same identity already exists.
+    #[error("{kind} {id:?} already exists")]
+    AlreadyExists {
+        /// The kind of record.
+        kind: &'static str,
+        /// Its key (for entries: the ID of the existing similar entry).
+        id: String,
+    },
+    /// The stored data could not be read back: corruption or a foreign format.
+    #[error("datastore is corrupt at {location}: {reason}")]
+    Corrupt {
+        /// Where (tree and key).
+        location: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The storage engine failed.
+    #[error("datastore I/O failed: {0}")]
+    Backend(String),
+}
+
+/// Shorthand for datastore results.
+pub type Result<T> = std::result::Result<T, DataStoreError>;
+
+/// The datastore seam. Implementations are cheap to share (`Arc<dyn DataStore>`).
+#[async_trait]
+pub trait DataStore: Send + Sync + std::fmt::Debug + 'static {
+    // --- registration entries ---
+
+    /// Stores a new entry. An empty `id` gets a fresh UUID. An entry with the
+    /// same parent ID, SPIFFE ID and selector set already present is
+    /// `AlreadyExists` naming that entry's ID. Sets `created_at` (to now,
+    /// unless given) and `revision_number` (0 for a new entry). Returns the
+    /// stored entry.
+    async fn create_entry(&self, entry: RegistrationEntry) -> Result<RegistrationEntry>;
+    /// Replaces the entry with `entry.id` (NotFound if absent), bumping its
+    /// revision number. Returns the stored entry.
+    async fn update_entry(&self, entry: RegistrationEntry) -> Result<RegistrationEntry>;
+    /// Deletes an entry, returning it (NotFound if absent).
+    async fn delete_entry(&self, id: &str) -> Result<RegistrationEntry>;
+    /// One entry by ID.
+    async fn get_entry(&self, id: &str) -> Result<Option<RegistrationEntry>>;
+    /// Entries matching `filter`, ordered by ID.
+    async fn list_entries(&self, filter: &EntryFilter) -> Result<Vec<RegistrationEntry>>;
+    /// Number of entries.
+    async fn count_entries(&self) -> Result<u64>;
+    /// A counter bumped on every entry create/update/delete; lets caches
+    /// tell whether anything changed.
+    async fn entries_revision(&self) -> Result<u64>;
+
+    // --- attested agents ---
+
+    /// Stores a newly attested agent (AlreadyExists if its ID is present).
+    async fn create_agent(&self, agent: AttestedAgent) -> Result<()>;
+    /// Replaces a stored agent (NotFound if absent).
+    async fn update_agent(&self, agent: AttestedAgent) -> Result<()>;
+    /// One agent by SPIFFE ID.
+    async fn get_agent(&self, spiffe_id: &str) -> Result<Option<AttestedAgent>>;
+    /// Deletes an agent, returning it (NotFound if absent).
+    async fn delete_agent(&self, spiffe_id: &str) -> Result<AttestedAgent>;
+    /// All agents, ordered by SPIFFE ID.
+    async fn list_agents(&self) -> Result<Vec<AttestedAgent>>;
+
+    // --- join tokens ---
+
+    /// Stores a join token (AlreadyExists if the value is taken).
+    async fn create_join_token(&self, token: JoinToken) -> Result<()>;
+    /// Removes and returns the token atomically: of any number of
+    /// concurrent callers with the same value, at most one gets `Some`.
+    /// An expired token is returned too: the caller checks `expires_at`.
+    async fn take_join_token(&self, value: &str) -> Result<Option<JoinToken>>;
+    /// Deletes tokens that expired before `unix_seconds`; returns how many.
+    async fn prune_join_tokens(&self, unix_seconds: i64) -> Result<u64>;
+
+    // --- bundles ---
+
+    /// The bundle of `trust_domain` (name, e.g. `example.org`).
+    async fn get_bundle(&self, trust_domain: &str) -> Result<Option<StoredBundle>>;
+    /// Creates or replaces the bundle of `bundle.trust_domain`.
+    async fn set_bundle(&self, bundle: StoredBundle) -> Result<()>;
+    /// Deletes a bundle, returning it (NotFound if absent).
+    async fn delete_bundle(&self, trust_domain: &str) -> Result<StoredBundle>;
+    /// All bundles, ordered by trust domain.
+    async fn list_bundles(&self) -> Result<Vec<StoredBundle>>;
+
+    // --- CA state ---
+
+    /// Opaque CA journal (the CA's record of prepared/active/old
+    /// authorities); `None` before the first CA is made.
+    async fn get_ca_journal(&self) -> Result<Option<Vec<u8>>>;
+    /// Replaces the CA journal.
+    async fn set_ca_journal(&self, journal: Vec<u8>) -> Result<()>;
+}

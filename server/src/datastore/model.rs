@@ -1,0 +1,157 @@
+//! Records kept by the datastore. IDs are stored in their string form and
+//! validated at the API edge before they get here.
+
+use serde::{Deserialize, Serialize};
+use spinel_spiffe::Selector;
+
+/// A registration entry: which identity (`spiffe_id`) goes to which
+/// workloads (`selectors`) under which parent (an agent or node alias).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct RegistrationEntry {
+    /// Globally unique entry ID.
+    pub id: String,
+    /// The SPIFFE ID handed out.
+    pub spiffe_id: String,
+    /// The agent (or `spiffe://<td>/spire/server` for node aliases) it is delegated to.
+    pub parent_id: String,
+    /// Selectors (`type`, `value`), all of which a caller must have.
+    pub selectors: Vec<StoredSelector>,
+    /// X509-SVID TTL in seconds; 0 means the server default.
+    pub x509_svid_ttl: i32,
+    /// JWT-SVID TTL in seconds; 0 means the server default.
+    pub jwt_svid_ttl: i32,
+    /// Trust domain names whose bundles the workload also gets.
+    pub federates_with: Vec<String>,
+    /// The identity may call admin APIs.
+    pub admin: bool,
+    /// The identity is a downstream server.
+    pub downstream: bool,
+    /// Unix seconds after which the entry is void; 0 for never.
+    pub expires_at: i64,
+    /// DNS SANs for X509-SVIDs; the first is also the subject CN.
+    pub dns_names: Vec<String>,
+    /// Bumped on every update.
+    pub revision_number: i64,
+    /// The SVID may be exported to a store.
+    pub store_svid: bool,
+    /// Operator guidance for picking among several SVIDs.
+    pub hint: String,
+    /// Unix seconds when the entry was created.
+    pub created_at: i64,
+}
+
+/// A selector as stored.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct StoredSelector {
+    /// The selector type, e.g. `unix`.
+    pub kind: String,
+    /// The value, e.g. `uid:1000`.
+    pub value: String,
+}
+
+impl From<&Selector> for StoredSelector {
+    fn from(s: &Selector) -> Self {
+        StoredSelector {
+            kind: s.kind.clone(),
+            value: s.value.clone(),
+        }
+    }
+}
+
+impl From<&StoredSelector> for Selector {
+    fn from(s: &StoredSelector) -> Self {
+        Selector {
+            kind: s.kind.clone(),
+            value: s.value.clone(),
+        }
+    }
+}
+
+/// Which entries [`super::DataStore::list_entries`] returns. Empty fields match everything.
+#[derive(Debug, Clone, Default)]
+pub struct EntryFilter {
+    /// Only entries with this SPIFFE ID.
+    pub spiffe_id: Option<String>,
+    /// Only entries with this parent ID.
+    pub parent_id: Option<String>,
+    /// Only entries whose selectors relate to these as `selector_match` says.
+    pub selectors: Option<(Vec<StoredSelector>, SelectorMatch)>,
+    /// Only entries that federate with this trust domain.
+    pub federates_with: Option<String>,
+    /// Only entries with this hint.
+    pub hint: Option<String>,
+    /// Only entries with `downstream` equal to this.
+    pub downstream: Option<bool>,
+}
+
+/// How a selector filter compares with an entry's selectors (SPIRE's `SelectorMatch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SelectorMatch {
+    /// The entry's selectors are exactly the given set.
+    #[default]
+    Exact,
+    /// The entry's selectors are a subset of the given set.
+    Subset,
+    /// The entry's selectors are a superset of the given set.
+    Superset,
+    /// The entry's selectors and the given set share at least one selector.
+    Any,
+}
+
+/// An attested agent (SPIRE's "attested node").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct AttestedAgent {
+    /// The agent's SPIFFE ID.
+    pub spiffe_id: String,
+    /// The node attestor that admitted it, e.g. `join_token`.
+    pub attestation_type: String,
+    /// Serial number (decimal) of the agent's current X509-SVID.
+    pub cert_serial_number: String,
+    /// Its expiry (Unix seconds).
+    pub cert_not_after: i64,
+    /// Serial number of the SVID being rotated in, until the agent uses it.
+    pub new_cert_serial_number: String,
+    /// Its expiry (Unix seconds).
+    pub new_cert_not_after: i64,
+    /// Node selectors from attestation.
+    pub selectors: Vec<StoredSelector>,
+    /// A banned agent is refused everywhere until deleted.
+    pub banned: bool,
+    /// The attestor allows the agent to attest again with fresh evidence.
+    pub can_reattest: bool,
+}
+
+/// A join token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinToken {
+    /// The secret value.
+    pub value: String,
+    /// Unix seconds after which it is void.
+    pub expires_at: i64,
+}
+
+/// A trust domain's bundle as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredBundle {
+    /// Trust domain name, e.g. `example.org`.
+    pub trust_domain: String,
+    /// CA certificates, DER.
+    pub x509_authorities: Vec<Vec<u8>>,
+    /// JWT keys.
+    pub jwt_authorities: Vec<StoredJwtKey>,
+    /// Refresh hint in seconds.
+    pub refresh_hint: i64,
+    /// Sequence number, bumped on every change.
+    pub sequence_number: u64,
+}
+
+/// A JWT signing public key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredJwtKey {
+    /// Key ID.
+    pub key_id: String,
+    /// DER SubjectPublicKeyInfo.
+    pub public_key: Vec<u8>,
+    /// Unix seconds; 0 if none.
+    pub expires_at: i64,
+}

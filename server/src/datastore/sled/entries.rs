@@ -1,0 +1,331 @@
+//! Registration entries: writes in one transaction with their index rows and
+//! counters; reads through an index when the filter names a parent or a
+//! SPIFFE ID.
+
+use std::collections::BTreeSet;
+
+use ::sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use ::sled::{Transactional, Tree};
+
+use super::codec::{
+    backend, decode, decode_u64, encode, encode_u64, id_from_index_key, index_key, index_prefix,
+    similar_key,
+};
+use super::{
+    Trees, BY_PARENT, BY_SPIFFE_ID, ENTRIES, ENTRIES_COUNT_KEY, ENTRIES_REVISION_KEY, META,
+};
+use crate::datastore::{
+    DataStoreError, EntryFilter, RegistrationEntry, Result, SelectorMatch, StoredSelector,
+};
+
+/// Index rows carry everything in their key.
+const NO_VALUE: &[u8] = &[];
+
+type TxResult<T> = std::result::Result<T, ConflictableTransactionError<DataStoreError>>;
+
+fn abort(e: DataStoreError) -> ConflictableTransactionError<DataStoreError> {
+    ConflictableTransactionError::Abort(e)
+}
+
+fn entry_exists(id: &[u8]) -> ConflictableTransactionError<DataStoreError> {
+    abort(DataStoreError::AlreadyExists {
+        kind: "entry",
+        id: String::from_utf8_lossy(id).into_owned(),
+    })
+}
+
+fn entry_not_found(id: &str) -> ConflictableTransactionError<DataStoreError> {
+    abort(DataStoreError::NotFound {
+        kind: "entry",
+        id: id.to_owned(),
+    })
+}
+
+/// The trees an entry write touches, inside one transaction.
+struct EntryTx<'a> {
+    entries: &'a TransactionalTree,
+    by_parent: &'a TransactionalTree,
+    by_spiffe_id: &'a TransactionalTree,
+    similar: &'a TransactionalTree,
+    meta: &'a TransactionalTree,
+}
+
+impl EntryTx<'_> {
+    /// The stored entry `id`, `NotFound` if absent.
+    fn existing(&self, id: &str) -> TxResult<RegistrationEntry> {
+        let bytes = self
+            .entries
+            .get(id.as_bytes())?
+            .ok_or_else(|| entry_not_found(id))?;
+        decode(ENTRIES, id.as_bytes(), &bytes).map_err(abort)
+    }
+
+    /// Refuses `entry` if another entry (not `entry.id`) is similar to it.
+    fn check_similar(&self, entry: &RegistrationEntry, similar: &[u8]) -> TxResult<()> {
+        match self.similar.get(similar)? {
+            Some(other) if other.as_ref() != entry.id.as_bytes() => Err(entry_exists(&other)),
+            _ => Ok(()),
+        }
+    }
+
+    fn put(&self, entry: &RegistrationEntry, similar: &[u8]) -> TxResult<()> {
+        let value = encode("entry", entry).map_err(abort)?;
+        self.entries.insert(entry.id.as_bytes(), value)?;
+        self.by_parent
+            .insert(index_key(&entry.parent_id, &entry.id), NO_VALUE)?;
+        self.by_spiffe_id
+            .insert(index_key(&entry.spiffe_id, &entry.id), NO_VALUE)?;
+        self.similar.insert(similar, entry.id.as_bytes())?;
+        Ok(())
+    }
+
+    fn unindex(&self, entry: &RegistrationEntry) -> TxResult<()> {
+        self.by_parent
+            .remove(index_key(&entry.parent_id, &entry.id))?;
+        self.by_spiffe_id
+            .remove(index_key(&entry.spiffe_id, &entry.id))?;
+        self.similar.remove(similar_key(entry))?;
+        Ok(())
+    }
+
+    /// Bumps the revision counter and moves the entry count by `added`.
+    fn bump(&self, added: i64) -> TxResult<()> {
+        let read = |key: &[u8]| -> TxResult<u64> {
+            let bytes = self.meta.get(key)?;
+            decode_u64(META, key, bytes.as_deref()).map_err(abort)
+        };
+        let revision = read(ENTRIES_REVISION_KEY)?.saturating_add(1);
+        let count = read(ENTRIES_COUNT_KEY)?.saturating_add_signed(added);
+        self.meta
+            .insert(ENTRIES_REVISION_KEY, &encode_u64(revision)[..])?;
+        self.meta
+            .insert(ENTRIES_COUNT_KEY, &encode_u64(count)[..])?;
+        Ok(())
+    }
+}
+
+impl Trees {
+    /// Runs `f` as one transaction over the entry trees; retried by sled on
+    /// conflict, so `f` must not have side effects outside the trees.
+    fn entry_tx<T>(&self, f: impl Fn(&EntryTx<'_>) -> TxResult<T>) -> Result<T> {
+        (
+            &self.entries,
+            &self.by_parent,
+            &self.by_spiffe_id,
+            &self.similar,
+            &self.meta,
+        )
+            .transaction(|(entries, by_parent, by_spiffe_id, similar, meta)| {
+                f(&EntryTx {
+                    entries,
+                    by_parent,
+                    by_spiffe_id,
+                    similar,
+                    meta,
+                })
+            })
+            .map_err(|e| match e {
+                TransactionError::Abort(e) => e,
+                TransactionError::Storage(e) => backend("entry transaction", e),
+            })
+    }
+
+    pub(super) fn create_entry(
+        &self,
+        mut entry: RegistrationEntry,
+        now: i64,
+    ) -> Result<RegistrationEntry> {
+        if entry.id.is_empty() {
+            entry.id = uuid::Uuid::new_v4().to_string();
+        }
+        if entry.created_at == 0 {
+            entry.created_at = now;
+        }
+        entry.revision_number = 0;
+        let similar = similar_key(&entry);
+        self.entry_tx(|tx| {
+            tx.check_similar(&entry, &similar)?;
+            if tx.entries.get(entry.id.as_bytes())?.is_some() {
+                return Err(entry_exists(entry.id.as_bytes()));
+            }
+            tx.put(&entry, &similar)?;
+            tx.bump(1)
+        })?;
+        Ok(entry)
+    }
+
+    /// Keeps the stored `created_at`; the revision number is the stored one
+    /// plus one, whatever `entry` says.
+    pub(super) fn update_entry(&self, entry: RegistrationEntry) -> Result<RegistrationEntry> {
+        self.entry_tx(|tx| {
+            let old = tx.existing(&entry.id)?;
+            let mut next = entry.clone();
+            next.created_at = old.created_at;
+            next.revision_number = old.revision_number.saturating_add(1);
+            let similar = similar_key(&next);
+            tx.check_similar(&next, &similar)?;
+            tx.unindex(&old)?;
+            tx.put(&next, &similar)?;
+            tx.bump(0)?;
+            Ok(next)
+        })
+    }
+
+    pub(super) fn delete_entry(&self, id: &str) -> Result<RegistrationEntry> {
+        self.entry_tx(|tx| {
+            let old = tx.existing(id)?;
+            tx.entries.remove(id.as_bytes())?;
+            tx.unindex(&old)?;
+            tx.bump(-1)?;
+            Ok(old)
+        })
+    }
+
+    pub(super) fn get_entry(&self, id: &str) -> Result<Option<RegistrationEntry>> {
+        match self
+            .entries
+            .get(id.as_bytes())
+            .map_err(|e| backend("reading entries", e))?
+        {
+            Some(bytes) => decode(ENTRIES, id.as_bytes(), &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub(super) fn list_entries(&self, filter: &EntryFilter) -> Result<Vec<RegistrationEntry>> {
+        let candidates = if let Some(parent_id) = &filter.parent_id {
+            self.indexed(&self.by_parent, BY_PARENT, parent_id)?
+        } else if let Some(spiffe_id) = &filter.spiffe_id {
+            self.indexed(&self.by_spiffe_id, BY_SPIFFE_ID, spiffe_id)?
+        } else {
+            self.all_entries()?
+        };
+        Ok(candidates
+            .into_iter()
+            .filter(|entry| matches(filter, entry))
+            .collect())
+    }
+
+    /// The entries an index lists under `value`, in ID order. The caller
+    /// filters again: an entry changed since its index row was read may no
+    /// longer match.
+    fn indexed(&self, index: &Tree, name: &str, value: &str) -> Result<Vec<RegistrationEntry>> {
+        let prefix = index_prefix(value);
+        let mut found = Vec::new();
+        for row in index.scan_prefix(&prefix) {
+            let (key, _) = row.map_err(|e| backend(&format!("reading {name}"), e))?;
+            let id = id_from_index_key(&prefix, &key);
+            // Gone since the row was read: a concurrent delete.
+            if let Some(bytes) = self
+                .entries
+                .get(id)
+                .map_err(|e| backend("reading entries", e))?
+            {
+                found.push(decode(ENTRIES, id, &bytes)?);
+            }
+        }
+        Ok(found)
+    }
+
+    pub(super) fn all_entries(&self) -> Result<Vec<RegistrationEntry>> {
+        self.entries
+            .iter()
+            .map(|item| {
+                let (key, bytes) = item.map_err(|e| backend("reading entries", e))?;
+                decode(ENTRIES, &key, &bytes)
+            })
+            .collect()
+    }
+
+    pub(super) fn count_entries(&self) -> Result<u64> {
+        self.counter(ENTRIES_COUNT_KEY)
+    }
+
+    pub(super) fn entries_revision(&self) -> Result<u64> {
+        self.counter(ENTRIES_REVISION_KEY)
+    }
+
+    fn counter(&self, key: &[u8]) -> Result<u64> {
+        let bytes = self.meta.get(key).map_err(|e| backend("reading meta", e))?;
+        decode_u64(META, key, bytes.as_deref())
+    }
+}
+
+/// Whether `entry` passes every field of `filter`.
+fn matches(filter: &EntryFilter, entry: &RegistrationEntry) -> bool {
+    let equal = |wanted: &Option<String>, have: &str| wanted.as_deref().is_none_or(|w| w == have);
+    equal(&filter.spiffe_id, &entry.spiffe_id)
+        && equal(&filter.parent_id, &entry.parent_id)
+        && equal(&filter.hint, &entry.hint)
+        && filter.downstream.is_none_or(|d| d == entry.downstream)
+        && filter
+            .federates_with
+            .as_ref()
+            .is_none_or(|td| entry.federates_with.contains(td))
+        && filter
+            .selectors
+            .as_ref()
+            .is_none_or(|(given, how)| selectors_match(&entry.selectors, given, *how))
+}
+
+/// SPIRE's selector match modes, on selector sets.
+fn selectors_match(entry: &[StoredSelector], given: &[StoredSelector], how: SelectorMatch) -> bool {
+    let have: BTreeSet<&StoredSelector> = entry.iter().collect();
+    let given: BTreeSet<&StoredSelector> = given.iter().collect();
+    match how {
+        SelectorMatch::Exact => have == given,
+        SelectorMatch::Subset => have.is_subset(&given),
+        SelectorMatch::Superset => have.is_superset(&given),
+        SelectorMatch::Any => !have.is_disjoint(&given),
+    }
+}
+
+impl Trees {
+    /// Derives every index row and the entry count from the entry records
+    /// (for a store written before the layout was versioned). Not one
+    /// transaction: it runs before the store is in use, and a crash midway
+    /// leaves the store unversioned, so the next open runs it again.
+    pub(super) fn rebuild_entry_indexes(&self) -> Result<()> {
+        let entries = self.all_entries()?;
+        for index in [&self.by_parent, &self.by_spiffe_id, &self.similar] {
+            index
+                .clear()
+                .map_err(|e| backend("clearing an entry index", e))?;
+        }
+        let write = |tree: &Tree, key: Vec<u8>, value: &[u8]| {
+            tree.insert(key, value)
+                .map(drop)
+                .map_err(|e| backend("rebuilding entry indexes", e))
+        };
+        for entry in &entries {
+            write(
+                &self.by_parent,
+                index_key(&entry.parent_id, &entry.id),
+                NO_VALUE,
+            )?;
+            write(
+                &self.by_spiffe_id,
+                index_key(&entry.spiffe_id, &entry.id),
+                NO_VALUE,
+            )?;
+            let similar = similar_key(entry);
+            let taken = self
+                .similar
+                .contains_key(&similar)
+                .map_err(|e| backend("rebuilding entry indexes", e))?;
+            if taken {
+                tracing::warn!(entry_id = %entry.id, "entry duplicates an earlier one");
+            } else {
+                write(&self.similar, similar, entry.id.as_bytes())?;
+            }
+        }
+        let count = u64::try_from(entries.len()).unwrap_or(u64::MAX);
+        let revision = self.entries_revision()?.saturating_add(1);
+        write(&self.meta, ENTRIES_COUNT_KEY.to_vec(), &encode_u64(count))?;
+        write(
+            &self.meta,
+            ENTRIES_REVISION_KEY.to_vec(),
+            &encode_u64(revision),
+        )
+    }
+}

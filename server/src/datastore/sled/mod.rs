@@ -1,0 +1,248 @@
+//! The embedded backend: sled in the server's data directory.
+//!
+//! Layout (one sled tree per kind, records as JSON):
+//! - `entries`: entry ID -> [`RegistrationEntry`](super::RegistrationEntry);
+//! - `entries_by_parent`, `entries_by_spiffe_id`: one empty-valued row per
+//!   entry, keyed (parent or SPIFFE ID, entry ID), so one agent's or one
+//!   identity's entries are a prefix scan, already in entry-ID order;
+//! - `entries_similar`: (parent, SPIFFE ID, sorted selectors) -> entry ID,
+//!   which refuses a second registration of the same thing;
+//! - `agents` (by SPIFFE ID), `join_tokens` (by value), `bundles` (by trust
+//!   domain);
+//! - `meta`: the layout version, the entry revision counter and count, and
+//!   the CA journal.
+//!
+//! Key parts are length-prefixed (see `codec`), so no ID can pose as the
+//! prefix of another.
+//!
+//! An entry, its index rows and the counters change in one sled transaction,
+//! so a crash never leaves them out of step, and every write is flushed to
+//! disk (fsync) before the call returns (invariant 6). A join token is taken
+//! with one atomic `remove` (invariant 7). A record that does not decode is
+//! a [`Corrupt`](super::DataStoreError::Corrupt) error naming tree and key
+//! (never the key of a join token, which is the secret), not a panic.
+//!
+//! sled holds an exclusive lock on the database while it is open: a second
+//! server on the same `data_dir` is refused at [`SledDataStore::open`].
+
+mod codec;
+mod entries;
+mod open;
+mod records;
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use spinel_spiffe::Clock;
+
+use super::{
+    AttestedAgent, DataStore, EntryFilter, JoinToken, RegistrationEntry, Result, StoredBundle,
+};
+use codec::backend;
+
+const ENTRIES: &str = "entries";
+const BY_PARENT: &str = "entries_by_parent";
+const BY_SPIFFE_ID: &str = "entries_by_spiffe_id";
+const SIMILAR: &str = "entries_similar";
+const AGENTS: &str = "agents";
+const TOKENS: &str = "join_tokens";
+const BUNDLES: &str = "bundles";
+const META: &str = "meta";
+
+/// `meta` key: the layout version, written when the store is created.
+const FORMAT_VERSION_KEY: &[u8] = b"format_version";
+/// `meta` key: bumped on every entry create, update and delete.
+const ENTRIES_REVISION_KEY: &[u8] = b"entries_revision";
+/// `meta` key: the number of entries.
+const ENTRIES_COUNT_KEY: &[u8] = b"entries_count";
+/// `meta` key: the CA journal.
+const CA_JOURNAL_KEY: &[u8] = b"ca_journal";
+
+/// The sled-backed datastore. Cloning is cheap and shares the database.
+#[derive(Clone)]
+pub struct SledDataStore {
+    path: PathBuf,
+    db: ::sled::Db,
+    trees: Trees,
+    clock: Clock,
+}
+
+/// The open trees.
+#[derive(Clone)]
+struct Trees {
+    entries: ::sled::Tree,
+    by_parent: ::sled::Tree,
+    by_spiffe_id: ::sled::Tree,
+    similar: ::sled::Tree,
+    agents: ::sled::Tree,
+    tokens: ::sled::Tree,
+    bundles: ::sled::Tree,
+    meta: ::sled::Tree,
+}
+
+// sled's own Debug prints every record, join tokens included: show only
+// where the store is.
+impl std::fmt::Debug for SledDataStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledDataStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SledDataStore {
+    /// Where the database lives (`<temporary>` for [`Self::open_temporary`]).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Uses `clock` for the `created_at` of entries created without one
+    /// (default: the system clock).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Flushes everything written so far to disk (fsync).
+    ///
+    /// Not sled's `flush_async`: in sled 0.34.7 concurrent `flush_async`
+    /// calls deadlock, every sled I/O thread waiting in a flush for a write
+    /// that needs one of them (sled issues #1241, #1308, #1357; reproduced
+    /// here by `concurrent_writes_do_not_deadlock`). A blocking `flush` on
+    /// tokio's blocking pool leaves sled's own threads free for the writes.
+    async fn flush(&self) -> Result<()> {
+        let db = self.db.clone();
+        let context = format!("flushing {} to disk", self.path.display());
+        blocking(move || db.flush().map(drop).map_err(|e| backend(&context, e))).await
+    }
+}
+
+/// Runs blocking sled work (a scan, a flush) off the async runtime's
+/// worker threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| backend("datastore task", e))?
+}
+
+#[async_trait]
+impl DataStore for SledDataStore {
+    async fn create_entry(&self, entry: RegistrationEntry) -> Result<RegistrationEntry> {
+        let stored = self.trees.create_entry(entry, self.clock.unix_seconds())?;
+        self.flush().await?;
+        Ok(stored)
+    }
+
+    async fn update_entry(&self, entry: RegistrationEntry) -> Result<RegistrationEntry> {
+        let stored = self.trees.update_entry(entry)?;
+        self.flush().await?;
+        Ok(stored)
+    }
+
+    async fn delete_entry(&self, id: &str) -> Result<RegistrationEntry> {
+        let removed = self.trees.delete_entry(id)?;
+        self.flush().await?;
+        Ok(removed)
+    }
+
+    async fn get_entry(&self, id: &str) -> Result<Option<RegistrationEntry>> {
+        self.trees.get_entry(id)
+    }
+
+    async fn list_entries(&self, filter: &EntryFilter) -> Result<Vec<RegistrationEntry>> {
+        let (trees, filter) = (self.trees.clone(), filter.clone());
+        blocking(move || trees.list_entries(&filter)).await
+    }
+
+    async fn count_entries(&self) -> Result<u64> {
+        self.trees.count_entries()
+    }
+
+    async fn entries_revision(&self) -> Result<u64> {
+        self.trees.entries_revision()
+    }
+
+    async fn create_agent(&self, agent: AttestedAgent) -> Result<()> {
+        self.trees.create_agent(&agent)?;
+        self.flush().await
+    }
+
+    async fn update_agent(&self, agent: AttestedAgent) -> Result<()> {
+        self.trees.update_agent(&agent)?;
+        self.flush().await
+    }
+
+    async fn get_agent(&self, spiffe_id: &str) -> Result<Option<AttestedAgent>> {
+        self.trees.get_agent(spiffe_id)
+    }
+
+    async fn delete_agent(&self, spiffe_id: &str) -> Result<AttestedAgent> {
+        let removed = self.trees.delete_agent(spiffe_id)?;
+        self.flush().await?;
+        Ok(removed)
+    }
+
+    async fn list_agents(&self) -> Result<Vec<AttestedAgent>> {
+        let trees = self.trees.clone();
+        blocking(move || trees.list_agents()).await
+    }
+
+    async fn create_join_token(&self, token: JoinToken) -> Result<()> {
+        self.trees.create_join_token(&token)?;
+        self.flush().await
+    }
+
+    /// Expired tokens are handed out too: the caller checks the expiry (and
+    /// the token is gone either way). A token whose record does not decode
+    /// is removed and reported as `Corrupt`.
+    async fn take_join_token(&self, value: &str) -> Result<Option<JoinToken>> {
+        let Some(taken) = self.trees.take_join_token(value)? else {
+            return Ok(None);
+        };
+        self.flush().await?;
+        codec::decode(TOKENS, codec::REDACTED, &taken).map(Some)
+    }
+
+    async fn prune_join_tokens(&self, unix_seconds: i64) -> Result<u64> {
+        let trees = self.trees.clone();
+        let pruned = blocking(move || trees.prune_join_tokens(unix_seconds)).await?;
+        if pruned > 0 {
+            self.flush().await?;
+        }
+        Ok(pruned)
+    }
+
+    async fn get_bundle(&self, trust_domain: &str) -> Result<Option<StoredBundle>> {
+        self.trees.get_bundle(trust_domain)
+    }
+
+    async fn set_bundle(&self, bundle: StoredBundle) -> Result<()> {
+        self.trees.set_bundle(&bundle)?;
+        self.flush().await
+    }
+
+    async fn delete_bundle(&self, trust_domain: &str) -> Result<StoredBundle> {
+        let removed = self.trees.delete_bundle(trust_domain)?;
+        self.flush().await?;
+        Ok(removed)
+    }
+
+    async fn list_bundles(&self) -> Result<Vec<StoredBundle>> {
+        let trees = self.trees.clone();
+        blocking(move || trees.list_bundles()).await
+    }
+
+    async fn get_ca_journal(&self) -> Result<Option<Vec<u8>>> {
+        self.trees.get_ca_journal()
+    }
+
+    async fn set_ca_journal(&self, journal: Vec<u8>) -> Result<()> {
+        self.trees.set_ca_journal(journal)?;
+        self.flush().await
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,198 @@
+//! Opening the database: clear errors for a wrong path or a locked store,
+//! and the layout version check.
+
+use std::path::{Path, PathBuf};
+
+use spinel_spiffe::Clock;
+
+use super::codec::{backend, decode_u64, encode_u64};
+use super::{
+    SledDataStore, Trees, AGENTS, BUNDLES, BY_PARENT, BY_SPIFFE_ID, ENTRIES, FORMAT_VERSION_KEY,
+    META, SIMILAR, TOKENS,
+};
+use crate::datastore::{DataStoreError, Result};
+
+/// The layout this build reads and writes.
+const FORMAT_VERSION: u64 = 1;
+
+impl SledDataStore {
+    /// Opens the database in directory `path`, creating it (mode 0700) if
+    /// absent. Fails, naming `path`, if it is not a directory, does not
+    /// hold a sled database, holds one written by a newer layout, or is open
+    /// in another process.
+    pub fn open(path: &Path) -> Result<Self> {
+        let cannot = |why: String| {
+            DataStoreError::Backend(format!(
+                "cannot open sled datastore {}: {why}",
+                path.display()
+            ))
+        };
+        let existed = check_directory(path).map_err(cannot)?;
+        let db = ::sled::Config::new()
+            .path(path)
+            .open()
+            .map_err(|e| cannot(describe_open_error(&e)))?;
+        Self::from_db(path.to_owned(), db, existed).map_err(|e| match e {
+            DataStoreError::Backend(why) => cannot(why),
+            DataStoreError::Corrupt { location, reason } => DataStoreError::Corrupt {
+                location: format!("{} {location}", path.display()),
+                reason,
+            },
+            other => other,
+        })
+    }
+
+    /// A throwaway database (under `/dev/shm` on Linux), deleted on drop:
+    /// for tests and one-off tools.
+    pub fn open_temporary() -> Result<Self> {
+        let db = ::sled::Config::new()
+            .temporary(true)
+            .open()
+            .map_err(|e| backend("cannot open a temporary sled datastore", e))?;
+        Self::from_db(PathBuf::from("<temporary>"), db, false)
+    }
+
+    /// `existed`: sled had made a database at `path` before this open.
+    fn from_db(path: PathBuf, db: ::sled::Db, existed: bool) -> Result<Self> {
+        let tree = |name: &str| {
+            db.open_tree(name)
+                .map_err(|e| backend(&format!("opening tree {name}"), e))
+        };
+        let trees = Trees {
+            entries: tree(ENTRIES)?,
+            by_parent: tree(BY_PARENT)?,
+            by_spiffe_id: tree(BY_SPIFFE_ID)?,
+            similar: tree(SIMILAR)?,
+            agents: tree(AGENTS)?,
+            tokens: tree(TOKENS)?,
+            bundles: tree(BUNDLES)?,
+            meta: tree(META)?,
+        };
+        if trees.check_format(existed)? {
+            db.flush()
+                .map_err(|e| backend("flushing the new layout", e))?;
+        }
+        Ok(SledDataStore {
+            path,
+            db,
+            trees,
+            clock: Clock::system(),
+        })
+    }
+}
+
+impl Trees {
+    /// Checks the layout version, writing it into a new store. Returns
+    /// whether anything was written.
+    fn check_format(&self, existed: bool) -> Result<bool> {
+        let stored = self
+            .meta
+            .get(FORMAT_VERSION_KEY)
+            .map_err(|e| backend("reading meta", e))?;
+        if let Some(bytes) = stored {
+            let version = decode_u64(META, FORMAT_VERSION_KEY, Some(&bytes))?;
+            if version != FORMAT_VERSION {
+                return Err(DataStoreError::Backend(format!(
+                    "layout version {version} is not supported (this build reads version \
+                     {FORMAT_VERSION})"
+                )));
+            }
+            return Ok(false);
+        }
+        let has_records = [
+            &self.entries,
+            &self.agents,
+            &self.tokens,
+            &self.bundles,
+            &self.meta,
+        ]
+        .iter()
+        .any(|tree| !tree.is_empty());
+        if existed && !has_records {
+            // sled reads a log it cannot parse as empty: refuse rather than
+            // start over on someone else's file or a lost store.
+            return Err(DataStoreError::Backend(
+                "it holds no Spinel data: not a Spinel datastore, or its contents are \
+                 unreadable (if the server's very first start was interrupted, remove \
+                 the directory and start again)"
+                    .into(),
+            ));
+        }
+        if has_records {
+            // Written before the layout was versioned: derive the index
+            // rows and counters again from the records.
+            tracing::warn!("datastore has no layout version; rebuilding entry indexes");
+            self.rebuild_entry_indexes()?;
+        }
+        self.meta
+            .insert(FORMAT_VERSION_KEY, &encode_u64(FORMAT_VERSION)[..])
+            .map_err(|e| backend("writing meta", e))?;
+        Ok(true)
+    }
+}
+
+/// sled's settings file, written when it creates a database.
+const SLED_CONF: &str = "conf";
+/// The only thing sled makes before its settings file.
+const SLED_BLOBS: &str = "blobs";
+
+/// Checks that `path` is a directory holding a sled database or nothing
+/// (creating it, mode 0700, if absent). Returns whether a database exists.
+fn check_directory(path: &Path) -> std::result::Result<bool, String> {
+    let listing = match std::fs::read_dir(path) {
+        Ok(listing) => listing,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            create_private_dir(path).map_err(|e| format!("creating it: {e}"))?;
+            return Ok(false);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+            return Err("not a directory".into());
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let mut stranger = None;
+    for item in listing {
+        let name = item.map_err(|e| e.to_string())?.file_name();
+        if name == SLED_CONF {
+            return Ok(true);
+        }
+        if name != SLED_BLOBS {
+            stranger = Some(name);
+        }
+    }
+    match stranger {
+        Some(name) => Err(format!(
+            "not a sled datastore: it holds {} but no sled `{SLED_CONF}` file",
+            Path::new(&name).display()
+        )),
+        None => Ok(false),
+    }
+}
+
+/// Names the usual causes of a failed open.
+fn describe_open_error(e: &::sled::Error) -> String {
+    match e {
+        ::sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+            "it is locked: already in use by another process?".into()
+        }
+        ::sled::Error::Corruption { .. } => {
+            "not a sled database, or a damaged one (corrupt data)".into()
+        }
+        ::sled::Error::Unsupported(why) => format!("not a usable sled database: {why}"),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(unix)]
+fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
+#[cfg(not(unix))]
+fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(path)
+}

@@ -1,0 +1,202 @@
+//! sled's own behaviour: what `open` refuses and why, layout versions, and
+//! what `Debug` shows. The backend-independent contract is in
+//! `tests/datastore_conformance.rs`.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::SledDataStore;
+use crate::datastore::{
+    AttestedAgent, DataStore, EntryFilter, JoinToken, RegistrationEntry, StoredSelector,
+};
+
+const AGENT: &str = "spiffe://example.org/spire/agent/join_token/t1";
+
+fn entry(id: &str) -> RegistrationEntry {
+    RegistrationEntry {
+        id: id.into(),
+        spiffe_id: "spiffe://example.org/old".into(),
+        parent_id: AGENT.into(),
+        selectors: vec![StoredSelector {
+            kind: "unix".into(),
+            value: "uid:1".into(),
+        }],
+        created_at: 7,
+        ..Default::default()
+    }
+}
+
+fn open_error(path: &Path) -> String {
+    SledDataStore::open(path).unwrap_err().to_string()
+}
+
+/// Writes `value` under `key` in `tree` through a raw sled handle.
+fn plant(path: &Path, tree: &str, key: &[u8], value: &[u8]) {
+    let db = ::sled::open(path).unwrap();
+    db.open_tree(tree).unwrap().insert(key, value).unwrap();
+    db.flush().unwrap();
+}
+
+#[test]
+fn a_file_is_not_a_datastore() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let err = open_error(file.path());
+    assert!(err.contains(&file.path().display().to_string()), "{err}");
+    assert!(err.contains("not a directory"), "{err}");
+}
+
+#[test]
+fn a_directory_of_other_files_is_not_a_datastore() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), b"hello").unwrap();
+    let err = open_error(dir.path());
+    assert!(err.contains(&dir.path().display().to_string()), "{err}");
+    assert!(err.contains("notes.txt"), "{err}");
+    // Even one that has a file named like sled's log.
+    std::fs::write(dir.path().join("db"), vec![0xA5; 4096]).unwrap();
+    assert!(open_error(dir.path()).contains("not a sled datastore"));
+    assert!(!dir.path().join("conf").exists(), "nothing was written");
+}
+
+#[test]
+fn a_garbage_sled_settings_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("conf"),
+        b"this is no sled settings file at all",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("db"), vec![0xA5; 4096]).unwrap();
+    let err = open_error(dir.path());
+    assert!(err.contains(&dir.path().display().to_string()), "{err}");
+    assert!(err.contains("not a sled database"), "{err}");
+}
+
+#[tokio::test]
+async fn a_garbage_log_is_refused_not_started_over() {
+    // sled reads a log it cannot parse as an empty database.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let ds = SledDataStore::open(dir.path()).unwrap();
+        ds.create_entry(entry("e1")).await.unwrap();
+    }
+    let db = dir.path().join("db");
+    let len = std::fs::metadata(&db).unwrap().len();
+    std::fs::write(&db, vec![0x5A; usize::try_from(len).unwrap()]).unwrap();
+    let err = open_error(dir.path());
+    assert!(err.contains(&dir.path().display().to_string()), "{err}");
+    assert!(err.contains("no Spinel data"), "{err}");
+}
+
+#[test]
+fn a_store_in_use_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _held = SledDataStore::open(dir.path()).unwrap();
+    let err = open_error(dir.path());
+    assert!(err.contains("already in use by another process?"), "{err}");
+    assert!(err.contains(&dir.path().display().to_string()), "{err}");
+}
+
+#[test]
+fn a_closed_store_opens_again() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(SledDataStore::open(dir.path()).unwrap());
+    drop(SledDataStore::open(dir.path()).unwrap());
+}
+
+#[test]
+fn an_unknown_layout_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(SledDataStore::open(dir.path()).unwrap());
+    plant(dir.path(), "meta", b"format_version", &99u64.to_be_bytes());
+    let err = open_error(dir.path());
+    assert!(err.contains("layout version 99"), "{err}");
+    assert!(err.contains(&dir.path().display().to_string()), "{err}");
+}
+
+#[tokio::test]
+async fn an_unversioned_store_gets_its_indexes_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = entry("old-1");
+    plant(
+        dir.path(),
+        "entries",
+        b"old-1",
+        &serde_json::to_vec(&old).unwrap(),
+    );
+    let ds = SledDataStore::open(dir.path()).unwrap();
+    assert_eq!(ds.count_entries().await.unwrap(), 1);
+    assert!(ds.entries_revision().await.unwrap() > 0);
+    let under_agent = EntryFilter {
+        parent_id: Some(AGENT.into()),
+        ..Default::default()
+    };
+    assert_eq!(ds.list_entries(&under_agent).await.unwrap(), [old]);
+    let dup = ds.create_entry(entry("")).await.unwrap_err();
+    assert!(dup.to_string().contains("old-1"), "{dup}");
+}
+
+#[tokio::test]
+async fn debug_shows_no_records() {
+    let ds = SledDataStore::open_temporary().unwrap();
+    let token = JoinToken {
+        value: "do-not-print-me".into(),
+        expires_at: i64::MAX,
+    };
+    ds.create_join_token(token).await.unwrap();
+    let shown = format!("{ds:?}");
+    assert!(!shown.contains("do-not-print-me"), "{shown}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_new_store_directory_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data").join("datastore");
+    drop(SledDataStore::open(&path).unwrap());
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+}
+
+/// Many writers at once, each waiting for its flush: with sled's own
+/// `flush_async` this hangs within a few rounds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writes_do_not_deadlock() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds: Arc<dyn DataStore> = Arc::new(SledDataStore::open(dir.path()).unwrap());
+    for round in 0..10 {
+        let writers: Vec<_> = (0..64)
+            .map(|i| {
+                let ds = ds.clone();
+                tokio::spawn(async move {
+                    let agent = AttestedAgent {
+                        spiffe_id: format!("spiffe://example.org/agent/{round}/{i}"),
+                        ..Default::default()
+                    };
+                    ds.create_agent(agent).await.unwrap();
+                })
+            })
+            .collect();
+        let all = futures::future::try_join_all(writers);
+        // A deadlock also blocks runtime threads: watch from outside it.
+        let (done, watched) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let waited = watched.recv_timeout(Duration::from_secs(60));
+            if waited == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                // Straight to stderr: the test harness's capture dies with
+                // the process.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "concurrent writes deadlocked in round {round}"
+                );
+                std::process::abort();
+            }
+        });
+        all.await.unwrap();
+        done.send(()).unwrap();
+    }
+    assert_eq!(ds.list_agents().await.unwrap().len(), 640);
+}

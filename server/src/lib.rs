@@ -1,0 +1,24 @@
+//! The Spinel server: the trust domain's certificate authority.
+//!
+//! It attests agents (node attestors), keeps registration entries, signs
+//! short-lived X.509 and JWT SVIDs, and publishes the trust bundle. It speaks
+//! SPIRE's server API, both to agents (TCP + mTLS) and to operators (the
+//! admin Unix socket).
+//!
+//! Reading order:
+//! - [`config`]: the SPIRE-shaped `server.conf`;
+//! - [`datastore`]: entries, agents, join tokens, bundles (sled by default);
+//! - [`keymanager`] and [`ca`]: keys, the X.509 CA and JWT key, signing;
+//! - [`attestor`]: node attestors (`join_token`);
+//! - [`api`]: the gRPC services and who may call what;
+//! - [`run`]: start-up order, listeners, shutdown (what `spinel-server run` does);
+//! - [`cli`]: the `spinel-server` command line (`run`, `entry`, `token`, ...).
+
+pub mod api;
+pub mod attestor;
+pub mod ca;
+pub mod cli;
+pub mod config;
+pub mod datastore;
+pub mod keymanager;
+pub mod run;

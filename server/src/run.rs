@@ -1,0 +1,462 @@
+//! Running the server: what `spinel-server run` does.
+//!
+//! Start-up order: data store (sled, at the plugin's path) → key manager →
+//! CA ([`Ca::start`], which loads or makes the CA and stores the bundle) →
+//! CA rotation task → TLS material → listeners (TCP with TLS, the admin Unix
+//! socket, and the HTTP health listener if enabled) → join-token pruning.
+//!
+//! When both listeners are up, the server logs, at info:
+//!
+//! - `Starting Server APIs` with fields `address=<ip:port>` and
+//!   `socket_path=<path>`, and
+//! - `listening on <ip>:<port>`: the exact text a harness can wait for to
+//!   learn the TCP port. With `bind_port = 0` the port is the one the OS
+//!   picked, e.g. `listening on 127.0.0.1:40551`.
+//!
+//! In-process use (tests): [`start`] returns a [`RunningServer`] with the
+//! bound address; [`RunningServer::shutdown`] stops it gracefully. The
+//! binary calls [`run`], which also waits for SIGINT/SIGTERM.
+//!
+//! The admin socket: its parent directory is created with mode 0700 when
+//! missing; a stale socket file left by a dead server is removed, but if a
+//! server answers on it, start-up fails; the socket itself gets mode 0770;
+//! it is removed on shutdown.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use spinel_spiffe::{Clock, TrustBundle};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::api::{self, tls, ApiSettings, ApiState};
+use crate::attestor::node::{JoinTokenAttestor, NodeAttestors};
+use crate::ca::Ca;
+use crate::config::{DataStoreConfig, KeyManagerConfig, ServerConfig};
+use crate::datastore::DataStore;
+use crate::keymanager::KeyManager;
+
+/// How often expired join tokens are pruned.
+pub const JOIN_TOKEN_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+/// How long shutdown waits for in-flight calls.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The data store could not be opened.
+    #[error("cannot open the data store at {path}: {reason}")]
+    DataStore {
+        /// Its path.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The key manager could not be opened.
+    #[error("cannot open the key manager: {0}")]
+    KeyManager(#[from] crate::keymanager::KeyError),
+    /// The CA could not start.
+    #[error("cannot start the CA: {0}")]
+    Ca(#[from] crate::ca::CaError),
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// A listener could not be opened.
+    #[error("cannot listen on {what} {address}: {source}")]
+    Listen {
+        /// `TCP`, `the admin socket`, `the health listener`.
+        what: &'static str,
+        /// The address or path.
+        address: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The admin socket is in use by a live server, or its path is unusable.
+    #[error("admin socket {path}: {reason}")]
+    Socket {
+        /// The socket path.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A listener failed while serving.
+    #[error("serving {what} failed: {reason}")]
+    Serve {
+        /// Which listener.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A started server.
+#[derive(Debug)]
+pub struct RunningServer {
+    tcp_addr: SocketAddr,
+    socket_path: PathBuf,
+    ca: Arc<Ca>,
+    state: Arc<ApiState>,
+    shutdown: watch::Sender<bool>,
+    servers: Vec<(
+        &'static str,
+        JoinHandle<Result<(), tonic::transport::Error>>,
+    )>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// The address the TCP API is bound to (the real port with `bind_port = 0`).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.tcp_addr
+    }
+
+    /// The admin socket.
+    pub fn socket_path(&self) -> &Path {
+        &self.socket_path
+    }
+
+    /// The current trust bundle.
+    pub fn bundle(&self) -> TrustBundle {
+        self.ca.bundle()
+    }
+
+    /// The CA.
+    pub fn ca(&self) -> &Arc<Ca> {
+        &self.ca
+    }
+
+    /// Stops accepting, lets in-flight calls finish (up to
+    /// [`SHUTDOWN_GRACE`]), stops background tasks and removes the socket.
+    pub async fn shutdown(self) -> Result<(), RunError> {
+        tracing::info!("stopping the server");
+        self.state.set_serving(false);
+        let _ = self.shutdown.send(true);
+        let mut result = Ok(());
+        for (what, handle) in self.servers {
+            let abort = handle.abort_handle();
+            match tokio::time::timeout(SHUTDOWN_GRACE, handle).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => {
+                    result = Err(RunError::Serve {
+                        what,
+                        reason: e.to_string(),
+                    })
+                }
+                Ok(Err(join)) if join.is_cancelled() => {}
+                Ok(Err(join)) => {
+                    result = Err(RunError::Serve {
+                        what,
+                        reason: join.to_string(),
+                    })
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        listener = what,
+                        "calls still in flight after the grace period; closing them"
+                    );
+                    abort.abort();
+                }
+            }
+        }
+        for task in &self.background {
+            task.abort();
+        }
+        // Wait until the aborted tasks are gone, so that nothing holds the
+        // data store (and its file lock) once this returns.
+        for task in self.background {
+            let _ = task.await;
+        }
+        remove_socket(&self.socket_path);
+        tracing::info!("server stopped");
+        result
+    }
+
+    /// Waits until a listener stops on its own (an error), returning it.
+    async fn wait_for_failure(&mut self) -> RunError {
+        let futures = self
+            .servers
+            .iter_mut()
+            .map(|(what, handle)| Box::pin(async move { (*what, handle.await) }));
+        let ((what, outcome), _, _) = futures::future::select_all(futures).await;
+        let reason = match outcome {
+            Ok(Ok(())) => "stopped unexpectedly".to_owned(),
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        RunError::Serve { what, reason }
+    }
+}
+
+/// Runs the server until SIGINT or SIGTERM, then shuts down gracefully.
+pub async fn run(config: ServerConfig) -> Result<(), RunError> {
+    let mut server = start(config).await?;
+    let stopped = tokio::select! {
+        () = shutdown_signal() => None,
+        err = server.wait_for_failure() => Some(err),
+    };
+    let result = server.shutdown().await;
+    match stopped {
+        Some(err) => Err(err),
+        None => result,
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("received SIGTERM"),
+                _ = tokio::signal::ctrl_c() => tracing::info!("received SIGINT"),
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; stopping on SIGINT only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Opens the data store named by the config.
+async fn open_datastore(config: &DataStoreConfig) -> Result<Arc<dyn DataStore>, RunError> {
+    match config {
+        DataStoreConfig::Sled { path } => {
+            let store = crate::datastore::sled::SledDataStore::open(path).map_err(|e| {
+                RunError::DataStore {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// Opens the key manager named by the config.
+fn open_key_manager(config: &KeyManagerConfig) -> Result<Arc<dyn KeyManager>, RunError> {
+    Ok(match config {
+        KeyManagerConfig::Disk { keys_path } => {
+            Arc::new(crate::keymanager::DiskKeyManager::open(keys_path)?)
+        }
+        KeyManagerConfig::Memory => Arc::new(crate::keymanager::MemoryKeyManager::new()),
+    })
+}
+
+/// Starts every part of the server and returns once the listeners are up.
+pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    let clock = Clock::system();
+    create_dir(&config.data_dir).map_err(|e| RunError::DataStore {
+        path: config.data_dir.clone(),
+        reason: format!("cannot create the data directory: {e}"),
+    })?;
+    let datastore = open_datastore(&config.plugins.datastore).await?;
+    let keys = open_key_manager(&config.plugins.key_manager)?;
+    let ca = Ca::start(config.ca.clone(), keys, datastore.clone(), clock.clone()).await?;
+    let mut background = vec![tokio::spawn(ca.clone().run_rotation())];
+
+    let mut attestors = NodeAttestors::new();
+    // As in SPIRE, join tokens are always accepted: they exist only when an
+    // admin creates one.
+    attestors.insert(Arc::new(JoinTokenAttestor::new(
+        config.trust_domain.clone(),
+        datastore.clone(),
+        clock.clone(),
+    )));
+    let state = ApiState::new(
+        ApiSettings {
+            trust_domain: config.trust_domain.clone(),
+            admin_ids: config.admin_ids.clone(),
+            agent_ttl: config.agent_ttl,
+        },
+        datastore.clone(),
+        ca.clone(),
+        attestors,
+        clock.clone(),
+    );
+    let routes = api::routes(state.clone());
+
+    // TLS material.
+    let provider = tls::provider();
+    let dns_names = server_dns_names(&config.bind_address);
+    let (key, not_after) = tls::issue_server_key(&ca, &dns_names, &provider)?;
+    let resolver = Arc::new(tls::ServerCertResolver::new(key));
+    let verifier = Arc::new(tls::BundleClientVerifier::new(
+        &ca.bundle(),
+        provider.clone(),
+    )?);
+    let tls_config = tls::server_config(provider, resolver.clone(), verifier.clone())?;
+    background.push(tokio::spawn(tls::maintain(
+        ca.clone(),
+        clock.clone(),
+        dns_names,
+        not_after,
+        resolver,
+        verifier,
+    )));
+
+    // Listeners.
+    let address = format!("{}:{}", config.bind_address, config.bind_port);
+    let tcp = TcpListener::bind((config.bind_address.as_str(), config.bind_port))
+        .await
+        .map_err(|source| RunError::Listen {
+            what: "TCP",
+            address: address.clone(),
+            source,
+        })?;
+    let tcp_addr = tcp.local_addr().map_err(|source| RunError::Listen {
+        what: "TCP",
+        address,
+        source,
+    })?;
+    let unix = bind_socket(&config.socket_path).await?;
+    let (shutdown, _) = watch::channel(false);
+
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config));
+    let tcp_server = tonic::transport::Server::builder()
+        .add_routes(routes.clone())
+        .serve_with_incoming_shutdown(
+            api::transport::tls_incoming(tcp, acceptor),
+            stopped(shutdown.subscribe()),
+        );
+    let unix_server = tonic::transport::Server::builder()
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(
+            api::transport::local_incoming(unix),
+            stopped(shutdown.subscribe()),
+        );
+    let servers = vec![
+        ("TCP", tokio::spawn(tcp_server)),
+        ("the admin socket", tokio::spawn(unix_server)),
+    ];
+
+    if config.health_checks.listener_enabled {
+        let h = &config.health_checks;
+        let address = format!("{}:{}", h.bind_address, h.bind_port);
+        let listener = TcpListener::bind((h.bind_address.as_str(), h.bind_port))
+            .await
+            .map_err(|source| RunError::Listen {
+                what: "the health listener",
+                address: address.clone(),
+                source,
+            })?;
+        tracing::info!(address = %address, "serving health checks");
+        background.push(tokio::spawn(api::health_http::serve(
+            listener,
+            api::health_http::HealthPaths {
+                live: h.live_path.clone(),
+                ready: h.ready_path.clone(),
+            },
+            state.clone(),
+            shutdown.subscribe(),
+        )));
+    }
+    background.push(tokio::spawn(prune_join_tokens(datastore, clock)));
+
+    tracing::info!(
+        address = %tcp_addr,
+        socket_path = %config.socket_path.display(),
+        trust_domain = %config.trust_domain,
+        "Starting Server APIs"
+    );
+    tracing::info!("listening on {tcp_addr}");
+    Ok(RunningServer {
+        tcp_addr,
+        socket_path: config.socket_path,
+        ca,
+        state,
+        shutdown,
+        servers,
+        background,
+    })
+}
+
+/// Resolves once `rx` reads `true` (or its sender is gone).
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// DNS SANs of the server certificate: `localhost`, and the bind address
+/// when it is a host name.
+fn server_dns_names(bind_address: &str) -> Vec<String> {
+    let mut names = vec!["localhost".to_owned()];
+    if bind_address.parse::<std::net::IpAddr>().is_err()
+        && bind_address != "localhost"
+        && crate::api::is_dns_name(bind_address)
+    {
+        names.push(bind_address.to_owned());
+    }
+    names
+}
+
+async fn prune_join_tokens(datastore: Arc<dyn DataStore>, clock: Clock) {
+    let mut ticker = tokio::time::interval(JOIN_TOKEN_PRUNE_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        match datastore.prune_join_tokens(clock.unix_seconds()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(pruned = n, "expired join tokens pruned"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune expired join tokens"),
+        }
+    }
+}
+
+fn create_dir(path: &Path) -> io::Result<()> {
+    if path.as_os_str().is_empty() || path.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
+/// Binds the admin socket (see the module documentation for the rules).
+async fn bind_socket(path: &Path) -> Result<UnixListener, RunError> {
+    let fail = |reason: String| RunError::Socket {
+        path: path.to_owned(),
+        reason,
+    };
+    if let Some(parent) = path.parent() {
+        create_dir(parent).map_err(|e| fail(format!("cannot create its directory: {e}")))?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if tokio::net::UnixStream::connect(path).await.is_ok() {
+                return Err(fail("another server is already serving on it".into()));
+            }
+            std::fs::remove_file(path)
+                .map_err(|e| fail(format!("cannot remove the stale socket: {e}")))?;
+            tracing::info!(socket_path = %path.display(), "removed a stale admin socket");
+        }
+        Ok(_) => return Err(fail("the path exists and is not a socket".into())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(fail(e.to_string())),
+    }
+    let listener = UnixListener::bind(path).map_err(|source| RunError::Listen {
+        what: "the admin socket",
+        address: path.display().to_string(),
+        source,
+    })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o770))
+        .map_err(|e| fail(format!("cannot set its permissions: {e}")))?;
+    Ok(listener)
+}
+
+fn remove_socket(path: &Path) {
+    if let Err(e) = std::fs::remove_file(path) {
+        if e.kind() != io::ErrorKind::NotFound {
+            tracing::warn!(socket_path = %path.display(), error = %e, "cannot remove the admin socket");
+        }
+    }
+}
