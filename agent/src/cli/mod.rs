@@ -1,0 +1,86 @@
+//! The `spinel-agent` command line, in SPIRE's spelling.
+//!
+//! `spinel-agent run -config agent.conf [-joinToken T]` runs the agent;
+//! `api fetch x509|jwt`, `api validate jwt` and `api watch` are Workload API
+//! clients; `healthcheck` checks a running agent. Flags take Go's forms
+//! through [`spinel_config::flags`].
+
+pub mod api;
+mod run_cmd;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// SPIRE's default is `/tmp/spire-agent/public/api.sock`; Spinel's mirrors it.
+pub const DEFAULT_SOCKET_PATH: &str = "/tmp/spinel-agent/public/api.sock";
+
+/// `spinel-agent`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "spinel-agent",
+    version,
+    about = "Spinel agent: serves the SPIFFE Workload API"
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs the agent.
+    Run(run_cmd::RunArgs),
+    /// Checks that a running agent is healthy.
+    Healthcheck(run_cmd::HealthcheckArgs),
+    /// Talks to the Workload API like a workload would.
+    #[command(subcommand)]
+    Api(api::ApiCommand),
+}
+
+/// Entry point of the binary: parses Go-style flags and runs the command.
+pub fn main() -> ExitCode {
+    main_with_args(std::env::args_os())
+}
+
+/// [`main`] with explicit arguments (the first is the program name).
+pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let cli: Cli = match spinel_config::flags::parse_go_style::<Cli>(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let result = match cli.command {
+            Command::Run(args) => run_cmd::run(args).await,
+            Command::Healthcheck(args) => run_cmd::healthcheck(args).await,
+            Command::Api(cmd) => api::run(cmd).await,
+        };
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("Error: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

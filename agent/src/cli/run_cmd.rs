@@ -1,0 +1,126 @@
+//! `spinel-agent run` and `healthcheck`, with SPIRE's flags.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::ArgAction;
+use hyper_util::rt::TokioIo;
+use spinel_proto::grpc::health::v1::health_check_response::ServingStatus;
+use spinel_proto::grpc::health::v1::health_client::HealthClient;
+use spinel_proto::grpc::health::v1::HealthCheckRequest;
+
+use crate::config::{AgentConfig, Overrides};
+
+/// `run` flags.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Path to the agent config file.
+    #[arg(long = "config", default_value = "conf/agent/agent.conf")]
+    pub config: PathBuf,
+    /// Join token to attest with.
+    #[arg(long = "joinToken")]
+    pub join_token: Option<String>,
+    /// Directory to store runtime data to.
+    #[arg(long = "dataDir")]
+    pub data_dir: Option<PathBuf>,
+    /// 'DEBUG', 'INFO', 'WARN' or 'ERROR'.
+    #[arg(long = "logLevel")]
+    pub log_level: Option<String>,
+    /// IP address or DNS name of the server.
+    #[arg(long = "serverAddress")]
+    pub server_address: Option<String>,
+    /// Port number of the server.
+    #[arg(long = "serverPort")]
+    pub server_port: Option<u16>,
+    /// Path to bind the Workload API socket to.
+    #[arg(long = "socketPath")]
+    pub socket_path: Option<PathBuf>,
+    /// Path to the bootstrap trust bundle.
+    #[arg(long = "trustBundle")]
+    pub trust_bundle: Option<PathBuf>,
+    /// The trust domain the agent belongs to.
+    #[arg(long = "trustDomain")]
+    pub trust_domain: Option<String>,
+    /// Trust the server without a bundle on first contact (development only).
+    #[arg(long = "insecureBootstrap", action = ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_value = "false", default_missing_value = "true",
+          value_parser = spinel_config::flags::parse_go_bool)]
+    pub insecure_bootstrap: bool,
+    /// Expand environment variables in the config file.
+    #[arg(long = "expandEnv", action = ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_value = "false", default_missing_value = "true",
+          value_parser = spinel_config::flags::parse_go_bool)]
+    pub expand_env: bool,
+}
+
+/// `healthcheck` flags.
+#[derive(Debug, clap::Args)]
+pub struct HealthcheckArgs {
+    /// Path to the Workload API socket.
+    #[arg(long = "socketPath", default_value = super::DEFAULT_SOCKET_PATH)]
+    pub socket_path: PathBuf,
+    /// Only check that the agent answers (accepted for SPIRE compatibility).
+    #[arg(long = "shallow", action = ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_value = "false", default_missing_value = "true",
+          value_parser = spinel_config::flags::parse_go_bool)]
+    pub shallow: bool,
+    /// Print the reason when unhealthy.
+    #[arg(long = "verbose", action = ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_value = "false", default_missing_value = "true",
+          value_parser = spinel_config::flags::parse_go_bool)]
+    pub verbose: bool,
+}
+
+/// Runs the agent until it is stopped.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let overrides = Overrides {
+        join_token: args.join_token,
+        data_dir: args.data_dir,
+        log_level: args.log_level,
+        server_address: args.server_address,
+        server_port: args.server_port,
+        socket_path: args.socket_path,
+        trust_bundle_path: args.trust_bundle,
+        trust_domain: args.trust_domain,
+        insecure_bootstrap: args.insecure_bootstrap,
+    };
+    let config = AgentConfig::load(&args.config, &overrides, args.expand_env)?;
+    spinel_config::logging::init(
+        &config.log_level,
+        config.log_format,
+        config.log_file.as_deref(),
+    )?;
+    crate::run::run(config).await?;
+    Ok(())
+}
+
+/// Checks a running agent's health through the gRPC health service on its
+/// Workload API socket.
+pub async fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<()> {
+    let path = args.socket_path.clone();
+    let channel = tonic::transport::Endpoint::from_static("http://localhost")
+        .connect_with_connector(tower::service_fn(move |_| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+            }
+        }))
+        .await
+        .with_context(|| {
+            format!(
+                "Agent is unhealthy: cannot connect to {}",
+                args.socket_path.display()
+            )
+        })?;
+    let response = HealthClient::new(channel)
+        .check(HealthCheckRequest::default())
+        .await
+        .map_err(|s| anyhow::anyhow!("Agent is unhealthy: {}: {}", s.code(), s.message()))?
+        .into_inner();
+    if response.status == ServingStatus::Serving as i32 {
+        println!("Agent is healthy.");
+        Ok(())
+    } else {
+        anyhow::bail!("Agent is unhealthy: not ready (no successful sync with the server yet)")
+    }
+}

@@ -1,0 +1,357 @@
+//! The agent's configuration: SPIRE's `agent.conf` shape.
+//!
+//! ```hcl
+//! agent {
+//!     trust_domain = "example.org"
+//!     server_address = "127.0.0.1"
+//!     server_port = "8081"
+//!     socket_path = "/tmp/spinel-agent/public/api.sock"
+//!     data_dir = "./.data"
+//!     trust_bundle_path = "./bootstrap.pem"
+//! }
+//! plugins {
+//!     KeyManager "disk" { plugin_data { directory = "./.data" } }
+//!     NodeAttestor "join_token" { plugin_data {} }
+//!     WorkloadAttestor "unix" { plugin_data {} }
+//! }
+//! ```
+//!
+//! Unknown keys and unsupported plugins are errors naming the key or plugin
+//! and the file line (through [`spinel_config`]). Flags of `run` override
+//! the file ([`Overrides`]).
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use spinel_config::hcl::{single_plugin, ConfigFile, PluginDecl};
+use spinel_config::logging::LogFormat;
+use spinel_spiffe::TrustDomain;
+
+/// SPIRE's default is `/tmp/spire-agent/public/api.sock`; Spinel's mirrors it.
+pub const DEFAULT_SOCKET_PATH: &str = "/tmp/spinel-agent/public/api.sock";
+
+/// A configuration problem, naming what and where.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file does not parse, or has unknown keys or plugins.
+    #[error(transparent)]
+    File(#[from] spinel_config::ConfigError),
+    /// A value is present but unacceptable.
+    #[error("{path}: agent.{key}: {reason}")]
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// The key.
+        key: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentSection {
+    trust_domain: Option<String>,
+    server_address: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "spinel_config::de::option_number_or_string"
+    )]
+    server_port: Option<u16>,
+    socket_path: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    log_level: Option<String>,
+    log_format: Option<LogFormat>,
+    log_file: Option<PathBuf>,
+    trust_bundle_path: Option<PathBuf>,
+    trust_bundle_format: Option<String>,
+    insecure_bootstrap: Option<bool>,
+    join_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DiskKeyManagerData {
+    directory: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NoData {}
+
+/// Where the agent keeps its own private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyManagerConfig {
+    /// On disk in `directory` (mode 0600): a restart needs no new token.
+    Disk {
+        /// The directory.
+        directory: PathBuf,
+    },
+    /// In memory: a restart must attest again.
+    Memory,
+}
+
+/// The `run` flags that override the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `-joinToken`.
+    pub join_token: Option<String>,
+    /// `-dataDir`.
+    pub data_dir: Option<PathBuf>,
+    /// `-logLevel`.
+    pub log_level: Option<String>,
+    /// `-serverAddress`.
+    pub server_address: Option<String>,
+    /// `-serverPort`.
+    pub server_port: Option<u16>,
+    /// `-socketPath`.
+    pub socket_path: Option<PathBuf>,
+    /// `-trustBundle`.
+    pub trust_bundle_path: Option<PathBuf>,
+    /// `-trustDomain`.
+    pub trust_domain: Option<String>,
+    /// `-insecureBootstrap`.
+    pub insecure_bootstrap: bool,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The trust domain.
+    pub trust_domain: TrustDomain,
+    /// The server's host name or address.
+    pub server_address: String,
+    /// The server's port.
+    pub server_port: u16,
+    /// The Workload API socket.
+    pub socket_path: PathBuf,
+    /// Where the agent SVID and bundle are kept.
+    pub data_dir: PathBuf,
+    /// Log level (SPIRE spelling).
+    pub log_level: String,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log file, if not stderr.
+    pub log_file: Option<PathBuf>,
+    /// The bootstrap bundle file.
+    pub trust_bundle_path: Option<PathBuf>,
+    /// `pem` or `spiffe`.
+    pub trust_bundle_format: String,
+    /// Trust the server without a bundle on first contact.
+    pub insecure_bootstrap: bool,
+    /// The join token, if any (a secret: never logged).
+    pub join_token: Option<String>,
+    /// The key manager.
+    pub key_manager: KeyManagerConfig,
+    /// The `WorkloadAttestor` plugin declarations.
+    pub workload_attestors: Vec<PluginDecl>,
+}
+
+impl AgentConfig {
+    /// Reads `path`, applies `overrides`, validates.
+    pub fn load(path: &Path, overrides: &Overrides, expand_env: bool) -> Result<Self, ConfigError> {
+        let file = if expand_env {
+            ConfigFile::read_expand_env(path, |name| std::env::var(name).ok())?
+        } else {
+            ConfigFile::read(path)?
+        };
+        Self::from_file(&file, overrides)
+    }
+
+    /// Resolves an already-read config file.
+    pub fn from_file(file: &ConfigFile, overrides: &Overrides) -> Result<Self, ConfigError> {
+        file.check_top_level(&["agent", "plugins", "health_checks", "telemetry"])?;
+        let section: AgentSection = file.section("agent")?;
+        let invalid = |key: &'static str, reason: String| ConfigError::Invalid {
+            path: file.path().to_owned(),
+            key,
+            reason,
+        };
+        let td_text = overrides
+            .trust_domain
+            .clone()
+            .or(section.trust_domain)
+            .ok_or_else(|| invalid("trust_domain", "is required".into()))?;
+        let trust_domain = spinel_spiffe::id::parse_trust_domain(&td_text)
+            .map_err(|e| invalid("trust_domain", e.to_string()))?;
+        let server_address = overrides
+            .server_address
+            .clone()
+            .or(section.server_address)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| invalid("server_address", "is required".into()))?;
+        let trust_bundle_format = section.trust_bundle_format.unwrap_or_else(|| "pem".into());
+        if !matches!(trust_bundle_format.as_str(), "pem" | "spiffe") {
+            return Err(invalid(
+                "trust_bundle_format",
+                format!("{trust_bundle_format:?} is not one of \"pem\", \"spiffe\""),
+            ));
+        }
+        let log_level = overrides
+            .log_level
+            .clone()
+            .or(section.log_level)
+            .unwrap_or_else(|| "INFO".into());
+        spinel_config::logging::parse_level(&log_level)
+            .map_err(|e| invalid("log_level", e.to_string()))?;
+        let data_dir = overrides
+            .data_dir
+            .clone()
+            .or(section.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./.data"));
+        let insecure_bootstrap =
+            overrides.insecure_bootstrap || section.insecure_bootstrap.unwrap_or(false);
+        let trust_bundle_path = overrides
+            .trust_bundle_path
+            .clone()
+            .or(section.trust_bundle_path);
+
+        let plugins = file.plugins()?;
+        let mut key_manager = None;
+        let mut workload_attestors = Vec::new();
+        for p in plugins.iter().filter(|p| p.enabled) {
+            match (p.kind.as_str(), p.name.as_str()) {
+                ("KeyManager", "disk") => {
+                    let data: DiskKeyManagerData = p.data()?;
+                    key_manager = Some(KeyManagerConfig::Disk {
+                        directory: data.directory.unwrap_or_else(|| data_dir.clone()),
+                    });
+                }
+                ("KeyManager", "memory") => {
+                    let _: NoData = p.data()?;
+                    key_manager = Some(KeyManagerConfig::Memory);
+                }
+                ("KeyManager", _) => return Err(p.unsupported(&["disk", "memory"]).into()),
+                ("NodeAttestor", "join_token") => {
+                    let _: NoData = p.data()?;
+                }
+                ("NodeAttestor", _) => return Err(p.unsupported(&["join_token"]).into()),
+                ("WorkloadAttestor", _) => workload_attestors.push(p.clone()),
+                _ => {
+                    return Err(p
+                        .unsupported_kind(&["KeyManager", "NodeAttestor", "WorkloadAttestor"])
+                        .into())
+                }
+            }
+        }
+        single_plugin(file.path(), &plugins, "KeyManager")?;
+        single_plugin(file.path(), &plugins, "NodeAttestor")?;
+        let key_manager = key_manager
+            .ok_or_else(|| invalid("plugins", "a KeyManager plugin is required".into()))?;
+        if trust_bundle_path.is_none() && !insecure_bootstrap {
+            // Allowed when the agent already holds a bundle from an earlier run.
+            tracing::debug!("no trust_bundle_path: relying on the bundle stored in data_dir");
+        }
+        Ok(AgentConfig {
+            trust_domain,
+            server_address,
+            server_port: overrides
+                .server_port
+                .or(section.server_port)
+                .unwrap_or(8081),
+            socket_path: overrides
+                .socket_path
+                .clone()
+                .or(section.socket_path)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET_PATH)),
+            data_dir,
+            log_level,
+            log_format: section.log_format.unwrap_or_default(),
+            log_file: section.log_file,
+            trust_bundle_path,
+            trust_bundle_format,
+            insecure_bootstrap,
+            join_token: overrides
+                .join_token
+                .clone()
+                .or(section.join_token)
+                .filter(|t| !t.is_empty()),
+            key_manager,
+            workload_attestors,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<AgentConfig, ConfigError> {
+        let file = ConfigFile::parse(Path::new("agent.conf"), text)?;
+        AgentConfig::from_file(&file, &Overrides::default())
+    }
+
+    const GOOD: &str = r#"agent {
+    trust_domain = "example.org"
+    server_address = "127.0.0.1"
+    server_port = "8081"
+    data_dir = "/tmp/x"
+    trust_bundle_path = "/tmp/b.pem"
+}
+plugins {
+    KeyManager "disk" {
+        plugin_data {
+            directory = "/tmp/x"
+        }
+    }
+    NodeAttestor "join_token" {
+        plugin_data {}
+    }
+    WorkloadAttestor "unix" {
+        plugin_data {}
+    }
+}
+"#;
+
+    #[test]
+    fn parses_spire_shape() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.trust_domain.as_str(), "example.org");
+        assert_eq!(c.server_port, 8081);
+        assert_eq!(c.socket_path, PathBuf::from(DEFAULT_SOCKET_PATH));
+        assert_eq!(
+            c.key_manager,
+            KeyManagerConfig::Disk {
+                directory: "/tmp/x".into()
+            }
+        );
+        assert_eq!(c.workload_attestors.len(), 1);
+    }
+
+    #[test]
+    fn unknown_keys_name_key_and_line() {
+        let bad = GOOD.replace("    data_dir = \"/tmp/x\"\n", "    data_dri = \"/tmp/x\"\n");
+        let err = parse(&bad).unwrap_err().to_string();
+        assert!(err.contains("data_dri") && err.contains(":5"), "{err}");
+    }
+
+    #[test]
+    fn unsupported_plugins_are_named() {
+        let bad = GOOD.replace("NodeAttestor \"join_token\"", "NodeAttestor \"aws_iid\"");
+        let err = parse(&bad).unwrap_err().to_string();
+        assert!(err.contains("aws_iid"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let bad = GOOD.replace("example.org", "Example.org");
+        let err = parse(&bad).unwrap_err().to_string();
+        assert!(err.contains("trust_domain"), "{err}");
+    }
+
+    #[test]
+    fn sample_configs_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf/agent");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "conf") {
+                AgentConfig::load(&path, &Overrides::default(), false)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                seen += 1;
+            }
+        }
+        assert!(seen > 0, "no sample configs in {}", dir.display());
+    }
+}

@@ -1,0 +1,24 @@
+//! The Spinel agent: runs on every node and serves the SPIFFE Workload API.
+//!
+//! It attests its node to the server, syncs the registration entries it is
+//! authorized for, keeps a fresh X509-SVID for each in its [`cache`], and
+//! serves workloads on a Unix socket after identifying them by their
+//! process ([`attestor::workload`]).
+//!
+//! Reading order:
+//! - [`config`]: the SPIRE-shaped `agent.conf`;
+//! - [`client`]: the TLS connection to the server and the agent's own SVID;
+//! - [`attestor`]: node attestation (`join_token`) and workload attestation (`unix`);
+//! - [`manager`]: sync, SVID rotation, persistence;
+//! - [`cache`]: the snapshot the Workload API serves;
+//! - [`workload_api`]: the `SpiffeWorkloadAPI` gRPC service;
+//! - [`cli`]: the `spinel-agent` command line (`run`, `api fetch`, ...).
+
+pub mod attestor;
+pub mod cache;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod manager;
+pub mod run;
+pub mod workload_api;

@@ -1,0 +1,265 @@
+//! One sync round, and the loop that repeats it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use spinel_proto::spire::api::server::agent::v1::agent_client::AgentClient;
+use spinel_proto::spire::api::server::agent::v1::{AgentX509svidParams, RenewAgentRequest};
+use spinel_proto::spire::api::server::bundle::v1::bundle_client::BundleClient;
+use spinel_proto::spire::api::server::bundle::v1::GetBundleRequest;
+use spinel_proto::spire::api::server::entry::v1::entry_client::EntryClient;
+use spinel_proto::spire::api::server::entry::v1::GetAuthorizedEntriesRequest;
+use spinel_proto::spire::api::server::svid::v1::svid_client::SvidClient;
+use spinel_proto::spire::api::server::svid::v1::{BatchNewX509svidRequest, NewX509svidParams};
+use spinel_proto::spire::api::types;
+use spinel_spiffe::bundle::JwtAuthority;
+use spinel_spiffe::{Selector, SpiffeId, TrustBundle, TrustDomain};
+use tonic::Status;
+
+use super::{backoff, key_and_csr, renewal_due_at, validity, AgentSvid, Manager, SYNC_INTERVAL};
+use crate::cache::{CachedEntry, Identity, Snapshot, X509SvidMaterial};
+
+/// A deterministic jitter in [-0.1, 0.1] for one certificate, so each SVID
+/// renews at its own moment rather than all at once.
+fn jitter_for(der: &[u8]) -> f64 {
+    let b = der.last().copied().unwrap_or(128);
+    (f64::from(b) / 255.0 - 0.5) * 0.2
+}
+
+pub(super) async fn run(m: Arc<Manager>) {
+    let mut failures = 0u32;
+    loop {
+        match sync_once(&m).await {
+            Ok(()) => {
+                if failures > 0 {
+                    tracing::info!("sync with the server recovered");
+                }
+                failures = 0;
+                tokio::time::sleep(SYNC_INTERVAL).await;
+            }
+            Err(status) => {
+                drop_expired(&m);
+                let wait = backoff(failures, rand::random::<f64>() * 0.2);
+                tracing::warn!(code = ?status.code(), error = %status.message(), retry_in = ?wait, "sync with the server failed; serving cached SVIDs");
+                failures = failures.saturating_add(1);
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// Removes identities whose SVID has expired, so none is ever served.
+fn drop_expired(m: &Manager) {
+    let now = m.clock().now();
+    let snapshot = m.cache().snapshot();
+    if snapshot
+        .identities
+        .values()
+        .any(|i| i.svid.not_after <= now)
+    {
+        m.cache().publish(|s| Snapshot {
+            bundle: s.bundle.clone(),
+            federated: s.federated.clone(),
+            identities: s
+                .identities
+                .iter()
+                .filter(|(_, i)| i.svid.not_after > now)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            generation: 0,
+            ready: true,
+        });
+    }
+}
+
+fn to_trust_bundle(td: &TrustDomain, b: &types::Bundle) -> TrustBundle {
+    let mut bundle = TrustBundle::new(td.clone());
+    bundle.x509_authorities = b.x509_authorities.iter().map(|a| a.asn1.clone()).collect();
+    bundle.jwt_authorities = b
+        .jwt_authorities
+        .iter()
+        .map(|k| JwtAuthority {
+            key_id: k.key_id.clone(),
+            public_key: k.public_key.clone(),
+            expires_at: k.expires_at,
+        })
+        .collect();
+    bundle.sequence = b.sequence_number;
+    bundle.refresh_hint = b.refresh_hint;
+    bundle
+}
+
+fn to_cached(e: &types::Entry) -> Option<CachedEntry> {
+    let id = e.spiffe_id.as_ref()?;
+    let spiffe_id = SpiffeId::new(format!("spiffe://{}{}", id.trust_domain, id.path)).ok()?;
+    let selectors = e
+        .selectors
+        .iter()
+        .map(|s| Selector::new(s.r#type.clone(), s.value.clone()))
+        .collect::<Result<Vec<_>, _>>()
+        .ok()?;
+    Some(CachedEntry {
+        id: e.id.clone(),
+        spiffe_id,
+        selectors,
+        federates_with: e
+            .federates_with
+            .iter()
+            .filter_map(|td| spinel_spiffe::id::parse_trust_domain(td).ok())
+            .collect(),
+        hint: e.hint.clone(),
+        revision_number: e.revision_number,
+    })
+}
+
+async fn renew_agent_if_due(m: &Manager) -> Result<(), Status> {
+    let svid = m.agent_svid();
+    let now = m.clock().now();
+    let leaf = svid.chain.first().map(Vec::as_slice).unwrap_or_default();
+    if renewal_due_at(svid.not_before, svid.not_after, jitter_for(leaf)) > now {
+        return Ok(());
+    }
+    let (key, csr) = key_and_csr().map_err(|e| Status::internal(e.to_string()))?;
+    let response = AgentClient::new(m.channel())
+        .renew_agent(RenewAgentRequest {
+            params: Some(AgentX509svidParams { csr }),
+        })
+        .await?
+        .into_inner();
+    let chain = response.svid.map(|s| s.cert_chain).unwrap_or_default();
+    let (not_before, not_after) = chain
+        .first()
+        .and_then(|c| validity(c))
+        .ok_or_else(|| Status::internal("the server returned an unreadable agent SVID"))?;
+    m.set_agent_svid(AgentSvid {
+        chain,
+        key,
+        not_before,
+        not_after,
+    })
+    .map_err(|e| Status::internal(e.to_string()))?;
+    tracing::info!(expires = ?not_after, "renewed the agent SVID");
+    Ok(())
+}
+
+pub(super) async fn sync_once(m: &Arc<Manager>) -> Result<(), Status> {
+    renew_agent_if_due(m).await?;
+    let bundle = BundleClient::new(m.channel())
+        .get_bundle(GetBundleRequest::default())
+        .await?
+        .into_inner();
+    let bundle = to_trust_bundle(m.trust_domain(), &bundle);
+    if !bundle.x509_authorities.is_empty() {
+        m.set_roots(bundle.x509_authorities.clone())
+            .map_err(|e| Status::internal(e.to_string()))?;
+    }
+    let entries = EntryClient::new(m.channel())
+        .get_authorized_entries(GetAuthorizedEntriesRequest::default())
+        .await?
+        .into_inner()
+        .entries;
+    let entries: Vec<CachedEntry> = entries
+        .iter()
+        .filter_map(|e| {
+            let cached = to_cached(e);
+            if cached.is_none() {
+                tracing::warn!(entry_id = %e.id, "skipping an entry with an invalid SPIFFE ID or selector");
+            }
+            cached
+        })
+        .collect();
+
+    let snapshot = m.cache().snapshot();
+    let now = m.clock().now();
+    let needs_svid = |e: &CachedEntry| match snapshot.identities.get(&e.id) {
+        None => true,
+        Some(i) => {
+            i.entry != *e
+                || i.svid.not_after <= now
+                || renewal_due_at(
+                    i.svid.not_before,
+                    i.svid.not_after,
+                    jitter_for(i.svid.chain.first().map(Vec::as_slice).unwrap_or_default()),
+                ) <= now
+        }
+    };
+    let wanted: Vec<&CachedEntry> = entries.iter().filter(|e| needs_svid(e)).collect();
+    let mut minted: BTreeMap<String, Arc<Identity>> = BTreeMap::new();
+    if !wanted.is_empty() {
+        let mut keys = Vec::with_capacity(wanted.len());
+        let mut params = Vec::with_capacity(wanted.len());
+        for e in &wanted {
+            let (key, csr) = key_and_csr().map_err(|e| Status::internal(e.to_string()))?;
+            keys.push(key);
+            params.push(NewX509svidParams {
+                entry_id: e.id.clone(),
+                csr,
+            });
+        }
+        let results = SvidClient::new(m.channel())
+            .batch_new_x509svid(BatchNewX509svidRequest { params })
+            .await?
+            .into_inner()
+            .results;
+        for ((entry, key), result) in wanted.iter().zip(keys).zip(results) {
+            let status = result.status.unwrap_or_default();
+            match result.svid {
+                Some(svid) if status.code == 0 => {
+                    let Some((not_before, not_after)) =
+                        svid.cert_chain.first().and_then(|c| validity(c))
+                    else {
+                        tracing::warn!(entry_id = %entry.id, "the server returned an unreadable SVID");
+                        continue;
+                    };
+                    minted.insert(
+                        entry.id.clone(),
+                        Arc::new(Identity {
+                            entry: (*entry).clone(),
+                            svid: X509SvidMaterial {
+                                chain: svid.cert_chain,
+                                private_key: key,
+                                not_before,
+                                not_after,
+                            },
+                        }),
+                    );
+                }
+                _ => {
+                    tracing::warn!(entry_id = %entry.id, code = status.code, reason = %status.message, "the server did not sign an SVID for this entry")
+                }
+            }
+        }
+    }
+
+    let mut identities = BTreeMap::new();
+    for e in &entries {
+        if let Some(i) = minted.remove(&e.id) {
+            identities.insert(e.id.clone(), i);
+        } else if let Some(i) = snapshot.identities.get(&e.id) {
+            if i.svid.not_after > now && i.entry == *e {
+                identities.insert(e.id.clone(), i.clone());
+            }
+        }
+    }
+    let same_identities = identities.len() == snapshot.identities.len()
+        && identities
+            .iter()
+            .zip(snapshot.identities.iter())
+            .all(|((k1, v1), (k2, v2))| k1 == k2 && Arc::ptr_eq(v1, v2));
+    let same_bundle = snapshot.bundle.x509_authorities == bundle.x509_authorities
+        && snapshot.bundle.jwt_authorities == bundle.jwt_authorities;
+    if !(same_identities && same_bundle && snapshot.ready) {
+        let count = identities.len();
+        m.cache().publish(|s| Snapshot {
+            bundle,
+            federated: s.federated.clone(),
+            identities,
+            generation: 0,
+            ready: true,
+        });
+        tracing::debug!(identities = count, "published a new cache snapshot");
+    }
+    let _: SystemTime = now;
+    Ok(())
+}

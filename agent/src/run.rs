@@ -1,0 +1,80 @@
+//! Running the agent: config -> identity -> first sync -> Workload API.
+//!
+//! Start-up order: load the config, set up logging, load the agent SVID
+//! from `data_dir` or attest with the join token, sync once with the server
+//! (so the first workload finds its SVIDs), then serve the Workload API and
+//! keep syncing. When the Workload API is up the agent logs one line at info
+//! containing `Starting Workload API` and the socket path; harnesses may wait
+//! for it, or poll `spinel-agent healthcheck`.
+//!
+//! SIGINT and SIGTERM stop the agent gracefully and remove the socket.
+
+use std::sync::Arc;
+
+use spinel_spiffe::Clock;
+
+use crate::cache::Cache;
+use crate::config::AgentConfig;
+use crate::manager::{Manager, ManagerError};
+
+/// Why the agent stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The identity could not be established.
+    #[error(transparent)]
+    Manager(#[from] ManagerError),
+    /// The workload attestors are misconfigured.
+    #[error(transparent)]
+    Attestor(#[from] crate::attestor::workload::AttestError),
+    /// The Workload API could not be served.
+    #[error(transparent)]
+    WorkloadApi(#[from] crate::workload_api::Error),
+    /// A directory could not be created.
+    #[error("cannot create {path}: {reason}")]
+    Dir {
+        /// The directory.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Runs the agent until SIGINT/SIGTERM.
+pub async fn run(config: AgentConfig) -> Result<(), RunError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| RunError::Dir {
+        path: config.data_dir.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let attestor = crate::attestor::workload::build(&config.workload_attestors)?;
+    let clock = Clock::system();
+    let cache = Cache::new(config.trust_domain.clone());
+    let socket_path = config.socket_path.clone();
+    let manager = Manager::start(config, cache.clone(), clock).await?;
+    if let Err(status) = manager.sync_once().await {
+        tracing::warn!(code = ?status.code(), error = %status.message(), "first sync failed; retrying in the background");
+    }
+    let sync = tokio::spawn(manager.clone().run());
+    tracing::info!(socket_path = %socket_path.display(), "Starting Workload API");
+    let jwt: Arc<dyn crate::cache::JwtSvidSource> = manager;
+    let result =
+        crate::workload_api::serve(&socket_path, cache, jwt, attestor, shutdown_signal()).await;
+    sync.abort();
+    tracing::info!("agent stopped");
+    Ok(result?)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! Who is calling, and what they may have.
+//!
+//! Every method starts here: the security header, the caller's peer
+//! credentials, the cache snapshot's readiness, attestation, and the
+//! matching identities. Denials are logged with the reason.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use spinel_spiffe::{selector, Selector};
+use tonic::metadata::MetadataMap;
+use tonic::transport::server::UdsConnectInfo;
+use tonic::{Request, Status};
+
+use crate::attestor::workload::{AttestError, Caller};
+use crate::cache::{Identity, Snapshot};
+
+use super::service::Shared;
+
+/// The metadata key every Workload API call must carry with the value `true`.
+pub const SECURITY_HEADER: &str = "workload.spiffe.io";
+
+/// How many near-miss entries a denial log names.
+const CLOSEST_SHOWN: usize = 3;
+
+/// Refuses a call without exactly one `workload.spiffe.io: true`.
+pub(crate) fn check_security_header(metadata: &MetadataMap) -> Result<(), Status> {
+    let mut values = metadata.get_all(SECURITY_HEADER).iter();
+    match (values.next(), values.next()) {
+        (Some(v), None) if v == "true" => Ok(()),
+        _ => Err(Status::invalid_argument(
+            "security header missing from request",
+        )),
+    }
+}
+
+/// The caller's credentials from the Unix socket.
+pub(crate) fn caller_of<T>(request: &Request<T>) -> Result<Caller, Status> {
+    let cred = request
+        .extensions()
+        .get::<UdsConnectInfo>()
+        .and_then(|info| info.peer_cred)
+        .ok_or_else(|| Status::internal("the caller's credentials are unavailable"))?;
+    let pid = cred
+        .pid()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| Status::internal("the caller's process ID is unavailable"))?;
+    Ok(Caller {
+        pid,
+        uid: cred.uid(),
+        gid: cred.gid(),
+    })
+}
+
+/// The header check and the caller, in one step.
+pub(crate) fn start<T>(request: &Request<T>) -> Result<Caller, Status> {
+    check_security_header(request.metadata())?;
+    caller_of(request)
+}
+
+/// A caller as seen against one snapshot.
+#[derive(Debug)]
+pub(crate) struct View {
+    /// The snapshot.
+    pub snapshot: Arc<Snapshot>,
+    /// The caller's selectors.
+    pub selectors: BTreeSet<Selector>,
+    /// Identities whose selectors are all in `selectors`, by entry ID.
+    pub identities: Vec<Arc<Identity>>,
+}
+
+impl Shared {
+    /// Attests `caller` and matches it against `snapshot`.
+    pub(crate) async fn view(
+        &self,
+        caller: &Caller,
+        snapshot: Arc<Snapshot>,
+    ) -> Result<View, Status> {
+        if !snapshot.ready {
+            return Err(Status::unavailable(
+                "agent is not ready: identities have not been synced from the server yet",
+            ));
+        }
+        let selectors: BTreeSet<Selector> = self
+            .attestor
+            .attest(caller)
+            .await
+            .map_err(|e| attest_failure(caller, &e))?
+            .into_iter()
+            .collect();
+        let identities = snapshot.matching(&selectors);
+        Ok(View {
+            snapshot,
+            selectors,
+            identities,
+        })
+    }
+}
+
+impl View {
+    /// `PermissionDenied` (logged) when the caller has no identity.
+    pub(crate) fn require_identity(&self, caller: &Caller, method: &str) -> Result<(), Status> {
+        if self.identities.is_empty() {
+            log_denial(caller, method, &self.selectors, &self.snapshot);
+            return Err(no_identity());
+        }
+        Ok(())
+    }
+}
+
+/// The status for a caller without identity.
+pub(crate) fn no_identity() -> Status {
+    Status::permission_denied("no identity issued")
+}
+
+fn attest_failure(caller: &Caller, error: &AttestError) -> Status {
+    if error.is_caller_gone() {
+        tracing::info!(
+            pid = caller.pid,
+            uid = caller.uid,
+            gid = caller.gid,
+            reason = %error,
+            "no identity issued: the caller could not be attested"
+        );
+        no_identity()
+    } else {
+        tracing::warn!(
+            pid = caller.pid,
+            uid = caller.uid,
+            gid = caller.gid,
+            error = %error,
+            "workload attestation failed"
+        );
+        Status::internal("workload attestation failed")
+    }
+}
+
+/// Logs why `caller` got nothing: its selectors and, for the entries that
+/// come closest, the selectors it lacks.
+pub(crate) fn log_denial(
+    caller: &Caller,
+    method: &str,
+    selectors: &BTreeSet<Selector>,
+    snapshot: &Snapshot,
+) {
+    tracing::info!(
+        method,
+        pid = caller.pid,
+        uid = caller.uid,
+        gid = caller.gid,
+        selectors = %join(selectors.iter()),
+        closest = %closest_entries(selectors, snapshot),
+        "no identity issued"
+    );
+}
+
+fn join<'a>(selectors: impl Iterator<Item = &'a Selector>) -> String {
+    selectors
+        .map(Selector::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `"<spiffe id> (entry <id>) lacks [<selectors>]; ..."` for the entries
+/// missing the fewest selectors.
+pub(crate) fn closest_entries(selectors: &BTreeSet<Selector>, snapshot: &Snapshot) -> String {
+    let mut scored: Vec<(usize, &Identity, Vec<&Selector>)> = snapshot
+        .identities
+        .values()
+        .filter(|i| !i.entry.selectors.is_empty())
+        .map(|i| {
+            let missing = selector::missing(&i.entry.selectors, selectors);
+            (missing.len(), i.as_ref(), missing)
+        })
+        .collect();
+    if scored.is_empty() {
+        return "the agent holds no entries".to_owned();
+    }
+    scored.sort_by_key(|(n, i, _)| (*n, i.entry.id.clone()));
+    let fewest = scored[0].0;
+    scored
+        .iter()
+        .take_while(|(n, _, _)| *n == fewest)
+        .take(CLOSEST_SHOWN)
+        .map(|(_, i, missing)| {
+            format!(
+                "{} (entry {}) lacks [{}]",
+                i.entry.spiffe_id,
+                i.entry.id,
+                join(missing.iter().copied())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::SystemTime;
+
+    use spinel_spiffe::{SpiffeId, TrustBundle, TrustDomain};
+    use tonic::metadata::MetadataValue;
+    use zeroize::Zeroizing;
+
+    use super::*;
+    use crate::cache::{CachedEntry, X509SvidMaterial};
+
+    fn sel(s: &str) -> Selector {
+        Selector::parse(s).unwrap()
+    }
+
+    fn identity(id: &str, selectors: &[&str]) -> (String, Arc<Identity>) {
+        let entry = CachedEntry {
+            id: id.into(),
+            spiffe_id: SpiffeId::new(format!("spiffe://example.org/{id}")).unwrap(),
+            selectors: selectors.iter().map(|s| sel(s)).collect(),
+            federates_with: vec![],
+            hint: String::new(),
+            revision_number: 0,
+        };
+        let svid = X509SvidMaterial {
+            chain: vec![],
+            private_key: Zeroizing::new(vec![]),
+            not_before: SystemTime::UNIX_EPOCH,
+            not_after: SystemTime::UNIX_EPOCH,
+        };
+        (id.into(), Arc::new(Identity { entry, svid }))
+    }
+
+    fn snapshot(identities: Vec<(String, Arc<Identity>)>) -> Snapshot {
+        Snapshot {
+            bundle: TrustBundle::new(TrustDomain::new("example.org").unwrap()),
+            federated: BTreeMap::new(),
+            identities: identities.into_iter().collect(),
+            generation: 1,
+            ready: true,
+        }
+    }
+
+    #[test]
+    fn closest_entries_name_what_is_missing() {
+        let snap = snapshot(vec![
+            identity("db", &["unix:uid:1000", "unix:gid:50"]),
+            identity("web", &["unix:uid:33"]),
+            identity("far", &["unix:uid:1", "unix:gid:1", "unix:user:x"]),
+        ]);
+        let attested: BTreeSet<_> = [sel("unix:uid:1000"), sel("unix:gid:1000")].into();
+        assert_eq!(
+            closest_entries(&attested, &snap),
+            "spiffe://example.org/db (entry db) lacks [unix:gid:50]; \
+             spiffe://example.org/web (entry web) lacks [unix:uid:33]"
+        );
+        assert_eq!(
+            closest_entries(&attested, &snapshot(vec![])),
+            "the agent holds no entries"
+        );
+    }
+
+    #[test]
+    fn security_header_exactly_once() {
+        let mut md = MetadataMap::new();
+        assert!(check_security_header(&md).is_err());
+        md.insert(SECURITY_HEADER, MetadataValue::from_static("true"));
+        assert!(check_security_header(&md).is_ok());
+        md.append(SECURITY_HEADER, MetadataValue::from_static("true"));
+        assert!(check_security_header(&md).is_err());
+        let mut md = MetadataMap::new();
+        md.insert(SECURITY_HEADER, MetadataValue::from_static("TRUE"));
+        assert!(check_security_header(&md).is_err());
+    }
+}

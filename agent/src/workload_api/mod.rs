@@ -1,0 +1,196 @@
+//! The SPIFFE Workload API, served on the agent's Unix socket.
+//!
+//! Any local process may connect (the socket is mode 0777, like SPIRE's);
+//! what it gets depends on who it is. For every call:
+//!
+//! 1. the call must carry the metadata `workload.spiffe.io: true`, exactly
+//!    once, or it is refused with `InvalidArgument`;
+//! 2. the agent must have synced with its server, or the call is refused
+//!    with `Unavailable`;
+//! 3. the caller's pid, uid and gid are taken from the socket
+//!    (`SO_PEERCRED`) and the [`WorkloadAttestor`] turns them into
+//!    selectors;
+//! 4. the cache entries whose selectors are all among them are the caller's
+//!    identities; none is `PermissionDenied` ("no identity issued"), logged
+//!    at info with the caller's selectors and, for the entries closest to
+//!    matching, the selectors it lacks.
+//!
+//! Streams (`FetchX509SVID`, `FetchX509Bundles`, `FetchJWTBundles`) send the
+//! full state at once, then again whenever a cache change alters what this
+//! caller gets; the caller is attested again on every change. An X509-SVID
+//! is never served past its NotAfter. `FetchJWTSVID` asks the
+//! [`JwtSvidSource`] for tokens; `ValidateJWTSVID` checks a token against
+//! the bundles the caller may use. WIT-SVID methods are not declared and are
+//! answered `Unimplemented` by the gRPC router.
+//!
+//! The same socket serves `grpc.health.v1.Health`: `SERVING` once the cache
+//! is ready (what `spinel-agent healthcheck` asks).
+//!
+//! Files: `caller.rs` (header, peer credentials, attestation, denial logs),
+//! `response.rs` (messages from a snapshot), `stream.rs` (the update loop),
+//! `service.rs` (the five methods), `health.rs`.
+
+mod caller;
+mod health;
+mod response;
+mod service;
+mod stream;
+
+use std::future::Future;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use spinel_proto::grpc::health::v1::health_server::HealthServer;
+use spinel_proto::workload::spiffe_workload_api_server::SpiffeWorkloadApiServer;
+use spinel_spiffe::Clock;
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+
+use crate::attestor::workload::WorkloadAttestor;
+use crate::cache::{Cache, JwtSvidSource};
+
+pub use caller::SECURITY_HEADER;
+pub use service::WorkloadApi;
+
+/// Why the Workload API could not be served.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The socket's directory could not be created.
+    #[error("creating the directory of the Workload API socket {path}: {source}")]
+    CreateDir {
+        /// The socket path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// Something other than a socket is in the way.
+    #[error("Workload API socket path {path} exists and is not a socket")]
+    NotASocket {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// A socket left by an earlier run could not be removed.
+    #[error("removing the stale Workload API socket {path}: {source}")]
+    RemoveStale {
+        /// The socket path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// The socket could not be bound.
+    #[error("binding the Workload API socket {path}: {source}")]
+    Bind {
+        /// The socket path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// The socket could not be opened to all local users.
+    #[error("setting the permissions of the Workload API socket {path}: {source}")]
+    Permissions {
+        /// The socket path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// The gRPC server failed.
+    #[error("serving the Workload API on {path}: {source}")]
+    Serve {
+        /// The socket path.
+        path: PathBuf,
+        /// The transport error.
+        #[source]
+        source: tonic::transport::Error,
+    },
+}
+
+/// Serves the Workload API (and gRPC health) on `socket_path` until
+/// `shutdown` completes, then removes the socket.
+pub async fn serve(
+    socket_path: &Path,
+    cache: Cache,
+    jwt: Arc<dyn JwtSvidSource>,
+    attestor: Arc<dyn WorkloadAttestor>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let api = WorkloadApi::new(cache, jwt, attestor, Clock::system());
+    serve_api(socket_path, api, shutdown).await
+}
+
+/// [`serve`] with a service built by the caller (e.g. with a test clock).
+/// On `shutdown`, open streams end with `Unavailable` so that the server
+/// can stop gracefully.
+pub async fn serve_api(
+    socket_path: &Path,
+    api: WorkloadApi,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let listener = bind(socket_path)?;
+    tracing::info!(socket = %socket_path.display(), "serving the Workload API");
+    let health = HealthServer::new(health::HealthService::new(api.cache().clone()));
+    let stopper = api.clone();
+    let signal = async move {
+        shutdown.await;
+        stopper.stop();
+    };
+    let result = tonic::transport::Server::builder()
+        .add_service(SpiffeWorkloadApiServer::new(api))
+        .add_service(health)
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), signal)
+        .await;
+    if let Err(e) = std::fs::remove_file(socket_path) {
+        if e.kind() != io::ErrorKind::NotFound {
+            tracing::warn!(socket = %socket_path.display(), error = %e, "could not remove the Workload API socket");
+        }
+    }
+    result.map_err(|source| Error::Serve {
+        path: socket_path.to_owned(),
+        source,
+    })
+}
+
+/// Creates the parent directory, removes a stale socket, binds, and opens
+/// the socket to every local user.
+pub fn bind(socket_path: &Path) -> Result<UnixListener, Error> {
+    let path = || socket_path.to_owned();
+    if let Some(dir) = socket_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| Error::CreateDir {
+            path: path(),
+            source,
+        })?;
+    }
+    match std::fs::symlink_metadata(socket_path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            std::fs::remove_file(socket_path).map_err(|source| Error::RemoveStale {
+                path: path(),
+                source,
+            })?;
+        }
+        Ok(_) => return Err(Error::NotASocket { path: path() }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(Error::RemoveStale {
+                path: path(),
+                source,
+            })
+        }
+    }
+    let listener = UnixListener::bind(socket_path).map_err(|source| Error::Bind {
+        path: path(),
+        source,
+    })?;
+    std::fs::set_permissions(socket_path, std::fs::Permissions::from_mode(0o777)).map_err(
+        |source| Error::Permissions {
+            path: path(),
+            source,
+        },
+    )?;
+    Ok(listener)
+}

@@ -1,0 +1,288 @@
+//! The `SpiffeWorkloadAPI` service: the five methods.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use spinel_proto::workload::spiffe_workload_api_server::SpiffeWorkloadApi;
+use spinel_proto::workload::{
+    JwtBundlesRequest, JwtBundlesResponse, Jwtsvid, JwtsvidRequest, JwtsvidResponse,
+    ValidateJwtsvidRequest, ValidateJwtsvidResponse, X509BundlesRequest, X509BundlesResponse,
+    X509svidRequest, X509svidResponse,
+};
+use spinel_spiffe::{Clock, SpiffeId, TrustBundle, TrustDomain};
+use tokio::sync::watch;
+use tonic::{Request, Response, Status};
+
+use crate::attestor::workload::{Caller, WorkloadAttestor};
+use crate::cache::{Cache, JwtSvidError, JwtSvidSource, Snapshot};
+
+use super::caller::{self, no_identity};
+use super::response;
+use super::stream::{self, Feed, Step, Updates};
+
+/// What every call needs.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// The agent's identities and bundles.
+    pub cache: Cache,
+    /// Where JWT-SVIDs come from.
+    pub jwt: Arc<dyn JwtSvidSource>,
+    /// Who the caller is.
+    pub attestor: Arc<dyn WorkloadAttestor>,
+    /// The time, for SVID expiry.
+    pub clock: Clock,
+    /// Set to true to end every open stream.
+    stop: watch::Sender<bool>,
+}
+
+impl Shared {
+    /// A receiver that sees `true` once the API is stopping.
+    pub(crate) fn stop_signal(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+}
+
+/// The Workload API service, to be mounted with
+/// `SpiffeWorkloadApiServer::new`. Cloning shares the state.
+#[derive(Debug, Clone)]
+pub struct WorkloadApi {
+    shared: Arc<Shared>,
+}
+
+impl WorkloadApi {
+    /// A service over `cache`, minting JWT-SVIDs through `jwt` and
+    /// identifying callers with `attestor`.
+    pub fn new(
+        cache: Cache,
+        jwt: Arc<dyn JwtSvidSource>,
+        attestor: Arc<dyn WorkloadAttestor>,
+        clock: Clock,
+    ) -> Self {
+        WorkloadApi {
+            shared: Arc::new(Shared {
+                cache,
+                jwt,
+                attestor,
+                clock,
+                stop: watch::Sender::new(false),
+            }),
+        }
+    }
+
+    /// Ends every open stream (with `Unavailable`) and every future one.
+    pub fn stop(&self) {
+        self.shared.stop.send_replace(true);
+    }
+
+    /// The cache served.
+    pub fn cache(&self) -> &Cache {
+        &self.shared.cache
+    }
+}
+
+struct X509SvidFeed;
+
+#[async_trait]
+impl Feed for X509SvidFeed {
+    type Message = X509svidResponse;
+
+    async fn step(
+        &self,
+        shared: &Shared,
+        caller: &Caller,
+        snapshot: Arc<Snapshot>,
+    ) -> Result<Step<X509svidResponse>, Status> {
+        let view = shared.view(caller, snapshot).await?;
+        view.require_identity(caller, "FetchX509SVID")?;
+        Ok(match response::x509_svids(&view, shared.clock.now()) {
+            Some((message, expires)) => Step {
+                message: Some(message),
+                wake_at: Some(expires),
+            },
+            None => {
+                tracing::warn!(
+                    pid = caller.pid,
+                    "the caller's entries match but none has a valid X509-SVID yet"
+                );
+                Step {
+                    message: None,
+                    wake_at: None,
+                }
+            }
+        })
+    }
+}
+
+struct X509BundlesFeed;
+
+#[async_trait]
+impl Feed for X509BundlesFeed {
+    type Message = X509BundlesResponse;
+
+    async fn step(
+        &self,
+        shared: &Shared,
+        caller: &Caller,
+        snapshot: Arc<Snapshot>,
+    ) -> Result<Step<X509BundlesResponse>, Status> {
+        let view = shared.view(caller, snapshot).await?;
+        view.require_identity(caller, "FetchX509Bundles")?;
+        Ok(Step {
+            message: Some(response::x509_bundles(&view)),
+            wake_at: None,
+        })
+    }
+}
+
+struct JwtBundlesFeed;
+
+#[async_trait]
+impl Feed for JwtBundlesFeed {
+    type Message = JwtBundlesResponse;
+
+    async fn step(
+        &self,
+        shared: &Shared,
+        caller: &Caller,
+        snapshot: Arc<Snapshot>,
+    ) -> Result<Step<JwtBundlesResponse>, Status> {
+        let view = shared.view(caller, snapshot).await?;
+        view.require_identity(caller, "FetchJWTBundles")?;
+        Ok(Step {
+            message: Some(response::jwt_bundles(&view)?),
+            wake_at: None,
+        })
+    }
+}
+
+#[async_trait]
+impl SpiffeWorkloadApi for WorkloadApi {
+    type FetchX509SVIDStream = Updates<X509svidResponse>;
+    type FetchX509BundlesStream = Updates<X509BundlesResponse>;
+    type FetchJWTBundlesStream = Updates<JwtBundlesResponse>;
+
+    async fn fetch_x509svid(
+        &self,
+        request: Request<X509svidRequest>,
+    ) -> Result<Response<Self::FetchX509SVIDStream>, Status> {
+        let caller = caller::start(&request)?;
+        let updates = stream::open(self.shared.clone(), caller, X509SvidFeed).await?;
+        Ok(Response::new(updates))
+    }
+
+    async fn fetch_x509_bundles(
+        &self,
+        request: Request<X509BundlesRequest>,
+    ) -> Result<Response<Self::FetchX509BundlesStream>, Status> {
+        let caller = caller::start(&request)?;
+        let updates = stream::open(self.shared.clone(), caller, X509BundlesFeed).await?;
+        Ok(Response::new(updates))
+    }
+
+    async fn fetch_jwtsvid(
+        &self,
+        request: Request<JwtsvidRequest>,
+    ) -> Result<Response<JwtsvidResponse>, Status> {
+        let caller = caller::start(&request)?;
+        let request = request.into_inner();
+        if request.audience.is_empty() || request.audience.iter().any(String::is_empty) {
+            return Err(Status::invalid_argument("audience must be specified"));
+        }
+        let wanted = match request.spiffe_id.as_str() {
+            "" => None,
+            id => Some(SpiffeId::new(id).map_err(|e| {
+                Status::invalid_argument(format!("invalid requested SPIFFE ID: {e}"))
+            })?),
+        };
+        let shared = &self.shared;
+        let view = shared.view(&caller, shared.cache.snapshot()).await?;
+        view.require_identity(&caller, "FetchJWTSVID")?;
+        let chosen: Vec<_> = view
+            .identities
+            .iter()
+            .filter(|i| wanted.as_ref().is_none_or(|w| *w == i.entry.spiffe_id))
+            .cloned()
+            .collect();
+        if chosen.is_empty() {
+            tracing::info!(
+                pid = caller.pid,
+                uid = caller.uid,
+                requested = %request.spiffe_id,
+                "no identity issued: the caller has no entry for the requested SPIFFE ID"
+            );
+            return Err(no_identity());
+        }
+        let mut svids = Vec::new();
+        for identity in response::unique_hints(&chosen) {
+            let entry = &identity.entry;
+            let token = shared
+                .jwt
+                .fetch_jwt_svid(entry, &request.audience)
+                .await
+                .map_err(|e| {
+                    tracing::warn!(spiffe_id = %entry.spiffe_id, error = %e, "could not get a JWT-SVID");
+                    match e {
+                        JwtSvidError::Invalid(_) => Status::invalid_argument(format!(
+                            "could not fetch the JWT-SVID of {}: {e}",
+                            entry.spiffe_id
+                        )),
+                        _ => Status::unavailable(format!(
+                            "could not fetch the JWT-SVID of {}: {e}",
+                            entry.spiffe_id
+                        )),
+                    }
+                })?;
+            svids.push(Jwtsvid {
+                spiffe_id: entry.spiffe_id.to_string(),
+                svid: token,
+                hint: entry.hint.clone(),
+            });
+        }
+        Ok(Response::new(JwtsvidResponse { svids }))
+    }
+
+    async fn fetch_jwt_bundles(
+        &self,
+        request: Request<JwtBundlesRequest>,
+    ) -> Result<Response<Self::FetchJWTBundlesStream>, Status> {
+        let caller = caller::start(&request)?;
+        let updates = stream::open(self.shared.clone(), caller, JwtBundlesFeed).await?;
+        Ok(Response::new(updates))
+    }
+
+    async fn validate_jwtsvid(
+        &self,
+        request: Request<ValidateJwtsvidRequest>,
+    ) -> Result<Response<ValidateJwtsvidResponse>, Status> {
+        let caller = caller::start(&request)?;
+        let request = request.into_inner();
+        if request.audience.is_empty() {
+            return Err(Status::invalid_argument("audience must be specified"));
+        }
+        if request.svid.is_empty() {
+            return Err(Status::invalid_argument("svid must be specified"));
+        }
+        let shared = &self.shared;
+        let view = shared.view(&caller, shared.cache.snapshot()).await?;
+        let bundles: BTreeMap<TrustDomain, TrustBundle> = response::bundles_for(&view)
+            .into_iter()
+            .map(|b| (b.trust_domain.clone(), b))
+            .collect();
+        let lookup = |td: &TrustDomain| bundles.get(td).cloned();
+        let validated = spinel_spiffe::jwt::validate(
+            &request.svid,
+            &request.audience,
+            &lookup,
+            shared.clock.unix_seconds(),
+        )
+        .map_err(|e| {
+            tracing::info!(pid = caller.pid, uid = caller.uid, reason = %e, "JWT-SVID failed validation");
+            Status::invalid_argument(e.to_string())
+        })?;
+        Ok(Response::new(ValidateJwtsvidResponse {
+            spiffe_id: validated.spiffe_id.to_string(),
+            claims: Some(response::claims_struct(&validated.claims)),
+        }))
+    }
+}
