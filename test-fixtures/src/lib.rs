@@ -1,0 +1,17 @@
+//! Test fixtures for Spinel's tests.
+//!
+//! - [`process`]: run a real binary, capture its log, wait for a line, kill
+//!   it when dropped.
+//! - [`spinel`]: a whole local trust domain made of real processes: a
+//!   `spinel-server` with a temporary data dir and config, agents attested
+//!   with join tokens, and the CLI driven as an operator would.
+//!
+//! Everything here drives the real binaries built by cargo (found next to
+//! the test executable, in `target/<profile>/`), so an end-to-end test
+//! exercises exactly what an operator runs.
+
+pub mod process;
+pub mod spinel;
+
+pub use process::{bin_path, Process};
+pub use spinel::{AgentHandle, AgentOptions, CliOutput, ServerHandle, ServerOptions};

@@ -1,0 +1,397 @@
+//! A local trust domain made of real `spinel-server` and `spinel-agent`
+//! processes, configured the way an operator would (HCL files, CLI).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use tempfile::TempDir;
+
+use crate::process::{bin_path, free_port, poll, write_file, Process};
+
+/// How long a process may take to become ready on a loaded 2-core machine.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The result of one CLI run.
+#[derive(Debug, Clone)]
+pub struct CliOutput {
+    /// Exit code (-1 if killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl CliOutput {
+    /// True when the command exited 0.
+    pub fn success(&self) -> bool {
+        self.code == 0
+    }
+
+    /// Fails with the command's output unless it exited 0.
+    pub fn ok(self) -> Result<Self> {
+        if self.success() {
+            Ok(self)
+        } else {
+            bail!(
+                "command failed with exit code {}\nstdout:\n{}\nstderr:\n{}",
+                self.code,
+                self.stdout,
+                self.stderr
+            )
+        }
+    }
+}
+
+/// Runs `program args...` to completion.
+pub fn run_cli(program: &Path, args: &[&str]) -> Result<CliOutput> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {}", program.display()))?;
+    Ok(CliOutput {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+/// Starts `<binary> run -config <config>` and waits until
+/// `<binary> healthcheck -socketPath <socket>` succeeds; fails at once if
+/// the process exits, with its log.
+fn run_until_healthy(binary: &str, config: &Path, socket: &Path, log: &Path) -> Result<Process> {
+    let config = config.display().to_string();
+    let mut process = Process::spawn(&bin_path(binary), &["run", "-config", &config], &[], log)?;
+    let socket = socket.display().to_string();
+    let ready = poll(
+        READY_TIMEOUT,
+        &format!("{binary} to become healthy"),
+        || {
+            if !process.is_running() {
+                bail!("{binary} exited; log:\n{}", process.log());
+            }
+            let out = run_cli(&bin_path(binary), &["healthcheck", "-socketPath", &socket])?;
+            Ok(out.success().then_some(()))
+        },
+    );
+    if let Err(e) = ready {
+        bail!("{e:#}\n{binary} log:\n{}", process.log());
+    }
+    Ok(process)
+}
+
+/// Settings of a test server.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Trust domain name.
+    pub trust_domain: String,
+    /// `disk` or `memory`.
+    pub key_manager: String,
+    /// Extra lines placed inside `server { ... }`.
+    pub server_extra: String,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            trust_domain: "example.org".into(),
+            key_manager: "disk".into(),
+            server_extra: String::new(),
+        }
+    }
+}
+
+/// A running `spinel-server` with its own temporary directory.
+#[derive(Debug)]
+pub struct ServerHandle {
+    /// The server's directory (config, data, socket, log).
+    pub dir: TempDir,
+    /// The config file.
+    pub config_path: PathBuf,
+    /// The admin socket.
+    pub socket_path: PathBuf,
+    /// The TCP port agents connect to.
+    pub port: u16,
+    /// The trust domain.
+    pub trust_domain: String,
+    /// The process, `None` while stopped.
+    pub process: Option<Process>,
+}
+
+impl ServerHandle {
+    /// Writes a config and starts the server, waiting until it is healthy.
+    pub fn start(opts: ServerOptions) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("spinel-srv")
+            .tempdir_in("/tmp")?;
+        let port = free_port()?;
+        let root = dir.path();
+        let socket_path = root.join("private/api.sock");
+        let config_path = root.join("server.conf");
+        let key_manager = match opts.key_manager.as_str() {
+            "memory" => "KeyManager \"memory\" {\n        plugin_data {}\n    }".to_owned(),
+            _ => format!(
+                "KeyManager \"disk\" {{\n        plugin_data {{\n            keys_path = \"{}\"\n        }}\n    }}",
+                root.join("data/keys.json").display()
+            ),
+        };
+        let config = format!(
+            r#"server {{
+    bind_address = "127.0.0.1"
+    bind_port = "{port}"
+    socket_path = "{socket}"
+    trust_domain = "{td}"
+    data_dir = "{data}"
+    log_level = "DEBUG"
+{extra}
+}}
+
+plugins {{
+    DataStore "sled" {{
+        plugin_data {{}}
+    }}
+    {key_manager}
+    NodeAttestor "join_token" {{
+        plugin_data {{}}
+    }}
+}}
+"#,
+            socket = socket_path.display(),
+            td = opts.trust_domain,
+            data = root.join("data").display(),
+            extra = opts.server_extra,
+        );
+        write_file(&config_path, &config)?;
+        let mut server = ServerHandle {
+            dir,
+            config_path,
+            socket_path,
+            port,
+            trust_domain: opts.trust_domain,
+            process: None,
+        };
+        server.start_process()?;
+        Ok(server)
+    }
+
+    /// Starts the server process on the existing config and waits for health.
+    pub fn start_process(&mut self) -> Result<()> {
+        let log = self.dir.path().join("server.log");
+        self.process = Some(run_until_healthy(
+            "spinel-server",
+            &self.config_path,
+            &self.socket_path,
+            &log,
+        )?);
+        Ok(())
+    }
+
+    /// Stops the server gracefully (SIGTERM).
+    pub fn stop(&mut self) -> Result<()> {
+        if let Some(mut p) = self.process.take() {
+            p.stop(Duration::from_secs(20))?;
+        }
+        Ok(())
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.kill();
+        }
+    }
+
+    /// Stops and starts the server on the same data.
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop()?;
+        self.start_process()
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        self.process.as_ref().map(Process::log).unwrap_or_default()
+    }
+
+    /// Runs `spinel-server <args> -socketPath <admin socket>`.
+    pub fn cli(&self, args: &[&str]) -> Result<CliOutput> {
+        let socket = self.socket_path.display().to_string();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["-socketPath", &socket]);
+        run_cli(&bin_path("spinel-server"), &all)
+    }
+
+    /// `token generate [-spiffeID id]`, returning the token.
+    pub fn generate_token(&self, spiffe_id: Option<&str>) -> Result<String> {
+        let mut args = vec!["token", "generate"];
+        if let Some(id) = spiffe_id {
+            args.extend(["-spiffeID", id]);
+        }
+        let out = self.cli(&args)?.ok()?;
+        out.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("Token: "))
+            .map(|t| t.trim().to_owned())
+            .with_context(|| format!("no `Token: ` line in {:?}", out.stdout))
+    }
+
+    /// `entry create ...`, returning the entry ID.
+    pub fn create_entry(&self, args: &[&str]) -> Result<String> {
+        let mut all = vec!["entry", "create"];
+        all.extend_from_slice(args);
+        let out = self.cli(&all)?.ok()?;
+        entry_id_of(&out.stdout)
+    }
+
+    /// The trust bundle as PEM (`bundle show -format pem`).
+    pub fn bundle_pem(&self) -> Result<String> {
+        Ok(self
+            .cli(&["bundle", "show", "-format", "pem"])?
+            .ok()?
+            .stdout)
+    }
+}
+
+/// The `Entry ID : <id>` value in SPIRE-formatted CLI output.
+pub fn entry_id_of(stdout: &str) -> Result<String> {
+    stdout
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == "Entry ID").then(|| v.trim().to_owned())
+        })
+        .with_context(|| format!("no `Entry ID` line in {stdout:?}"))
+}
+
+/// Settings of a test agent.
+#[derive(Debug, Clone, Default)]
+pub struct AgentOptions {
+    /// Join token to attest with (none: the agent must already be attested).
+    pub join_token: Option<String>,
+    /// `disk` (default) or `memory`.
+    pub key_manager: Option<String>,
+    /// Extra lines inside `agent { ... }`.
+    pub agent_extra: String,
+    /// Extra `plugin_data` lines for `WorkloadAttestor "unix"`.
+    pub unix_plugin_data: String,
+}
+
+/// A running `spinel-agent` with its own temporary directory.
+#[derive(Debug)]
+pub struct AgentHandle {
+    /// The agent's directory (config, data, socket, log).
+    pub dir: TempDir,
+    /// The config file.
+    pub config_path: PathBuf,
+    /// The Workload API socket.
+    pub socket_path: PathBuf,
+    /// The process, `None` while stopped.
+    pub process: Option<Process>,
+}
+
+impl AgentHandle {
+    /// Writes a config (trust bundle taken from the server) and starts the
+    /// agent, waiting until its Workload API answers.
+    pub fn start(server: &ServerHandle, opts: AgentOptions) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("spinel-agt")
+            .tempdir_in("/tmp")?;
+        let root = dir.path();
+        let bundle_path = root.join("bootstrap.pem");
+        write_file(&bundle_path, &server.bundle_pem()?)?;
+        let socket_path = root.join("public/api.sock");
+        let config_path = root.join("agent.conf");
+        let key_manager = match opts.key_manager.as_deref() {
+            Some("memory") => "KeyManager \"memory\" {\n        plugin_data {}\n    }".to_owned(),
+            _ => format!(
+                "KeyManager \"disk\" {{\n        plugin_data {{\n            directory = \"{}\"\n        }}\n    }}",
+                root.join("data").display()
+            ),
+        };
+        let join_token = opts
+            .join_token
+            .as_ref()
+            .map(|t| format!("    join_token = \"{t}\"\n"))
+            .unwrap_or_default();
+        let config = format!(
+            r#"agent {{
+    data_dir = "{data}"
+    log_level = "DEBUG"
+    server_address = "127.0.0.1"
+    server_port = "{port}"
+    socket_path = "{socket}"
+    trust_bundle_path = "{bundle}"
+    trust_domain = "{td}"
+{join_token}{extra}
+}}
+
+plugins {{
+    {key_manager}
+    NodeAttestor "join_token" {{
+        plugin_data {{}}
+    }}
+    WorkloadAttestor "unix" {{
+        plugin_data {{
+{unix}
+        }}
+    }}
+}}
+"#,
+            data = root.join("data").display(),
+            port = server.port,
+            socket = socket_path.display(),
+            bundle = bundle_path.display(),
+            td = server.trust_domain,
+            extra = opts.agent_extra,
+            unix = opts.unix_plugin_data,
+        );
+        write_file(&config_path, &config)?;
+        let mut agent = AgentHandle {
+            dir,
+            config_path,
+            socket_path,
+            process: None,
+        };
+        agent.start_process()?;
+        Ok(agent)
+    }
+
+    /// Starts the agent process on the existing config and waits until ready.
+    pub fn start_process(&mut self) -> Result<()> {
+        let log = self.dir.path().join("agent.log");
+        self.process = Some(run_until_healthy(
+            "spinel-agent",
+            &self.config_path,
+            &self.socket_path,
+            &log,
+        )?);
+        Ok(())
+    }
+
+    /// Stops the agent gracefully (SIGTERM).
+    pub fn stop(&mut self) -> Result<()> {
+        if let Some(mut p) = self.process.take() {
+            p.stop(Duration::from_secs(20))?;
+        }
+        Ok(())
+    }
+
+    /// The agent's log so far.
+    pub fn log(&self) -> String {
+        self.process.as_ref().map(Process::log).unwrap_or_default()
+    }
+
+    /// Runs `spinel-agent <args> -socketPath <workload socket>`.
+    pub fn cli(&self, args: &[&str]) -> Result<CliOutput> {
+        let socket = self.socket_path.display().to_string();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["-socketPath", &socket]);
+        run_cli(&bin_path("spinel-agent"), &all)
+    }
+
+    /// The socket as a Workload API endpoint URI (`unix:///...`).
+    pub fn endpoint(&self) -> String {
+        format!("unix://{}", self.socket_path.display())
+    }
+}
