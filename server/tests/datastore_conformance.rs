@@ -590,7 +590,18 @@ async fn sled_writes_survive_reopen() {
 
 /// Writes `value` under `key` in `tree` through a raw sled handle.
 fn plant(path: &Path, tree: &str, key: &[u8], value: &[u8]) {
-    let db = sled::open(path).unwrap();
+    // sled lets go of its file lock a moment after the last handle drops
+    // (SledDataStore::open waits for it the same way).
+    let mut tries = 0;
+    let db = loop {
+        match sled::open(path) {
+            Err(sled::Error::Io(e)) if tries < 100 && e.to_string().contains("lock") => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => break other.unwrap(),
+        }
+    };
     db.open_tree(tree).unwrap().insert(key, value).unwrap();
     db.flush().unwrap();
 }

@@ -28,10 +28,7 @@ impl SledDataStore {
             ))
         };
         let existed = check_directory(path).map_err(cannot)?;
-        let db = ::sled::Config::new()
-            .path(path)
-            .open()
-            .map_err(|e| cannot(describe_open_error(&e)))?;
+        let db = open_waiting_for_lock(path).map_err(|e| cannot(describe_open_error(&e)))?;
         Self::from_db(path.to_owned(), db, existed).map_err(|e| match e {
             DataStoreError::Backend(why) => cannot(why),
             DataStoreError::Corrupt { location, reason } => DataStoreError::Corrupt {
@@ -169,12 +166,40 @@ fn check_directory(path: &Path) -> std::result::Result<bool, String> {
     }
 }
 
+/// How many times, [`LOCK_RETRY`] apart, an open waits for another holder
+/// of the store's lock to let go.
+const LOCK_ATTEMPTS: u32 = 100;
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Opens sled at `path`, waiting up to two seconds for its file lock.
+///
+/// sled releases the lock only when its last background I/O job lets go of
+/// the database, which can be a moment after the handle is dropped: a
+/// store closed and reopened in one process (or a server restarted by a
+/// supervisor while the old process is still exiting) would otherwise see
+/// a spurious "locked". A store really held by another process still fails,
+/// after the wait.
+fn open_waiting_for_lock(path: &Path) -> std::result::Result<::sled::Db, ::sled::Error> {
+    let mut attempt = 1;
+    loop {
+        match ::sled::Config::new().path(path).open() {
+            Err(e) if is_lock_error(&e) && attempt < LOCK_ATTEMPTS => {
+                attempt += 1;
+                std::thread::sleep(LOCK_RETRY);
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_lock_error(e: &::sled::Error) -> bool {
+    matches!(e, ::sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
+}
+
 /// Names the usual causes of a failed open.
 fn describe_open_error(e: &::sled::Error) -> String {
     match e {
-        ::sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-            "it is locked: already in use by another process?".into()
-        }
+        e if is_lock_error(e) => "it is locked: already in use by another process?".into(),
         ::sled::Error::Corruption { .. } => {
             "not a sled database, or a damaged one (corrupt data)".into()
         }
