@@ -12,8 +12,10 @@
 //! - [`manager`]: sync, SVID rotation, persistence;
 //! - [`cache`]: the snapshot the Workload API serves;
 //! - [`workload_api`]: the `SpiffeWorkloadAPI` gRPC service;
+//! - [`admin`]: the admin socket (debug API: why a process gets no identity);
 //! - [`cli`]: the `spinel-agent` command line (`run`, `api fetch`, ...).
 
+pub mod admin;
 pub mod attestor;
 pub mod cache;
 pub mod cli;

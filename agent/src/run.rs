@@ -16,6 +16,7 @@ use spinel_spiffe::Clock;
 use crate::cache::Cache;
 use crate::config::AgentConfig;
 use crate::manager::{Manager, ManagerError};
+use crate::workload_api::{SelectorLog, WorkloadApi};
 
 /// Why the agent stopped.
 #[derive(Debug, thiserror::Error)]
@@ -50,16 +51,50 @@ pub async fn run(config: AgentConfig) -> Result<(), RunError> {
     let clock = Clock::system();
     let cache = Cache::new(config.trust_domain.clone());
     let socket_path = config.socket_path.clone();
-    let manager = Manager::start(config, cache.clone(), clock).await?;
+    let admin_socket_path = config.admin_socket_path.clone();
+    let log_selectors = config.log_selectors.clone();
+    let manager = Manager::start(config, cache.clone(), clock.clone()).await?;
     if let Err(status) = manager.sync_once().await {
         tracing::warn!(code = ?status.code(), error = %status.message(), "first sync failed; retrying in the background");
     }
     let sync = tokio::spawn(manager.clone().run());
     tracing::info!(socket_path = %socket_path.display(), "Starting Workload API");
     let jwt: Arc<dyn crate::cache::JwtSvidSource> = manager;
-    let result =
-        crate::workload_api::serve(&socket_path, cache, jwt, attestor, shutdown_signal()).await;
+    let selector_log = match &log_selectors {
+        Some(kinds) => SelectorLog::new(kinds.iter().cloned()),
+        None => SelectorLog::default(),
+    };
+    let api = WorkloadApi::with_selector_log(cache, jwt, attestor, clock, selector_log);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let admin = match admin_socket_path {
+        Some(path) => {
+            let listener = crate::admin::bind(&path)?;
+            let (api, stop) = (api.clone(), stopped());
+            Some(tokio::spawn(async move {
+                crate::admin::serve(listener, &path, api, stop).await
+            }))
+        }
+        None => None,
+    };
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let result = crate::workload_api::serve_api(&socket_path, api, stopped()).await;
     sync.abort();
+    if let Some(admin) = admin {
+        match admin.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "the admin API failed"),
+            Err(e) => tracing::warn!(error = %e, "the admin API task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
     tracing::info!("agent stopped");
     Ok(result?)
 }

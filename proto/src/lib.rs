@@ -21,6 +21,7 @@
 //! | [`spire::api::server::localauthority::v1`] | `spire.api.server.localauthority.v1` | `LocalAuthority` |
 //! | [`spire::api::agent::delegatedidentity::v1`] | `spire.api.agent.delegatedidentity.v1` | `DelegatedIdentity` |
 //! | [`grpc::health::v1`] | `grpc.health.v1` | `Health` |
+//! | [`spinel::agent::debug::v1`] | `spinel.agent.debug.v1` | `Debug` (Spinel's own, agent admin socket) |
 //!
 //! Google well-known types (`google.protobuf.Struct`, `Empty`, `BoolValue`,
 //! ...) map to [`prost_types`] and plain Rust types.
@@ -184,6 +185,27 @@ pub mod spire {
                         "/spire.api.agent.delegatedidentity.v1.rs"
                     ));
                 }
+            }
+        }
+    }
+}
+
+/// Spinel's own APIs (package `spinel`), not part of SPIRE's wire.
+pub mod spinel {
+    /// Agent APIs.
+    pub mod agent {
+        /// The agent's debug API, on its admin socket.
+        pub mod debug {
+            /// Package `spinel.agent.debug.v1`.
+            #[allow(
+                clippy::all,
+                clippy::pedantic,
+                missing_docs,
+                missing_debug_implementations,
+                rustdoc::all
+            )]
+            pub mod v1 {
+                include!(concat!(env!("OUT_DIR"), "/spinel.agent.debug.v1.rs"));
             }
         }
     }

@@ -13,7 +13,7 @@
 //! validate commands take `-timeout` (Go duration) and `-output pretty|json`
 //! (JSON as protobuf JSON with proto field names).
 
-mod client;
+pub(crate) mod client;
 mod format;
 mod jwt;
 mod x509;

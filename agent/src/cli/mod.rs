@@ -2,10 +2,12 @@
 //!
 //! `spinel-agent run -config agent.conf [-joinToken T]` runs the agent;
 //! `api fetch x509|jwt`, `api validate jwt` and `api watch` are Workload API
-//! clients; `healthcheck` checks a running agent. Flags take Go's forms
+//! clients; `debug explain -pid N` says why a process gets no identity
+//! (admin socket); `healthcheck` checks a running agent. Flags take Go's forms
 //! through [`spinel_config::flags`].
 
 pub mod api;
+pub mod debug;
 mod run_cmd;
 
 use std::ffi::OsString;
@@ -39,6 +41,9 @@ pub enum Command {
     /// Talks to the Workload API like a workload would.
     #[command(subcommand)]
     Api(api::ApiCommand),
+    /// Inspects a running agent through its admin socket.
+    #[command(subcommand)]
+    Debug(debug::DebugCommand),
 }
 
 /// Entry point of the binary: parses Go-style flags and runs the command.
@@ -74,6 +79,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             Command::Run(args) => run_cmd::run(args).await,
             Command::Healthcheck(args) => run_cmd::healthcheck(args).await,
             Command::Api(cmd) => api::run(cmd).await,
+            Command::Debug(cmd) => debug::run(cmd).await,
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,

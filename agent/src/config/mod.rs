@@ -68,6 +68,8 @@ struct AgentSection {
     trust_bundle_format: Option<String>,
     insecure_bootstrap: Option<bool>,
     join_token: Option<String>,
+    admin_socket_path: Option<PathBuf>,
+    log_selectors: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -146,6 +148,13 @@ pub struct AgentConfig {
     pub key_manager: KeyManagerConfig,
     /// The `WorkloadAttestor` plugin declarations.
     pub workload_attestors: Vec<PluginDecl>,
+    /// The admin socket (debug API), if enabled: never in the Workload
+    /// API socket's directory, since workloads can reach that one.
+    pub admin_socket_path: Option<PathBuf>,
+    /// Selector kinds (`k8s:ns`) or types (`unix`) whose values denial logs
+    /// show; `None` means Spinel's default list
+    /// ([`crate::workload_api::DEFAULT_LOG_SELECTORS`]).
+    pub log_selectors: Option<Vec<String>>,
 }
 
 impl AgentConfig {
@@ -243,6 +252,35 @@ impl AgentConfig {
             // Allowed when the agent already holds a bundle from an earlier run.
             tracing::debug!("no trust_bundle_path: relying on the bundle stored in data_dir");
         }
+        let socket_path = overrides
+            .socket_path
+            .clone()
+            .or(section.socket_path)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET_PATH));
+        if let Some(admin) = &section.admin_socket_path {
+            let workload_dir = socket_path.parent().unwrap_or(Path::new(""));
+            if !admin.is_absolute() || admin.starts_with(workload_dir) {
+                return Err(invalid(
+                    "admin_socket_path",
+                    format!(
+                        "{} must be an absolute path outside the Workload API socket's \
+                         directory {} (workloads can reach that directory)",
+                        admin.display(),
+                        workload_dir.display()
+                    ),
+                ));
+            }
+        }
+        if let Some(kinds) = &section.log_selectors {
+            if let Some(bad) = kinds.iter().find(|k| {
+                k.is_empty() || k.split(':').count() > 2 || k.contains(char::is_whitespace)
+            }) {
+                return Err(invalid(
+                    "log_selectors",
+                    format!("{bad:?} is not a selector type (\"unix\") or kind (\"k8s:ns\")"),
+                ));
+            }
+        }
         Ok(AgentConfig {
             trust_domain,
             server_address,
@@ -250,11 +288,7 @@ impl AgentConfig {
                 .server_port
                 .or(section.server_port)
                 .unwrap_or(8081),
-            socket_path: overrides
-                .socket_path
-                .clone()
-                .or(section.socket_path)
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET_PATH)),
+            socket_path,
             data_dir,
             log_level,
             log_format: section.log_format.unwrap_or_default(),
@@ -269,6 +303,8 @@ impl AgentConfig {
                 .filter(|t| !t.is_empty()),
             key_manager,
             workload_attestors,
+            admin_socket_path: section.admin_socket_path,
+            log_selectors: section.log_selectors,
         })
     }
 }
@@ -338,6 +374,47 @@ plugins {
         let bad = GOOD.replace("example.org", "Example.org");
         let err = parse(&bad).unwrap_err().to_string();
         assert!(err.contains("trust_domain"), "{err}");
+    }
+
+    #[test]
+    fn admin_socket_and_log_selectors() {
+        let with = |extra: &str| {
+            GOOD.replace(
+                "    data_dir = \"/tmp/x\"\n",
+                &format!("    data_dir = \"/tmp/x\"\n{extra}\n"),
+            )
+        };
+        let c = parse(&with(
+            "    admin_socket_path = \"/run/spinel/admin/api.sock\"\n    log_selectors = [\"unix\", \"k8s:ns\"]",
+        ))
+        .unwrap();
+        assert_eq!(
+            c.admin_socket_path,
+            Some("/run/spinel/admin/api.sock".into())
+        );
+        assert_eq!(c.log_selectors, Some(vec!["unix".into(), "k8s:ns".into()]));
+        assert_eq!(parse(GOOD).unwrap().log_selectors, None);
+
+        let err = parse(&with(
+            "    admin_socket_path = \"/tmp/spinel-agent/public/admin.sock\"",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("agent.admin_socket_path") && err.contains("outside"),
+            "{err}"
+        );
+        let err = parse(&with("    admin_socket_path = \"admin.sock\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("absolute"), "{err}");
+        let err = parse(&with("    log_selectors = [\"k8s:pod-label:app\"]"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("agent.log_selectors") && err.contains("k8s:pod-label:app"),
+            "{err}"
+        );
     }
 
     #[test]

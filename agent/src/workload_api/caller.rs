@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use spinel_spiffe::{selector, Selector};
+use spinel_spiffe::Selector;
 use tonic::metadata::MetadataMap;
 use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Status};
@@ -15,13 +15,11 @@ use tonic::{Request, Status};
 use crate::attestor::workload::{AttestError, Caller};
 use crate::cache::{Identity, Snapshot};
 
+use super::explain::{explain, SelectorLog};
 use super::service::Shared;
 
 /// The metadata key every Workload API call must carry with the value `true`.
 pub const SECURITY_HEADER: &str = "workload.spiffe.io";
-
-/// How many near-miss entries a denial log names.
-const CLOSEST_SHOWN: usize = 3;
 
 /// Refuses a call without exactly one `workload.spiffe.io: true`.
 pub(crate) fn check_security_header(metadata: &MetadataMap) -> Result<(), Status> {
@@ -99,9 +97,14 @@ impl Shared {
 
 impl View {
     /// `PermissionDenied` (logged) when the caller has no identity.
-    pub(crate) fn require_identity(&self, caller: &Caller, method: &str) -> Result<(), Status> {
+    pub(crate) fn require_identity(
+        &self,
+        caller: &Caller,
+        method: &str,
+        log: &SelectorLog,
+    ) -> Result<(), Status> {
         if self.identities.is_empty() {
-            log_denial(caller, method, &self.selectors, &self.snapshot);
+            log_denial(caller, method, &self.selectors, &self.snapshot, log);
             return Err(no_identity());
         }
         Ok(())
@@ -136,62 +139,24 @@ fn attest_failure(caller: &Caller, error: &AttestError) -> Status {
 }
 
 /// Logs why `caller` got nothing: its selectors and, for the entries that
-/// come closest, the selectors it lacks.
+/// come closest, the selectors it lacks, values shown as `log` allows.
 pub(crate) fn log_denial(
     caller: &Caller,
     method: &str,
     selectors: &BTreeSet<Selector>,
     snapshot: &Snapshot,
+    log: &SelectorLog,
 ) {
+    let explanation = explain(selectors, snapshot);
     tracing::info!(
         method,
         pid = caller.pid,
         uid = caller.uid,
         gid = caller.gid,
-        selectors = %join(selectors.iter()),
-        closest = %closest_entries(selectors, snapshot),
+        selectors = %log.join(selectors),
+        closest = %explanation.closest_line(log),
         "no identity issued"
     );
-}
-
-fn join<'a>(selectors: impl Iterator<Item = &'a Selector>) -> String {
-    selectors
-        .map(Selector::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// `"<spiffe id> (entry <id>) lacks [<selectors>]; ..."` for the entries
-/// missing the fewest selectors.
-pub(crate) fn closest_entries(selectors: &BTreeSet<Selector>, snapshot: &Snapshot) -> String {
-    let mut scored: Vec<(usize, &Identity, Vec<&Selector>)> = snapshot
-        .identities
-        .values()
-        .filter(|i| !i.entry.selectors.is_empty())
-        .map(|i| {
-            let missing = selector::missing(&i.entry.selectors, selectors);
-            (missing.len(), i.as_ref(), missing)
-        })
-        .collect();
-    if scored.is_empty() {
-        return "the agent holds no entries".to_owned();
-    }
-    scored.sort_by_key(|(n, i, _)| (*n, i.entry.id.clone()));
-    let fewest = scored[0].0;
-    scored
-        .iter()
-        .take_while(|(n, _, _)| *n == fewest)
-        .take(CLOSEST_SHOWN)
-        .map(|(_, i, missing)| {
-            format!(
-                "{} (entry {}) lacks [{}]",
-                i.entry.spiffe_id,
-                i.entry.id,
-                join(missing.iter().copied())
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 #[cfg(test)]
@@ -246,15 +211,25 @@ mod tests {
             identity("far", &["unix:uid:1", "unix:gid:1", "unix:user:x"]),
         ]);
         let attested: BTreeSet<_> = [sel("unix:uid:1000"), sel("unix:gid:1000")].into();
+        let explanation = explain(&attested, &snap);
+        assert!(explanation.identities.is_empty());
         assert_eq!(
-            closest_entries(&attested, &snap),
+            explanation.closest_line(&SelectorLog::default()),
             "spiffe://example.org/db (entry db) lacks [unix:gid:50]; \
              spiffe://example.org/web (entry web) lacks [unix:uid:33]"
         );
         assert_eq!(
-            closest_entries(&attested, &snapshot(vec![])),
+            explanation.closest_line(&SelectorLog::none()),
+            "spiffe://example.org/db (entry db) lacks [unix:gid:<redacted>]; \
+             spiffe://example.org/web (entry web) lacks [unix:uid:<redacted>]"
+        );
+        assert_eq!(
+            explain(&attested, &snapshot(vec![])).closest_line(&SelectorLog::default()),
             "the agent holds no entries"
         );
+        let matched = explain(&[sel("unix:uid:33")].into(), &snap);
+        assert_eq!(matched.identities.len(), 1);
+        assert!(matched.closest.is_empty());
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //! 4. the cache entries whose selectors are all among them are the caller's
 //!    identities; none is `PermissionDenied` ("no identity issued"), logged
 //!    at info with the caller's selectors and, for the entries closest to
-//!    matching, the selectors it lacks.
+//!    matching, the selectors it lacks (values redacted outside
+//!    `log_selectors`: see [`SelectorLog`]).
 //!
 //! Streams (`FetchX509SVID`, `FetchX509Bundles`, `FetchJWTBundles`) send the
 //! full state at once, then again whenever a cache change alters what this
@@ -27,10 +28,12 @@
 //! is ready (what `spinel-agent healthcheck` asks).
 //!
 //! Files: `caller.rs` (header, peer credentials, attestation, denial logs),
+//! `explain.rs` (near-miss entries and selector redaction),
 //! `response.rs` (messages from a snapshot), `stream.rs` (the update loop),
 //! `service.rs` (the five methods), `health.rs`.
 
 mod caller;
+mod explain;
 mod health;
 mod response;
 mod service;
@@ -52,7 +55,14 @@ use crate::attestor::workload::WorkloadAttestor;
 use crate::cache::{Cache, JwtSvidSource};
 
 pub use caller::SECURITY_HEADER;
+pub use explain::{explain, EntryMatch, Explanation, SelectorLog, DEFAULT_LOG_SELECTORS};
 pub use service::WorkloadApi;
+
+/// The gRPC health service of the agent's sockets: `SERVING` once `cache`
+/// is ready.
+pub(crate) fn health_service(cache: Cache) -> health::HealthService {
+    health::HealthService::new(cache)
+}
 
 /// Why the Workload API could not be served.
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,6 @@
 //! The `SpiffeWorkloadAPI` service: the five methods.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -10,14 +10,15 @@ use spinel_proto::workload::{
     ValidateJwtsvidRequest, ValidateJwtsvidResponse, X509BundlesRequest, X509BundlesResponse,
     X509svidRequest, X509svidResponse,
 };
-use spinel_spiffe::{Clock, SpiffeId, TrustBundle, TrustDomain};
+use spinel_spiffe::{Clock, Selector, SpiffeId, TrustBundle, TrustDomain};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
-use crate::attestor::workload::{Caller, WorkloadAttestor};
+use crate::attestor::workload::{AttestError, Caller, WorkloadAttestor};
 use crate::cache::{Cache, JwtSvidError, JwtSvidSource, Snapshot};
 
 use super::caller::{self, no_identity};
+use super::explain::{explain, Explanation, SelectorLog};
 use super::response;
 use super::stream::{self, Feed, Step, Updates};
 
@@ -32,6 +33,8 @@ pub(crate) struct Shared {
     pub attestor: Arc<dyn WorkloadAttestor>,
     /// The time, for SVID expiry.
     pub clock: Clock,
+    /// Which selector values denial logs may show.
+    pub selector_log: SelectorLog,
     /// Set to true to end every open stream.
     stop: watch::Sender<bool>,
 }
@@ -59,15 +62,47 @@ impl WorkloadApi {
         attestor: Arc<dyn WorkloadAttestor>,
         clock: Clock,
     ) -> Self {
+        Self::with_selector_log(cache, jwt, attestor, clock, SelectorLog::default())
+    }
+
+    /// [`WorkloadApi::new`], with denial logs showing selector values as
+    /// `selector_log` allows.
+    pub fn with_selector_log(
+        cache: Cache,
+        jwt: Arc<dyn JwtSvidSource>,
+        attestor: Arc<dyn WorkloadAttestor>,
+        clock: Clock,
+        selector_log: SelectorLog,
+    ) -> Self {
         WorkloadApi {
             shared: Arc::new(Shared {
                 cache,
                 jwt,
                 attestor,
                 clock,
+                selector_log,
                 stop: watch::Sender::new(false),
             }),
         }
+    }
+
+    /// Attests `caller` and matches it against the current snapshot, for
+    /// the debug API: its selectors and what they get it. Unlike a
+    /// Workload API call, nothing is logged or redacted.
+    pub async fn explain(
+        &self,
+        caller: &Caller,
+    ) -> Result<(Arc<Snapshot>, BTreeSet<Selector>, Explanation), AttestError> {
+        let snapshot = self.shared.cache.snapshot();
+        let selectors: BTreeSet<Selector> = self
+            .shared
+            .attestor
+            .attest(caller)
+            .await?
+            .into_iter()
+            .collect();
+        let explanation = explain(&selectors, &snapshot);
+        Ok((snapshot, selectors, explanation))
     }
 
     /// Ends every open stream (with `Unavailable`) and every future one.
@@ -94,7 +129,7 @@ impl Feed for X509SvidFeed {
         snapshot: Arc<Snapshot>,
     ) -> Result<Step<X509svidResponse>, Status> {
         let view = shared.view(caller, snapshot).await?;
-        view.require_identity(caller, "FetchX509SVID")?;
+        view.require_identity(caller, "FetchX509SVID", &shared.selector_log)?;
         Ok(match response::x509_svids(&view, shared.clock.now()) {
             Some((message, expires)) => Step {
                 message: Some(message),
@@ -127,7 +162,7 @@ impl Feed for X509BundlesFeed {
         snapshot: Arc<Snapshot>,
     ) -> Result<Step<X509BundlesResponse>, Status> {
         let view = shared.view(caller, snapshot).await?;
-        view.require_identity(caller, "FetchX509Bundles")?;
+        view.require_identity(caller, "FetchX509Bundles", &shared.selector_log)?;
         Ok(Step {
             message: Some(response::x509_bundles(&view)),
             wake_at: None,
@@ -148,7 +183,7 @@ impl Feed for JwtBundlesFeed {
         snapshot: Arc<Snapshot>,
     ) -> Result<Step<JwtBundlesResponse>, Status> {
         let view = shared.view(caller, snapshot).await?;
-        view.require_identity(caller, "FetchJWTBundles")?;
+        view.require_identity(caller, "FetchJWTBundles", &shared.selector_log)?;
         Ok(Step {
             message: Some(response::jwt_bundles(&view)?),
             wake_at: None,
@@ -197,7 +232,7 @@ impl SpiffeWorkloadApi for WorkloadApi {
         };
         let shared = &self.shared;
         let view = shared.view(&caller, shared.cache.snapshot()).await?;
-        view.require_identity(&caller, "FetchJWTSVID")?;
+        view.require_identity(&caller, "FetchJWTSVID", &shared.selector_log)?;
         let chosen: Vec<_> = view
             .identities
             .iter()

@@ -125,6 +125,24 @@ impl AttestError {
     }
 }
 
+impl Caller {
+    /// A caller for process `pid` as it runs now (effective uid and gid
+    /// from `/proc/<pid>/status`), for attesting a process that did not
+    /// connect itself (the debug API).
+    pub fn of_process(pid: i32) -> Result<Caller, AttestError> {
+        let status = procfs::status(&Root::system(), pid)?;
+        let missing = || AttestError::Malformed {
+            path: Root::system().proc_file(pid, "status"),
+            reason: "no Uid or Gid line".into(),
+        };
+        Ok(Caller {
+            pid,
+            uid: status.effective_uid().ok_or_else(missing)?,
+            gid: status.effective_gid().ok_or_else(missing)?,
+        })
+    }
+}
+
 /// Something that tells which selectors a calling process has.
 #[async_trait]
 pub trait WorkloadAttestor: Send + Sync + Debug + 'static {

@@ -58,14 +58,24 @@ fn add_header(mut request: Request<()>) -> Result<Request<()>, Status> {
     Ok(request)
 }
 
-/// Connects to the Workload API at `socket`.
-pub(crate) async fn connect(socket: &Path, timeout: Duration) -> anyhow::Result<Client> {
+/// A gRPC channel over the Unix socket `socket`; `what` names the API in
+/// errors.
+pub(crate) async fn unix_channel(
+    socket: &Path,
+    timeout: Duration,
+    what: &str,
+) -> anyhow::Result<Channel> {
     // The URI is required by tonic but unused: the connector dials the socket.
     let endpoint = Endpoint::from_static("http://localhost").connect_timeout(timeout);
-    let channel = endpoint
+    endpoint
         .connect_with_connector(UnixConnector(socket.to_owned()))
         .await
-        .with_context(|| format!("connecting to the Workload API at {}", socket.display()))?;
+        .with_context(|| format!("connecting to the {what} at {}", socket.display()))
+}
+
+/// Connects to the Workload API at `socket`.
+pub(crate) async fn connect(socket: &Path, timeout: Duration) -> anyhow::Result<Client> {
+    let channel = unix_channel(socket, timeout, "Workload API").await?;
     let interceptor: fn(Request<()>) -> Result<Request<()>, Status> = add_header;
     Ok(SpiffeWorkloadApiClient::with_interceptor(
         channel,
