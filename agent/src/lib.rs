@@ -13,6 +13,7 @@
 //! - [`cache`]: the snapshot the Workload API serves;
 //! - [`workload_api`]: the `SpiffeWorkloadAPI` gRPC service;
 //! - [`admin`]: the admin socket (debug API: why a process gets no identity);
+//! - [`svid_helper`]: SVIDs kept as files for apps without Workload API support;
 //! - [`cli`]: the `spinel-agent` command line (`run`, `api fetch`, ...).
 
 pub mod admin;
@@ -23,4 +24,5 @@ pub mod client;
 pub mod config;
 pub mod manager;
 pub mod run;
+pub mod svid_helper;
 pub mod workload_api;

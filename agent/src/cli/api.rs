@@ -14,7 +14,7 @@
 //! (JSON as protobuf JSON with proto field names).
 
 pub(crate) mod client;
-mod format;
+pub(crate) mod format;
 mod jwt;
 mod x509;
 

@@ -41,6 +41,9 @@ pub enum Command {
     /// Talks to the Workload API like a workload would.
     #[command(subcommand)]
     Api(api::ApiCommand),
+    /// Keeps SVIDs as files in a directory (spiffe-helper's role and config).
+    #[command(name = "svid-helper")]
+    SvidHelper(SvidHelperArgs),
     /// Inspects a running agent through its admin socket.
     #[command(subcommand)]
     Debug(debug::DebugCommand),
@@ -80,6 +83,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             Command::Healthcheck(args) => run_cmd::healthcheck(args).await,
             Command::Api(cmd) => api::run(cmd).await,
             Command::Debug(cmd) => debug::run(cmd).await,
+            Command::SvidHelper(args) => svid_helper(args).await,
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -89,4 +93,29 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             }
         }
     })
+}
+
+/// `svid-helper` flags (spiffe-helper's).
+#[derive(Debug, clap::Args)]
+pub struct SvidHelperArgs {
+    /// Path to the spiffe-helper style configuration file.
+    #[arg(long = "config", default_value = "helper.conf")]
+    pub config: std::path::PathBuf,
+    /// Overrides daemon_mode: false writes the files once and exits.
+    #[arg(long = "daemonMode", alias = "daemon-mode")]
+    pub daemon_mode: Option<bool>,
+    /// Same as -daemonMode=false (spiffe-helper's older flag).
+    #[arg(long = "exitWhenReady")]
+    pub exit_when_ready: bool,
+}
+
+async fn svid_helper(args: SvidHelperArgs) -> anyhow::Result<()> {
+    spinel_config::logging::init("INFO", spinel_config::logging::LogFormat::default(), None)?;
+    let daemon_mode = if args.exit_when_ready {
+        Some(false)
+    } else {
+        args.daemon_mode
+    };
+    let config = crate::svid_helper::HelperConfig::load(&args.config, daemon_mode)?;
+    crate::svid_helper::run(config).await
 }

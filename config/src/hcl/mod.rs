@@ -157,6 +157,13 @@ impl ConfigFile {
         node.deserialize(&self.path, name).map(Some)
     }
 
+    /// Decodes the whole file into `T`, for files whose settings are
+    /// top-level attributes (spiffe-helper's `helper.conf`) rather than
+    /// blocks.
+    pub fn whole<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        self.root.deserialize(&self.path, "")
+    }
+
     /// Decodes the top-level block `name` into `T`, or returns `T::default()`
     /// when the file does not have it.
     pub fn section_or_default<T: DeserializeOwned + Default>(
