@@ -29,9 +29,9 @@ pub(crate) fn unix_now() -> i64 {
     Clock::system().unix_seconds()
 }
 
-/// A Kubernetes timestamp `ago_secs` seconds before now.
-pub(crate) fn time_ago(ago_secs: i64) -> Time {
-    Time(Timestamp::from_second(unix_now() - ago_secs).unwrap_or(Timestamp::UNIX_EPOCH))
+/// The Kubernetes timestamp `unix_secs` seconds after the epoch.
+pub(crate) fn time_at(unix_secs: i64) -> Time {
+    Time(Timestamp::from_second(unix_secs).unwrap_or(Timestamp::UNIX_EPOCH))
 }
 
 /// `bytes` random bytes as lowercase hex.

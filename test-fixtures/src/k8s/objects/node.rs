@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::{random_hex, random_uid, time_ago};
+use super::{random_hex, random_uid, time_at, unix_now};
 
 /// Builds a [`Node`]: random UID, the well-known labels
 /// (`kubernetes.io/hostname`, `kubernetes.io/os`, `kubernetes.io/arch`),
@@ -28,6 +28,11 @@ pub struct NodeBuilder {
     uid: String,
     labels: BTreeMap<String, String>,
     internal_ip: String,
+    created: i64,
+    resource_version: String,
+    boot_id: String,
+    machine_id: String,
+    system_uuid: String,
 }
 
 impl NodeBuilder {
@@ -46,6 +51,11 @@ impl NodeBuilder {
             uid: random_uid(),
             labels,
             internal_ip: "10.0.0.10".to_owned(),
+            created: unix_now() - 86_400,
+            resource_version: format!("{}", 200_000 + u32::from(rand::random::<u16>())),
+            boot_id: random_uid(),
+            machine_id: random_hex(16),
+            system_uuid: random_uid(),
         }
     }
 
@@ -72,22 +82,22 @@ impl NodeBuilder {
         &self.uid
     }
 
-    /// The node.
+    /// The node. Building twice gives equal nodes.
     pub fn build(&self) -> Node {
         let ready = NodeCondition {
             type_: "Ready".to_owned(),
             status: "True".to_owned(),
             reason: Some("KubeletReady".to_owned()),
             message: Some("kubelet is posting ready status".to_owned()),
-            last_heartbeat_time: Some(time_ago(10)),
-            last_transition_time: Some(time_ago(86_400)),
+            last_heartbeat_time: Some(time_at(self.created + 86_390)),
+            last_transition_time: Some(time_at(self.created)),
         };
         Node {
             metadata: ObjectMeta {
                 name: Some(self.name.clone()),
                 uid: Some(self.uid.clone()),
-                resource_version: Some(format!("{}", 200_000 + u32::from(rand::random::<u16>()))),
-                creation_timestamp: Some(time_ago(86_400)),
+                resource_version: Some(self.resource_version.clone()),
+                creation_timestamp: Some(time_at(self.created)),
                 labels: Some(self.labels.clone()),
                 annotations: Some(BTreeMap::from([(
                     "node.alpha.kubernetes.io/ttl".to_owned(),
@@ -114,16 +124,16 @@ impl NodeBuilder {
                 conditions: Some(vec![ready]),
                 node_info: Some(NodeSystemInfo {
                     architecture: "amd64".to_owned(),
-                    boot_id: random_uid(),
+                    boot_id: self.boot_id.clone(),
                     container_runtime_version: "containerd://2.0.5".to_owned(),
                     kernel_version: "6.8.0-1024-aws".to_owned(),
                     kube_proxy_version: String::new(),
                     kubelet_version: "v1.33.1".to_owned(),
-                    machine_id: random_hex(16),
+                    machine_id: self.machine_id.clone(),
                     operating_system: "linux".to_owned(),
                     os_image: "Ubuntu 24.04.2 LTS".to_owned(),
                     swap: None,
-                    system_uuid: random_uid(),
+                    system_uuid: self.system_uuid.clone(),
                 }),
                 ..Default::default()
             }),

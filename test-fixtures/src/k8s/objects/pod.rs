@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use super::image::{image_id, normalize_image};
-use super::{random_hex, random_uid, time_ago};
+use super::{random_hex, random_uid, time_at, unix_now};
 
 /// One container of the pod being built.
 #[derive(Debug, Clone)]
@@ -57,6 +57,9 @@ pub struct PodBuilder {
     statuses: bool,
     host_ip: String,
     pod_ip: String,
+    /// Unix seconds the pod was created; the other timestamps follow it.
+    created: i64,
+    resource_version: String,
 }
 
 impl PodBuilder {
@@ -77,6 +80,8 @@ impl PodBuilder {
             statuses: true,
             host_ip: "10.0.0.10".to_owned(),
             pod_ip: "10.244.1.23".to_owned(),
+            created: unix_now() - 120,
+            resource_version: format!("{}", 100_000 + u32::from(rand::random::<u16>())),
         }
     }
 
@@ -195,7 +200,7 @@ impl PodBuilder {
             .map(|c| c.id.as_str())
     }
 
-    /// The pod.
+    /// The pod. Building twice gives equal pods.
     pub fn build(&self) -> Pod {
         Pod {
             metadata: self.metadata(),
@@ -209,8 +214,8 @@ impl PodBuilder {
             name: Some(self.name.clone()),
             namespace: Some(self.namespace.clone()),
             uid: Some(self.uid.clone()),
-            resource_version: Some(format!("{}", 100_000 + u32::from(rand::random::<u16>()))),
-            creation_timestamp: Some(time_ago(120)),
+            resource_version: Some(self.resource_version.clone()),
+            creation_timestamp: Some(time_at(self.created)),
             labels: (!self.labels.is_empty()).then(|| self.labels.clone()),
             owner_references: (!self.owners.is_empty()).then(|| self.owners.clone()),
             ..Default::default()
@@ -258,7 +263,7 @@ impl PodBuilder {
         let condition = |type_: &str| PodCondition {
             type_: type_.to_owned(),
             status: "True".to_owned(),
-            last_transition_time: Some(time_ago(110)),
+            last_transition_time: Some(time_at(self.created + 10)),
             ..Default::default()
         };
         let base = PodStatus {
@@ -267,7 +272,7 @@ impl PodBuilder {
                 ip: self.host_ip.clone(),
             }]),
             qos_class: Some("BestEffort".to_owned()),
-            start_time: Some(time_ago(115)),
+            start_time: Some(time_at(self.created + 5)),
             ..Default::default()
         };
         if !self.statuses {
@@ -295,15 +300,24 @@ impl PodBuilder {
             pod_ips: Some(vec![PodIP {
                 ip: self.pod_ip.clone(),
             }]),
-            container_statuses: Some(self.containers.iter().map(running_status).collect()),
-            init_container_statuses: (!self.init_containers.is_empty())
-                .then(|| self.init_containers.iter().map(completed_status).collect()),
+            container_statuses: Some(
+                self.containers
+                    .iter()
+                    .map(|c| running_status(c, self.created))
+                    .collect(),
+            ),
+            init_container_statuses: (!self.init_containers.is_empty()).then(|| {
+                self.init_containers
+                    .iter()
+                    .map(|c| completed_status(c, self.created))
+                    .collect()
+            }),
             ..base
         }
     }
 }
 
-fn running_status(c: &ContainerDef) -> ContainerStatus {
+fn running_status(c: &ContainerDef, created: i64) -> ContainerStatus {
     ContainerStatus {
         name: c.name.clone(),
         image: normalize_image(&c.image),
@@ -314,7 +328,7 @@ fn running_status(c: &ContainerDef) -> ContainerStatus {
         restart_count: 0,
         state: Some(ContainerState {
             running: Some(ContainerStateRunning {
-                started_at: Some(time_ago(100)),
+                started_at: Some(time_at(created + 20)),
             }),
             ..Default::default()
         }),
@@ -323,7 +337,7 @@ fn running_status(c: &ContainerDef) -> ContainerStatus {
     }
 }
 
-fn completed_status(c: &ContainerDef) -> ContainerStatus {
+fn completed_status(c: &ContainerDef, created: i64) -> ContainerStatus {
     let container_id = format!("containerd://{}", c.id);
     ContainerStatus {
         started: Some(false),
@@ -332,13 +346,13 @@ fn completed_status(c: &ContainerDef) -> ContainerStatus {
                 container_id: Some(container_id),
                 exit_code: 0,
                 reason: Some("Completed".to_owned()),
-                started_at: Some(time_ago(112)),
-                finished_at: Some(time_ago(111)),
+                started_at: Some(time_at(created + 8)),
+                finished_at: Some(time_at(created + 9)),
                 ..Default::default()
             }),
             ..Default::default()
         }),
-        ..running_status(c)
+        ..running_status(c, created)
     }
 }
 
