@@ -35,6 +35,11 @@ pub struct ApiServerOptions {
     /// The API server's own audiences, used by a TokenReview whose
     /// `spec.audiences` is empty.
     pub api_audiences: Vec<String>,
+    /// Reject, as a real API server does, a token whose bound pod is not
+    /// among the fake's pods ([`FakeApiServer::add_pod`]) with the same
+    /// UID ("service account token has been invalidated"). Off by default,
+    /// so a TokenReview test need not add the pod.
+    pub validate_bound_pods: bool,
 }
 
 impl Default for ApiServerOptions {
@@ -44,6 +49,7 @@ impl Default for ApiServerOptions {
             token: format!("fake-apiserver-{}", random_hex(16)),
             api_audiences: vec![issuer.clone()],
             issuer,
+            validate_bound_pods: false,
         }
     }
 }
@@ -235,8 +241,18 @@ impl ApiServer {
             _ => self.options.api_audiences.clone(),
         };
         let state = lock(&self.state);
-        let review = token::review(state.tokens.get(&token), &token, &target, unix_now());
+        let issued = state.tokens.get(&token).map(|issued| {
+            let mut issued = issued.clone();
+            if self.options.validate_bound_pods {
+                let spec = &issued.spec;
+                let key = (spec.namespace.clone(), spec.pod_name.clone());
+                let bound = state.pods.get(&key).and_then(|p| p.metadata.uid.as_deref());
+                issued.revoked |= bound != Some(spec.pod_uid.as_str());
+            }
+            issued
+        });
         drop(state);
+        let review = token::review(issued.as_ref(), &token, &target, unix_now());
         tracing::debug!(
             authenticated = review.authenticated.unwrap_or(false),
             "fake kube-apiserver reviewed a token"

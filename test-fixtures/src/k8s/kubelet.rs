@@ -50,6 +50,7 @@ pub struct KubeletOptions {
 struct State {
     pods: Vec<Pod>,
     latency: Duration,
+    failure: Option<StatusCode>,
 }
 
 #[derive(Debug)]
@@ -88,6 +89,7 @@ impl FakeKubelet {
             state: Mutex::new(State {
                 pods: Vec::new(),
                 latency: options.latency,
+                failure: None,
             }),
             options,
             pods_requests: AtomicUsize::new(0),
@@ -106,6 +108,11 @@ impl FakeKubelet {
     /// The HTTPS port.
     pub fn secure_port(&self) -> u16 {
         self.secure_port
+    }
+
+    /// `https://127.0.0.1:<secure port>`.
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.secure_port)
     }
 
     /// The plain-HTTP read-only port, when enabled.
@@ -171,6 +178,13 @@ impl FakeKubelet {
         lock(&self.kubelet.state).latency = latency;
     }
 
+    /// While `Some(code)`, every request that passes authentication
+    /// answers `code` with a plain-text body (e.g. 500, 503), to test
+    /// retries.
+    pub fn set_failure(&self, code: Option<StatusCode>) {
+        lock(&self.kubelet.state).failure = code;
+    }
+
     /// How many `GET /pods` requests arrived so far, on either port,
     /// whatever their answer (counted on arrival, before the latency).
     pub fn pods_requests(&self) -> usize {
@@ -227,12 +241,19 @@ impl Handler for Kubelet {
         if is_pods && req.method() == Method::GET {
             self.pods_requests.fetch_add(1, Ordering::SeqCst);
         }
-        let latency = lock(&self.state).latency;
+        let (latency, failure) = {
+            let state = lock(&self.state);
+            (state.latency, state.failure)
+        };
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
         if let Some(refusal) = self.authorize(&req, &peer) {
             return refusal;
+        }
+        if let Some(code) = failure {
+            let reason = code.canonical_reason().unwrap_or("injected failure");
+            return text(code, reason);
         }
         match (is_pods, req.method()) {
             (true, &Method::GET) => self.pod_list(),

@@ -17,12 +17,17 @@
 //!   account tokens ([`ServiceAccountToken`]) signed ES256 by a fake issuer.
 //! - [`PodBuilder`], [`NodeBuilder`] ([`objects`]): realistic objects.
 //!
+//! Tokens and timestamps use the real wall clock (through
+//! `spinel_spiffe::clock::Clock::system()`), not a test's paused tokio
+//! time: to test expiry, issue a token already expired
+//! ([`ServiceAccountToken::expired`]) or revoke it.
+//!
 //! Each fake runs on its own thread with its own tokio runtime, so it works
 //! from `#[test]` and `#[tokio::test]` alike; it listens on `127.0.0.1:0`
 //! and stops when dropped. Its state sits behind a mutex and may be changed
 //! while it runs.
 //!
-//! ```no_run
+//! ```
 //! use spinel_test_fixtures::k8s::{
 //!     ApiServerOptions, FakeApiServer, FakeKubelet, KubeletOptions, NodeBuilder, PodBuilder,
 //!     ServiceAccountToken,

@@ -343,3 +343,29 @@ async fn injected_failures_are_v1_status() {
         404
     );
 }
+
+#[tokio::test]
+async fn bound_pod_validation_when_asked() {
+    let api = FakeApiServer::start(ApiServerOptions {
+        validate_bound_pods: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let (pod, _) = agent();
+    let jwt = api
+        .add_service_account_token(ServiceAccountToken::for_pod(&pod.build()))
+        .unwrap();
+    let (_, tr) = review(&api, &jwt, &["spire-server"]).await;
+    let status = tr.status.unwrap();
+    assert_eq!(status.authenticated, Some(false), "pod not added yet");
+    assert!(status.error.unwrap().contains("invalidated"));
+
+    api.add_pod(pod.build());
+    let (_, tr) = review(&api, &jwt, &["spire-server"]).await;
+    assert_eq!(tr.status.unwrap().authenticated, Some(true));
+
+    // Same name, new UID: the pod was recreated, the old token is dead.
+    api.add_pod(PodBuilder::new("spire", "spire-agent-x2k9p").build());
+    let (_, tr) = review(&api, &jwt, &["spire-server"]).await;
+    assert_eq!(tr.status.unwrap().authenticated, Some(false));
+}

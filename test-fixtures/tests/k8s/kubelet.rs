@@ -206,3 +206,29 @@ fn works_from_a_plain_test_and_stops_when_dropped() {
     drop(kubelet);
     assert!(rt.block_on(get(&target, "/pods")).is_err());
 }
+
+#[tokio::test]
+async fn injected_failures_follow_authentication() {
+    let kubelet = FakeKubelet::start(with_token()).unwrap();
+    assert_eq!(
+        kubelet.url(),
+        format!("https://127.0.0.1:{}", kubelet.secure_port())
+    );
+    kubelet.set_failure(Some(http::StatusCode::SERVICE_UNAVAILABLE));
+    let reply = get(&secure(&kubelet, Some("kubelet-token")), "/pods")
+        .await
+        .unwrap();
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (503, "Service Unavailable")
+    );
+    assert_eq!(
+        get(&secure(&kubelet, None), "/pods").await.unwrap().status,
+        401
+    );
+    kubelet.set_failure(None);
+    let reply = get(&secure(&kubelet, Some("kubelet-token")), "/pods")
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+}
