@@ -24,8 +24,9 @@
 //!
 //! Each fake runs on its own thread with its own tokio runtime, so it works
 //! from `#[test]` and `#[tokio::test]` alike; it listens on `127.0.0.1:0`
-//! and stops when dropped. Its state sits behind a mutex and may be changed
-//! while it runs.
+//! and stops when dropped (connect to `127.0.0.1`: the serving certificate
+//! also names `localhost` and `::1`, but nothing listens on `::1`). Its
+//! state sits behind a mutex and may be changed while it runs.
 //!
 //! ```
 //! use spinel_test_fixtures::k8s::{
