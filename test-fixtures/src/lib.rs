@@ -5,6 +5,8 @@
 //! - [`spinel`]: a whole local trust domain made of real processes: a
 //!   `spinel-server` with a temporary data dir and config, agents attested
 //!   with join tokens, and the CLI driven as an operator would.
+//! - [`cgroup`]: real pod-shaped cgroups (cgroup v1 cgroupfs, v2 systemd)
+//!   to put a test process "in a pod" for the `k8s` workload attestor.
 //! - [`k8s`]: protocol-faithful fakes of the kubelet and kube-apiserver
 //!   (real Kubernetes JSON from `k8s-openapi`, over real HTTPS), and
 //!   builders of realistic pods and nodes.
@@ -13,6 +15,7 @@
 //! the test executable, in `target/<profile>/`), so an end-to-end test
 //! exercises exactly what an operator runs.
 
+pub mod cgroup;
 pub mod k8s;
 pub mod process;
 pub mod spinel;

@@ -275,6 +275,10 @@ pub struct AgentOptions {
     pub agent_extra: String,
     /// Extra `plugin_data` lines for `WorkloadAttestor "unix"`.
     pub unix_plugin_data: String,
+    /// The `NodeAttestor` block (default: `join_token`).
+    pub node_attestor: Option<String>,
+    /// More plugin blocks inside `plugins { ... }` (e.g. `WorkloadAttestor "k8s"`).
+    pub plugins_extra: String,
 }
 
 /// A running `spinel-agent` with its own temporary directory.
@@ -328,14 +332,13 @@ impl AgentHandle {
 
 plugins {{
     {key_manager}
-    NodeAttestor "join_token" {{
-        plugin_data {{}}
-    }}
+    {node_attestor}
     WorkloadAttestor "unix" {{
         plugin_data {{
 {unix}
         }}
     }}
+{plugins_extra}
 }}
 "#,
             data = root.join("data").display(),
@@ -345,6 +348,11 @@ plugins {{
             td = server.trust_domain,
             extra = opts.agent_extra,
             unix = opts.unix_plugin_data,
+            node_attestor = opts
+                .node_attestor
+                .as_deref()
+                .unwrap_or("NodeAttestor \"join_token\" {\n        plugin_data {}\n    }"),
+            plugins_extra = opts.plugins_extra,
         );
         write_file(&config_path, &config)?;
         let mut agent = AgentHandle {
