@@ -370,3 +370,7 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     pem_certs(&pem).map_err(|e| format!("{}: {e}", path.display()))
 }
+
+#[cfg(test)]
+#[path = "kubeconfig_tests.rs"]
+mod tests;
