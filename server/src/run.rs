@@ -292,6 +292,14 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
         tracing::warn!("{warning}");
     }
     let clock = Clock::system();
+    // Node attestors that read files (kubeconfigs) fail here, before
+    // anything is opened or started.
+    let psat = config
+        .plugins
+        .k8s_psat
+        .as_ref()
+        .map(|psat| k8s_psat_attestor(&config.trust_domain, psat))
+        .transpose()?;
     create_dir(&config.data_dir).map_err(|e| RunError::DataStore {
         path: config.data_dir.clone(),
         reason: format!("cannot create the data directory: {e}"),
@@ -309,8 +317,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
         datastore.clone(),
         clock.clone(),
     )));
-    if let Some(psat) = &config.plugins.k8s_psat {
-        attestors.insert(Arc::new(k8s_psat_attestor(&config.trust_domain, psat)?));
+    if let Some(psat) = psat {
+        attestors.insert(Arc::new(psat));
     }
     let state = ApiState::new(
         ApiSettings {

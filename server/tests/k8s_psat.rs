@@ -172,6 +172,10 @@ fn bad_kubeconfigs_are_named() {
 
 /// A real server whose config enables k8s_psat for cluster `demo`.
 async fn start_server(dir: &Path, kubeconfig: &Path) -> RunningServer {
+    try_start_server(dir, kubeconfig).await.unwrap()
+}
+
+async fn try_start_server(dir: &Path, kubeconfig: &Path) -> Result<RunningServer, run::RunError> {
     let text = format!(
         r#"server {{
     bind_address = "127.0.0.1"
@@ -209,7 +213,25 @@ plugins {{
     );
     let file = ConfigFile::parse(Path::new("server.conf"), &text).unwrap();
     let config = config::from_file(&file, &Overrides::default()).unwrap();
-    run::start(config).await.unwrap()
+    run::start(config).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_kubeconfig_stops_the_server_at_start() {
+    let dir = tempfile::Builder::new()
+        .prefix("spinel-psat")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, "current-context: x\n").unwrap();
+    let e = try_start_server(dir.path(), &kubeconfig)
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("k8s_psat") && e.contains("\"demo\""), "{e}");
+    assert!(e.contains(&kubeconfig.display().to_string()), "{e}");
+    assert!(e.contains("not among its contexts"), "{e}");
 }
 
 async fn admin_channel(server: &RunningServer) -> Channel {
