@@ -8,7 +8,7 @@
 //! Reading order:
 //! - [`config`]: the SPIRE-shaped `agent.conf`;
 //! - [`client`]: the TLS connection to the server and the agent's own SVID;
-//! - [`attestor`]: node attestation (`join_token`) and workload attestation (`unix`);
+//! - [`attestor`]: node attestation (`join_token`, `k8s_psat`) and workload attestation (`unix`);
 //! - [`manager`]: sync, SVID rotation, persistence;
 //! - [`cache`]: the snapshot the Workload API serves;
 //! - [`workload_api`]: the `SpiffeWorkloadAPI` gRPC service;

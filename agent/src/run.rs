@@ -1,7 +1,8 @@
 //! Running the agent: config -> identity -> first sync -> Workload API.
 //!
 //! Start-up order: load the config, set up logging, load the agent SVID
-//! from `data_dir` or attest with the join token, sync once with the server
+//! from `data_dir` or attest with the join token (a `k8s_psat` agent always
+//! attests, with a fresh projected token), sync once with the server
 //! (so the first workload finds its SVIDs), then serve the Workload API and
 //! keep syncing. When the Workload API is up the agent logs one line at info
 //! containing `Starting Workload API` and the socket path; harnesses may wait

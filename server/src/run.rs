@@ -35,9 +35,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api::{self, tls, ApiSettings, ApiState};
-use crate::attestor::node::{JoinTokenAttestor, NodeAttestors};
+use crate::attestor::node::k8s_psat::{self, ClusterConnection, KubeClient};
+use crate::attestor::node::{JoinTokenAttestor, K8sPsatAttestor, NodeAttestors};
 use crate::ca::Ca;
-use crate::config::{DataStoreConfig, KeyManagerConfig, ServerConfig};
+use crate::config::{DataStoreConfig, K8sPsatConfig, KeyManagerConfig, ServerConfig};
 use crate::datastore::DataStore;
 use crate::keymanager::KeyManager;
 
@@ -83,6 +84,14 @@ pub enum RunError {
     Socket {
         /// The socket path.
         path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A node attestor could not be set up (a bad kubeconfig, ...).
+    #[error("cannot set up NodeAttestor {name:?}: {reason}")]
+    NodeAttestor {
+        /// The attestor.
+        name: &'static str,
         /// Why.
         reason: String,
     },
@@ -239,6 +248,34 @@ async fn open_datastore(config: &DataStoreConfig) -> Result<Arc<dyn DataStore>, 
     }
 }
 
+/// Builds the `k8s_psat` attestor: one API client per cluster, from its
+/// kubeconfig or the in-cluster service account.
+fn k8s_psat_attestor(
+    trust_domain: &spinel_spiffe::TrustDomain,
+    config: &K8sPsatConfig,
+) -> Result<K8sPsatAttestor, RunError> {
+    let fail = |cluster: &str, e: k8s_psat::K8sPsatError| RunError::NodeAttestor {
+        name: k8s_psat::NAME,
+        reason: format!("cluster {cluster:?}: {e}"),
+    };
+    let mut attestor = K8sPsatAttestor::new(trust_domain.clone());
+    for (name, cluster) in &config.clusters {
+        let connection = match &cluster.kube_config_file {
+            Some(path) => ClusterConnection::from_kubeconfig(path),
+            None => ClusterConnection::in_cluster(
+                std::env::var("KUBERNETES_SERVICE_HOST").ok(),
+                std::env::var("KUBERNETES_SERVICE_PORT").ok(),
+                Path::new(k8s_psat::kubeconfig::SERVICE_ACCOUNT_DIR),
+            ),
+        }
+        .map_err(|e| fail(name, e))?;
+        let client = KubeClient::new(connection).map_err(|e| fail(name, e))?;
+        tracing::info!(cluster = %name, api_server = %client.server(), "k8s_psat cluster configured");
+        attestor = attestor.with_cluster(name.clone(), cluster.checks.clone(), Arc::new(client));
+    }
+    Ok(attestor)
+}
+
 /// Opens the key manager named by the config.
 fn open_key_manager(config: &KeyManagerConfig) -> Result<Arc<dyn KeyManager>, RunError> {
     Ok(match config {
@@ -255,6 +292,14 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
         tracing::warn!("{warning}");
     }
     let clock = Clock::system();
+    // Node attestors that read files (kubeconfigs) fail here, before
+    // anything is opened or started.
+    let psat = config
+        .plugins
+        .k8s_psat
+        .as_ref()
+        .map(|psat| k8s_psat_attestor(&config.trust_domain, psat))
+        .transpose()?;
     create_dir(&config.data_dir).map_err(|e| RunError::DataStore {
         path: config.data_dir.clone(),
         reason: format!("cannot create the data directory: {e}"),
@@ -272,6 +317,9 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
         datastore.clone(),
         clock.clone(),
     )));
+    if let Some(psat) = psat {
+        attestors.insert(Arc::new(psat));
+    }
     let state = ApiState::new(
         ApiSettings {
             trust_domain: config.trust_domain.clone(),

@@ -16,6 +16,18 @@
 //! }
 //! ```
 //!
+//! The node attestor is `join_token` (the token from `-joinToken` or
+//! `agent.join_token`) or `k8s_psat`:
+//!
+//! ```hcl
+//! NodeAttestor "k8s_psat" {
+//!     plugin_data {
+//!         cluster = "demo"                                  # required
+//!         token_path = "/var/run/secrets/tokens/spire-agent" # the default
+//!     }
+//! }
+//! ```
+//!
 //! Unknown keys and unsupported plugins are errors naming the key or plugin
 //! and the file line (through [`spinel_config`]). Flags of `run` override
 //! the file ([`Overrides`]).
@@ -26,6 +38,8 @@ use serde::Deserialize;
 use spinel_config::hcl::{single_plugin, ConfigFile, PluginDecl};
 use spinel_config::logging::LogFormat;
 use spinel_spiffe::TrustDomain;
+
+use crate::attestor::node::{k8s_psat, K8sPsatConfig, NodeAttestorConfig};
 
 /// SPIRE's default is `/tmp/spire-agent/public/api.sock`; Spinel's mirrors it.
 pub const DEFAULT_SOCKET_PATH: &str = "/tmp/spinel-agent/public/api.sock";
@@ -46,6 +60,14 @@ pub enum ConfigError {
         key: &'static str,
         /// What is wrong.
         reason: String,
+    },
+    /// A plugin setting is missing or unacceptable.
+    #[error("{location}: {message}")]
+    Plugin {
+        /// `file:line` of the plugin.
+        location: String,
+        /// What is wrong, naming the key.
+        message: String,
     },
 }
 
@@ -81,6 +103,36 @@ struct DiskKeyManagerData {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct NoData {}
+
+/// `plugin_data` of `NodeAttestor "k8s_psat"`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct K8sPsatData {
+    /// The cluster name, as configured on the server (required).
+    #[serde(default)]
+    cluster: Option<String>,
+    /// The projected token (default `/var/run/secrets/tokens/spire-agent`).
+    #[serde(default)]
+    token_path: Option<PathBuf>,
+}
+
+fn k8s_psat_config(p: &PluginDecl) -> Result<K8sPsatConfig, ConfigError> {
+    let data: K8sPsatData = p.data()?;
+    let cluster = data
+        .cluster
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| ConfigError::Plugin {
+            location: p.location(),
+            message: "NodeAttestor \"k8s_psat\": `plugins.NodeAttestor.k8s_psat.plugin_data.cluster` is required".into(),
+        })?;
+    Ok(K8sPsatConfig {
+        cluster,
+        token_path: data
+            .token_path
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from(k8s_psat::DEFAULT_TOKEN_PATH)),
+    })
+}
 
 /// Where the agent keeps its own private key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +196,8 @@ pub struct AgentConfig {
     pub insecure_bootstrap: bool,
     /// The join token, if any (a secret: never logged).
     pub join_token: Option<String>,
+    /// The node attestor.
+    pub node_attestor: NodeAttestorConfig,
     /// The key manager.
     pub key_manager: KeyManagerConfig,
     /// The `WorkloadAttestor` plugin declarations.
@@ -218,6 +272,7 @@ impl AgentConfig {
 
         let plugins = file.plugins()?;
         let mut key_manager = None;
+        let mut node_attestor = None;
         let mut workload_attestors = Vec::new();
         for p in plugins.iter().filter(|p| p.enabled) {
             match (p.kind.as_str(), p.name.as_str()) {
@@ -234,8 +289,14 @@ impl AgentConfig {
                 ("KeyManager", _) => return Err(p.unsupported(&["disk", "memory"]).into()),
                 ("NodeAttestor", "join_token") => {
                     let _: NoData = p.data()?;
+                    node_attestor = Some(NodeAttestorConfig::JoinToken);
                 }
-                ("NodeAttestor", _) => return Err(p.unsupported(&["join_token"]).into()),
+                ("NodeAttestor", "k8s_psat") => {
+                    node_attestor = Some(NodeAttestorConfig::K8sPsat(k8s_psat_config(p)?));
+                }
+                ("NodeAttestor", _) => {
+                    return Err(p.unsupported(&["join_token", "k8s_psat"]).into())
+                }
                 ("WorkloadAttestor", _) => workload_attestors.push(p.clone()),
                 _ => {
                     return Err(p
@@ -248,6 +309,8 @@ impl AgentConfig {
         single_plugin(file.path(), &plugins, "NodeAttestor")?;
         let key_manager = key_manager
             .ok_or_else(|| invalid("plugins", "a KeyManager plugin is required".into()))?;
+        let node_attestor = node_attestor
+            .ok_or_else(|| invalid("plugins", "a NodeAttestor plugin is required".into()))?;
         if trust_bundle_path.is_none() && !insecure_bootstrap {
             // Allowed when the agent already holds a bundle from an earlier run.
             tracing::debug!("no trust_bundle_path: relying on the bundle stored in data_dir");
@@ -301,6 +364,7 @@ impl AgentConfig {
                 .clone()
                 .or(section.join_token)
                 .filter(|t| !t.is_empty()),
+            node_attestor,
             key_manager,
             workload_attestors,
             admin_socket_path: section.admin_socket_path,
@@ -414,6 +478,46 @@ plugins {
         assert!(
             err.contains("agent.log_selectors") && err.contains("k8s:pod-label:app"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn k8s_psat_plugin() {
+        let psat = GOOD.replace(
+            "NodeAttestor \"join_token\" {\n        plugin_data {}",
+            "NodeAttestor \"k8s_psat\" {\n        plugin_data {\n            cluster = \"demo\"\n        }",
+        );
+        let c = parse(&psat).unwrap();
+        assert_eq!(
+            c.node_attestor,
+            NodeAttestorConfig::K8sPsat(K8sPsatConfig {
+                cluster: "demo".into(),
+                token_path: PathBuf::from("/var/run/secrets/tokens/spire-agent"),
+            })
+        );
+        let with_path = psat.replace(
+            "cluster = \"demo\"",
+            "cluster = \"demo\"\n            token_path = \"/t/tok\"",
+        );
+        let NodeAttestorConfig::K8sPsat(k) = parse(&with_path).unwrap().node_attestor else {
+            panic!("not k8s_psat");
+        };
+        assert_eq!(k.token_path, PathBuf::from("/t/tok"));
+        let missing = psat.replace("cluster = \"demo\"", "");
+        let err = parse(&missing).unwrap_err().to_string();
+        assert!(
+            err.contains("cluster") && err.contains("agent.conf:"),
+            "{err}"
+        );
+        let unknown = psat.replace(
+            "cluster = \"demo\"",
+            "cluster = \"demo\"\n            clsuter = \"x\"",
+        );
+        let err = parse(&unknown).unwrap_err().to_string();
+        assert!(err.contains("clsuter") && err.contains(":17"), "{err}");
+        assert_eq!(
+            parse(GOOD).unwrap().node_attestor,
+            NodeAttestorConfig::JoinToken
         );
     }
 

@@ -1,13 +1,16 @@
 //! The manager: the agent's identity and everything it syncs from the server.
 //!
 //! - At start it loads the agent SVID from `data_dir` ([`store`]) or attests
-//!   with the join token.
+//!   with the join token. A reattestable attestor (`k8s_psat`) attests at
+//!   every start with fresh evidence instead.
 //! - Every [`SYNC_INTERVAL`] it fetches the bundle and its authorized
 //!   entries, asks for X509-SVIDs for new or changed entries and for those
 //!   past half their lifetime (one fresh key and CSR each, in one batch),
 //!   drops identities whose entries are gone, and publishes a new cache
 //!   snapshot when anything changed.
-//! - It renews its own SVID at half-life with `RenewAgent`.
+//! - It renews its own SVID at half-life with `RenewAgent`, or, when the
+//!   server said the agent is reattestable, attests again with fresh
+//!   evidence (the server refuses `RenewAgent` for such agents).
 //! - Failures back off (capped, jittered) while cached SVIDs keep being
 //!   served; an SVID that expires is dropped, never served.
 //! - It is the [`JwtSvidSource`]: JWT-SVIDs are minted by the server per
@@ -19,6 +22,7 @@ mod sync;
 pub use store::{split_der, Store, StoreError};
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -133,6 +137,7 @@ pub struct Manager {
     svid: RwLock<Arc<AgentSvid>>,
     roots: RwLock<Vec<Vec<u8>>>,
     channel: RwLock<Channel>,
+    reattestable: AtomicBool,
     jwt_cache: Mutex<HashMap<JwtKey, (String, SystemTime, SystemTime)>>,
 }
 
@@ -159,7 +164,9 @@ impl Manager {
             }
         };
         let now = clock.now();
-        let stored = store.load_svid()?.and_then(|s| {
+        let reattests = config.node_attestor.reattests();
+        let stored = if reattests { None } else { store.load_svid()? };
+        let stored = stored.and_then(|s| {
             let (nb, na) = validity(s.chain.first()?)?;
             (na > now).then_some(AgentSvid {
                 chain: s.chain,
@@ -168,10 +175,16 @@ impl Manager {
                 not_after: na,
             })
         });
-        let svid = match stored {
+        if reattests {
+            tracing::info!(
+                node_attestor = config.node_attestor.name(),
+                "attesting with fresh evidence (a reattestable agent does not reuse a stored SVID)"
+            );
+        }
+        let (svid, reattestable) = match stored {
             Some(svid) => {
                 tracing::info!(expires = ?svid.not_after, "using the agent SVID stored in data_dir");
-                svid
+                (svid, false)
             }
             None => attest(&config, &roots, &store).await?,
         };
@@ -182,6 +195,7 @@ impl Manager {
             svid: RwLock::new(Arc::new(svid)),
             roots: RwLock::new(roots),
             channel: RwLock::new(channel),
+            reattestable: AtomicBool::new(reattestable),
             jwt_cache: Mutex::new(HashMap::new()),
             config,
             clock,
@@ -241,6 +255,22 @@ impl Manager {
         if let Ok(mut c) = self.channel.write() {
             *c = channel;
         }
+        Ok(())
+    }
+
+    /// The server lets this agent attest again, and refuses `RenewAgent`.
+    pub(crate) fn reattestable(&self) -> bool {
+        self.reattestable.load(Ordering::Relaxed)
+    }
+
+    /// Attests again with fresh evidence and installs the new SVID.
+    pub(crate) async fn reattest(&self) -> Result<(), ManagerError> {
+        let roots = self.roots.read().map(|r| r.clone()).unwrap_or_default();
+        let (svid, reattestable) = attest(&self.config, &roots, &self.store).await?;
+        self.reattestable.store(reattestable, Ordering::Relaxed);
+        let not_after = svid.not_after;
+        self.set_agent_svid(svid)?;
+        tracing::info!(expires = ?not_after, "re-attested: new agent SVID");
         Ok(())
     }
 
@@ -307,15 +337,24 @@ pub fn pem_certificates(text: &str) -> Result<Vec<Vec<u8>>, String> {
     Ok(out)
 }
 
+/// Attests with the configured node attestor; returns the SVID and whether
+/// the server lets the agent attest again.
 async fn attest(
     config: &AgentConfig,
     roots: &[Vec<u8>],
     store: &Store,
-) -> Result<AgentSvid, ManagerError> {
-    let Some(token) = &config.join_token else {
-        return Err(ManagerError::NoIdentity(
-            "the agent has no valid SVID in data_dir and no join token: create one with `spinel-server token generate` and pass it with -joinToken or agent.join_token".into(),
-        ));
+) -> Result<(AgentSvid, bool), ManagerError> {
+    use crate::attestor::node::{self, NodeAttestorConfig};
+    let data = match &config.node_attestor {
+        NodeAttestorConfig::JoinToken => {
+            let Some(token) = &config.join_token else {
+                return Err(ManagerError::NoIdentity(
+                    "the agent has no valid SVID in data_dir and no join token: create one with `spinel-server token generate` and pass it with -joinToken or agent.join_token".into(),
+                ));
+            };
+            node::join_token::attestation_data(token)
+        }
+        NodeAttestorConfig::K8sPsat(psat) => node::k8s_psat::attestation_data(psat)?,
     };
     let (key, csr) = key_and_csr()?;
     let tls = client::tls_config(
@@ -325,7 +364,7 @@ async fn attest(
         roots.is_empty() && config.insecure_bootstrap,
     )?;
     let channel = client::channel(&config.server_address, config.server_port, tls)?;
-    let attested = crate::attestor::node::attest_join_token(channel, token, csr).await?;
+    let attested = node::attest(channel, data, csr).await?;
     let (not_before, not_after) = attested
         .chain
         .first()
@@ -333,14 +372,22 @@ async fn attest(
         .ok_or_else(|| {
             ManagerError::NoIdentity("the server returned an unreadable agent SVID".into())
         })?;
-    tracing::info!(spiffe_id = %attested.spiffe_id, "node attestation succeeded");
+    tracing::info!(
+        spiffe_id = %attested.spiffe_id,
+        node_attestor = config.node_attestor.name(),
+        reattestable = attested.reattestable,
+        "node attestation succeeded"
+    );
     store.save_svid(&attested.chain, &key)?;
-    Ok(AgentSvid {
-        chain: attested.chain,
-        key,
-        not_before,
-        not_after,
-    })
+    Ok((
+        AgentSvid {
+            chain: attested.chain,
+            key,
+            not_before,
+            not_after,
+        },
+        attested.reattestable,
+    ))
 }
 
 fn mtls_channel(

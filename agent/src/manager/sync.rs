@@ -120,6 +120,14 @@ async fn renew_agent_if_due(m: &Manager) -> Result<(), Status> {
     if renewal_due_at(svid.not_before, svid.not_after, jitter_for(leaf)) > now {
         return Ok(());
     }
+    if m.reattestable() {
+        // The server refuses RenewAgent for reattestable agents: attest
+        // again with fresh evidence instead.
+        return m
+            .reattest()
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()));
+    }
     let (key, csr) = key_and_csr().map_err(|e| Status::internal(e.to_string()))?;
     let response = AgentClient::new(m.channel())
         .renew_agent(RenewAgentRequest {

@@ -26,9 +26,11 @@
 //! warning).
 
 mod file;
+pub mod k8s_psat;
 mod plugins;
 
 pub use file::parse_key_type;
+pub use k8s_psat::{K8sPsatCluster, K8sPsatConfig};
 pub use plugins::{DataStoreConfig, KeyManagerConfig, Plugins};
 
 use std::path::{Path, PathBuf};

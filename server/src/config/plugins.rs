@@ -2,7 +2,7 @@
 //!
 //! Supported: `DataStore "sled"` (exactly one data store), `KeyManager
 //! "disk"` or `"memory"` (exactly one key manager), `NodeAttestor
-//! "join_token"`. `DataStore "sql"` is recognised so that a SPIRE file gets
+//! "join_token"` and `NodeAttestor "k8s_psat"` ([`super::k8s_psat`]). `DataStore "sql"` is recognised so that a SPIRE file gets
 //! a precise answer: PostgreSQL is planned but not there yet, other
 //! databases are not supported. Anything else is an error naming the plugin
 //! and its `file:line`.
@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use spinel_config::hcl::{single_plugin, ConfigFile, PluginDecl};
 
 use super::file::{DiskKeysData, NoData, SledData, SqlData};
+use super::k8s_psat::K8sPsatConfig;
 use super::ConfigLoadError;
 
 /// Plugin kinds this server has.
@@ -48,6 +49,8 @@ pub struct Plugins {
     pub key_manager: KeyManagerConfig,
     /// Names of the configured node attestors.
     pub node_attestors: Vec<String>,
+    /// `NodeAttestor "k8s_psat"`, when configured.
+    pub k8s_psat: Option<K8sPsatConfig>,
 }
 
 /// Resolves the plugins of `file`; `data_dir` is the server's data
@@ -62,6 +65,7 @@ pub fn resolve(file: &ConfigFile, data_dir: &Path) -> Result<Plugins, ConfigLoad
     let datastore = datastore(single_plugin(file.path(), &decls, "DataStore")?, data_dir)?;
     let key_manager = key_manager(single_plugin(file.path(), &decls, "KeyManager")?)?;
     let mut node_attestors = Vec::new();
+    let mut k8s_psat = None;
     for decl in decls
         .iter()
         .filter(|d| d.enabled && d.kind == "NodeAttestor")
@@ -70,7 +74,8 @@ pub fn resolve(file: &ConfigFile, data_dir: &Path) -> Result<Plugins, ConfigLoad
             "join_token" => {
                 decl.data::<NoData>()?;
             }
-            _ => return Err(decl.unsupported(&["join_token"]).into()),
+            "k8s_psat" => k8s_psat = Some(super::k8s_psat::resolve(decl)?),
+            _ => return Err(decl.unsupported(&["join_token", "k8s_psat"]).into()),
         }
         node_attestors.push(decl.name.clone());
     }
@@ -78,6 +83,7 @@ pub fn resolve(file: &ConfigFile, data_dir: &Path) -> Result<Plugins, ConfigLoad
         datastore,
         key_manager,
         node_attestors,
+        k8s_psat,
     })
 }
 

@@ -10,13 +10,18 @@
 //! Attestors in this build:
 //! - [`JoinTokenAttestor`] (`join_token`): a single-use, expiring secret
 //!   created by an operator (invariant 7: one token, one agent).
+//! - [`K8sPsatAttestor`] (`k8s_psat`): a Kubernetes projected service
+//!   account token, checked with the cluster's TokenReview API; agents
+//!   re-attest with fresh tokens.
 //!
 //! Attestors never log evidence (tokens, keys); errors name what was wrong,
 //! never the secret.
 
 pub mod join_token;
+pub mod k8s_psat;
 
 pub use join_token::JoinTokenAttestor;
+pub use k8s_psat::K8sPsatAttestor;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
