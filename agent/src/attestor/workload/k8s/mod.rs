@@ -69,7 +69,6 @@ impl K8sAttestor {
     /// Builds the attestor of a `WorkloadAttestor "k8s"` declaration, with
     /// the process environment and the real `/proc`.
     pub fn from_decl(decl: &PluginDecl) -> Result<Self, AttestError> {
-        let config: K8sConfig = decl.data()?;
         let root = Root::system();
         let lookup = |name: &str| std::env::var(name).ok();
         let hostname = std::fs::read_to_string(root.proc.join("sys/kernel/hostname"))
@@ -80,11 +79,23 @@ impl K8sAttestor {
             var: &lookup,
             hostname,
         };
-        let settings = config.resolve(decl, &env)?;
+        Self::from_decl_in(decl, &env, root)
+    }
+
+    /// Builds the attestor of a declaration with the given environment,
+    /// asking the configured kubelet and reading `/proc` under `root`.
+    pub fn from_decl_in(
+        decl: &PluginDecl,
+        env: &Environment<'_>,
+        root: Root,
+    ) -> Result<Self, AttestError> {
+        let config: K8sConfig = decl.data()?;
+        let settings = config.resolve(decl, env)?;
         if config.use_new_container_locator == Some(false) {
             tracing::info!("k8s: use_new_container_locator = false is ignored; Spinel has one container locator (cgroup v1 and v2)");
         }
-        Ok(Self::new(settings)?)
+        let client = KubeletClient::new(settings.clone())?;
+        Ok(Self::with_source(settings, Arc::new(client), root))
     }
 
     /// An attestor asking the kubelet of `settings`, reading the real `/proc`.

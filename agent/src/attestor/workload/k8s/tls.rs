@@ -27,9 +27,9 @@ pub(crate) fn client_config(verify: &Verify, auth: &Auth) -> Result<Arc<ClientCo
     };
     let config = match auth {
         Auth::ClientCert { cert, key } => {
-            let chain = certificates(cert)?;
+            let chain = certificates(cert, "certificate_path")?;
             let private = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| pem_error(key, "a private key", e))?;
+                .map_err(|e| pem_error(key, "private_key_path", e))?;
             builder
                 .with_client_auth_cert(chain, private)
                 .map_err(|e| K8sError::BadCredential {
@@ -42,25 +42,32 @@ pub(crate) fn client_config(verify: &Verify, auth: &Auth) -> Result<Arc<ClientCo
     Ok(Arc::new(config))
 }
 
-fn pem_error(path: &Path, what: &str, e: rustls_pki_types::pem::Error) -> K8sError {
-    match e {
-        rustls_pki_types::pem::Error::Io(source) => K8sError::read(path, source),
-        other => K8sError::BadCredential {
-            path: path.to_owned(),
-            reason: format!("expected {what} in PEM: {other}"),
-        },
+/// A PEM file that cannot be used; `key` is the `plugin_data` key naming it.
+fn pem_error(path: &Path, key: &str, e: rustls_pki_types::pem::Error) -> K8sError {
+    let hint = if key == "kubelet_ca_path" {
+        " (set `kubelet_ca_path` to the kubelet's CA, or `skip_kubelet_verification = true`)"
+    } else {
+        ""
+    };
+    let reason = match e {
+        rustls_pki_types::pem::Error::Io(source) => format!("cannot read `{key}`: {source}{hint}"),
+        other => format!("`{key}` is not valid PEM: {other}{hint}"),
+    };
+    K8sError::BadCredential {
+        path: path.to_owned(),
+        reason,
     }
 }
 
-fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, K8sError> {
+fn certificates(path: &Path, key: &str) -> Result<Vec<CertificateDer<'static>>, K8sError> {
     let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| pem_error(path, "certificates", e))?
+        .map_err(|e| pem_error(path, key, e))?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| pem_error(path, "certificates", e))?;
+        .map_err(|e| pem_error(path, key, e))?;
     if certs.is_empty() {
         return Err(K8sError::BadCredential {
             path: path.to_owned(),
-            reason: "holds no PEM certificate".to_owned(),
+            reason: format!("`{key}` holds no PEM certificate"),
         });
     }
     Ok(certs)
@@ -68,7 +75,7 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, K8sError> {
 
 fn roots(path: &Path) -> Result<RootCertStore, K8sError> {
     let mut store = RootCertStore::empty();
-    for cert in certificates(path)? {
+    for cert in certificates(path, "kubelet_ca_path")? {
         store.add(cert).map_err(|e| K8sError::BadCredential {
             path: path.to_owned(),
             reason: format!("not a usable CA certificate: {e}"),
