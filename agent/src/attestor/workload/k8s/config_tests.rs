@@ -93,6 +93,9 @@ fn everything_from_plugin_data() {
 fn read_only_port_skip_verification_cert_and_anonymous() {
     let s = resolve("kubelet_read_only_port = 10255").unwrap();
     assert_eq!((s.port, s.transport), (10255, Transport::Plain));
+    // SPIRE's sample agent.conf writes the port as a string.
+    let s = resolve("kubelet_read_only_port = \"10255\"").unwrap();
+    assert_eq!(s.port, 10255);
     let s =
         resolve("skip_kubelet_verification = true\nuse_anonymous_authentication = true").unwrap();
     assert_eq!(

@@ -91,6 +91,14 @@ impl K8sAttestor {
     ) -> Result<Self, AttestError> {
         let config: K8sConfig = decl.data()?;
         let settings = config.resolve(decl, env)?;
+        if settings.transport == Transport::Plain
+            && (config.skip_kubelet_verification
+                || config.kubelet_ca_path.is_some()
+                || config.token_path.is_some())
+        {
+            tracing::warn!(plugin = %decl.location(),
+                "k8s: kubelet_read_only_port is plain HTTP; skip_kubelet_verification, kubelet_ca_path and token_path are ignored");
+        }
         if config.use_new_container_locator == Some(false) {
             tracing::info!("k8s: use_new_container_locator = false is ignored; Spinel has one container locator (cgroup v1 and v2)");
         }
