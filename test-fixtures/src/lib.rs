@@ -5,11 +5,15 @@
 //! - [`spinel`]: a whole local trust domain made of real processes: a
 //!   `spinel-server` with a temporary data dir and config, agents attested
 //!   with join tokens, and the CLI driven as an operator would.
+//! - [`k8s`]: protocol-faithful fakes of the kubelet and kube-apiserver
+//!   (real Kubernetes JSON from `k8s-openapi`, over real HTTPS), and
+//!   builders of realistic pods and nodes.
 //!
-//! Everything here drives the real binaries built by cargo (found next to
+//! The process harness drives the real binaries built by cargo (found next to
 //! the test executable, in `target/<profile>/`), so an end-to-end test
 //! exercises exactly what an operator runs.
 
+pub mod k8s;
 pub mod process;
 pub mod spinel;
 
