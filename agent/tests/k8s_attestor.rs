@@ -366,3 +366,50 @@ async fn missing_ca_file_fails_at_build() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn retries_through_kubelet_failures() {
+    let pod = pod();
+    let kubelet = kubelet(with_token(), &pod);
+    kubelet.set_failure(Some(http::StatusCode::SERVICE_UNAVAILABLE));
+    let node = Node::new(&pod);
+    let (data, _) = node.secure(&kubelet, TOKEN);
+    let data = data.replace("max_poll_attempts = 2", "max_poll_attempts = 1000");
+    let attestor = node.attestor(&data).unwrap();
+    let attempt = tokio::spawn(async move { attestor.attest(&CALLER).await });
+    while kubelet.pods_requests() < 2 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    kubelet.set_failure(None);
+    assert_selectors(&pod, &attempt.await.unwrap().unwrap());
+
+    // Failing to the end: the last error is told.
+    kubelet.set_failure(Some(http::StatusCode::SERVICE_UNAVAILABLE));
+    let (data, _) = node.secure(&kubelet, TOKEN);
+    let err = node
+        .attestor(&data)
+        .unwrap()
+        .attest(&CALLER)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("503"), "{err}");
+}
+
+#[tokio::test]
+async fn the_ca_file_is_reloaded() {
+    let pod = pod();
+    let kubelet = kubelet(with_token(), &pod);
+    let other = FakeKubelet::start(KubeletOptions::default()).unwrap();
+    let node = Node::new(&pod);
+    let (data, _) = node.secure(&kubelet, TOKEN);
+    let ca = node.file("ca.crt", &other.ca_pem());
+    let attestor = node
+        .attestor(&format!("{data}\nreload_interval = \"1ms\""))
+        .unwrap();
+    assert!(attestor.attest(&CALLER).await.is_err());
+    // The kubelet CA is replaced on disk (e.g. a ConfigMap update).
+    std::fs::write(&ca, kubelet.ca_pem()).unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_selectors(&pod, &attestor.attest(&CALLER).await.unwrap());
+}
