@@ -5,8 +5,8 @@
 //! 1. pin the pid (its start time, read again at the end: a pid reused by
 //!    another process meanwhile fails the attestation);
 //! 2. find the pod UID and container ID in `/proc/<pid>/cgroup`, or
-//!    `/proc/<pid>/mountinfo` ([`from_cgroup_file`], [`from_mountinfo`]); a process in no container gets
-//!    no `k8s` selectors;
+//!    `/proc/<pid>/mountinfo` ([`from_cgroup_file`], [`from_mountinfo`]);
+//!    a process in no container gets no `k8s` selectors;
 //! 3. list the node's pods from the kubelet ([`KubeletClient`]) through
 //!    [`SharedPods`] (one request in flight for all callers, the list reused
 //!    for `poll_retry_interval`), and look the container up; while the pod
