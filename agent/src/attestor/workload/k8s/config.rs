@@ -90,7 +90,7 @@ pub struct K8sConfig {
     pub disable_container_selectors: bool,
     /// Accepted for SPIRE compatibility and ignored: Spinel has only the
     /// new (cgroup v1 and v2) container locator.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "option_bool")]
     pub use_new_container_locator: Option<bool>,
     /// Log, at debug level, the cgroup and mountinfo contents used to
     /// locate containers.
@@ -110,6 +110,10 @@ pub struct K8sConfig {
     /// supported (an error).
     #[serde(default, deserialize_with = "unsupported_block")]
     pub experimental: Option<IgnoredAny>,
+}
+
+fn option_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    spinel_config::de::bool_or_string(d).map(Some)
 }
 
 fn unsupported_if_true<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {

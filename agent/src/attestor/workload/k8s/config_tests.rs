@@ -66,7 +66,7 @@ fn everything_from_plugin_data() {
            poll_retry_interval = "2s"
            reload_interval = "5m"
            disable_container_selectors = true
-           use_new_container_locator = true
+           use_new_container_locator = "true"
            verbose_container_locator_logs = true
            enable_namespace_labels = false"#,
     )
