@@ -10,8 +10,9 @@
 //! if any of them fails, the attestation fails (the caller is given no
 //! identity rather than one decided on partial facts).
 //!
-//! Plugins: [`unix`] (SPIRE's `unix`).
+//! Plugins: [`unix`] (SPIRE's `unix`), [`k8s`] (SPIRE's `k8s`).
 
+pub mod k8s;
 mod procfs;
 pub mod unix;
 
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use spinel_spiffe::{Selector, SelectorError};
 
+pub use k8s::{K8sAttestor, K8sConfig, K8sError};
 pub use procfs::Root;
 pub use unix::{UnixAttestor, UnixConfig};
 
@@ -103,6 +105,10 @@ pub enum AttestError {
         /// What is wrong.
         reason: String,
     },
+    /// The `k8s` attestor could not attest the caller (kubelet unreachable
+    /// or refusing, pod or container not listed, ambiguous cgroups...).
+    #[error("k8s: {0}")]
+    K8s(k8s::K8sError),
     /// A fact about the workload does not make a valid selector.
     #[error("invalid selector: {0}")]
     Selector(#[from] SelectorError),
@@ -180,7 +186,7 @@ impl WorkloadAttestor for Combined {
 }
 
 /// The `WorkloadAttestor` plugins Spinel has.
-pub const SUPPORTED: &[&str] = &[unix::SELECTOR_TYPE];
+pub const SUPPORTED: &[&str] = &[unix::SELECTOR_TYPE, k8s::SELECTOR_TYPE];
 
 /// Builds the attestor of the agent config's enabled `WorkloadAttestor`
 /// plugins (other plugin kinds in `decls` are ignored).
@@ -197,6 +203,7 @@ pub fn build(
                 let config: UnixConfig = decl.data()?;
                 attestors.push(Arc::new(UnixAttestor::new(config)));
             }
+            k8s::SELECTOR_TYPE => attestors.push(Arc::new(K8sAttestor::from_decl(decl)?)),
             _ => return Err(decl.unsupported(SUPPORTED).into()),
         }
     }

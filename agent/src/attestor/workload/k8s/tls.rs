@@ -1,0 +1,140 @@
+//! The rustls client configuration for the kubelet's secure port: its CA
+//! (or no verification), and the agent's client certificate if any.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+
+use super::config::{Auth, Verify};
+use super::K8sError;
+
+/// Builds the client config for `verify` and `auth`, reading the files.
+pub(crate) fn client_config(verify: &Verify, auth: &Auth) -> Result<Arc<ClientConfig>, K8sError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| K8sError::Internal(format!("TLS setup: {e}")))?;
+    let builder = match verify {
+        Verify::Ca(path) => builder.with_root_certificates(roots(path)?),
+        Verify::Skip => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerification { provider })),
+    };
+    let config = match auth {
+        Auth::ClientCert { cert, key } => {
+            let chain = certificates(cert, "certificate_path")?;
+            let private = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| pem_error(key, "private_key_path", e))?;
+            builder
+                .with_client_auth_cert(chain, private)
+                .map_err(|e| K8sError::BadCredential {
+                    path: cert.clone(),
+                    reason: format!("unusable with private_key_path {}: {e}", key.display()),
+                })?
+        }
+        Auth::Token(_) | Auth::Anonymous => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}
+
+/// A PEM file that cannot be used; `key` is the `plugin_data` key naming it.
+fn pem_error(path: &Path, key: &str, e: rustls_pki_types::pem::Error) -> K8sError {
+    let hint = if key == "kubelet_ca_path" {
+        " (set `kubelet_ca_path` to the kubelet's CA, or `skip_kubelet_verification = true`)"
+    } else {
+        ""
+    };
+    let reason = match e {
+        rustls_pki_types::pem::Error::Io(source) => format!("cannot read `{key}`: {source}{hint}"),
+        other => format!("`{key}` is not valid PEM: {other}{hint}"),
+    };
+    K8sError::BadCredential {
+        path: path.to_owned(),
+        reason,
+    }
+}
+
+fn certificates(path: &Path, key: &str) -> Result<Vec<CertificateDer<'static>>, K8sError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| pem_error(path, key, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_error(path, key, e))?;
+    if certs.is_empty() {
+        return Err(K8sError::BadCredential {
+            path: path.to_owned(),
+            reason: format!("`{key}` holds no PEM certificate"),
+        });
+    }
+    Ok(certs)
+}
+
+fn roots(path: &Path) -> Result<RootCertStore, K8sError> {
+    let mut store = RootCertStore::empty();
+    for cert in certificates(path, "kubelet_ca_path")? {
+        store.add(cert).map_err(|e| K8sError::BadCredential {
+            path: path.to_owned(),
+            reason: format!("not a usable CA certificate: {e}"),
+        })?;
+    }
+    Ok(store)
+}
+
+/// `skip_kubelet_verification`: any certificate is accepted, but the
+/// handshake signatures are still checked (the session keys belong to
+/// whoever holds the certificate's key).
+#[derive(Debug)]
+struct NoVerification {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
