@@ -91,6 +91,9 @@ pub struct ServerOptions {
     pub key_manager: String,
     /// Extra lines placed inside `server { ... }`.
     pub server_extra: String,
+    /// More plugin blocks inside `plugins { ... }` (e.g. `NodeAttestor
+    /// "k8s_psat"`, beside the `join_token` one).
+    pub plugins_extra: String,
 }
 
 impl Default for ServerOptions {
@@ -99,6 +102,7 @@ impl Default for ServerOptions {
             trust_domain: "example.org".into(),
             key_manager: "disk".into(),
             server_extra: String::new(),
+            plugins_extra: String::new(),
         }
     }
 }
@@ -156,8 +160,10 @@ plugins {{
     NodeAttestor "join_token" {{
         plugin_data {{}}
     }}
+{plugins_extra}
 }}
 "#,
+            plugins_extra = opts.plugins_extra,
             socket = socket_path.display(),
             td = opts.trust_domain,
             data = root.join("data").display(),
