@@ -252,3 +252,16 @@ fn expand_env_substitutes_variables() {
     let verbatim = config::load(&path, &Overrides::default()).unwrap();
     assert_eq!(verbatim.data_dir, PathBuf::from("${HOME}/spinel"));
 }
+
+#[test]
+fn the_kubernetes_manifest_server_conf_loads() {
+    use spinel_test_fixtures::manifests::{configmap_value, k8s_dir};
+    let text = configmap_value(&k8s_dir().join("11-server-config.yaml"), "server.conf").unwrap();
+    let file = ConfigFile::parse(Path::new("11-server-config.yaml:server.conf"), &text).unwrap();
+    let c = config::from_file(&file, &Overrides::default())
+        .unwrap_or_else(|e| panic!("conf/k8s server.conf: {e}"));
+    assert!(
+        c.plugins.k8s_psat.is_some(),
+        "the manifest attests agents with k8s_psat"
+    );
+}

@@ -7,6 +7,7 @@
 //!   with join tokens, and the CLI driven as an operator would.
 //! - [`cgroup`]: real pod-shaped cgroups (cgroup v1 cgroupfs, v2 systemd)
 //!   to put a test process "in a pod" for the `k8s` workload attestor.
+//! - [`manifests`]: the config files embedded in `conf/k8s/` ConfigMaps.
 //! - [`k8s`]: protocol-faithful fakes of the kubelet and kube-apiserver
 //!   (real Kubernetes JSON from `k8s-openapi`, over real HTTPS), and
 //!   builders of realistic pods and nodes.
@@ -17,6 +18,7 @@
 
 pub mod cgroup;
 pub mod k8s;
+pub mod manifests;
 pub mod process;
 pub mod spinel;
 
