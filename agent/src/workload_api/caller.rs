@@ -125,16 +125,37 @@ fn attest_failure(caller: &Caller, error: &AttestError) -> Status {
             reason = %error,
             "no identity issued: the caller could not be attested"
         );
-        no_identity()
-    } else {
-        tracing::warn!(
-            pid = caller.pid,
-            uid = caller.uid,
-            gid = caller.gid,
-            error = %error,
-            "workload attestation failed"
-        );
-        Status::internal("workload attestation failed")
+        return no_identity();
+    }
+    tracing::warn!(
+        pid = caller.pid,
+        uid = caller.uid,
+        gid = caller.gid,
+        error = %error,
+        "workload attestation failed"
+    );
+    // The workload learns only whether retrying may help; the log says why.
+    Status::new(failure_code(error), "workload attestation failed")
+}
+
+/// The status code of a failed attestation, as SPIRE answers: the kubelet
+/// out of reach is `Unavailable` (retry), a pod or container the kubelet
+/// never listed within the poll attempts is `DeadlineExceeded`, anything
+/// else `Internal`.
+fn failure_code(error: &AttestError) -> tonic::Code {
+    use crate::attestor::workload::k8s::K8sError;
+    match error {
+        AttestError::K8s(
+            K8sError::Connect { .. }
+            | K8sError::Tls { .. }
+            | K8sError::Http { .. }
+            | K8sError::Timeout { .. }
+            | K8sError::Status { .. },
+        ) => tonic::Code::Unavailable,
+        AttestError::K8s(K8sError::PodNotFound { .. } | K8sError::ContainerNotFound { .. }) => {
+            tonic::Code::DeadlineExceeded
+        }
+        _ => tonic::Code::Internal,
     }
 }
 
@@ -230,6 +251,27 @@ mod tests {
         let matched = explain(&[sel("unix:uid:33")].into(), &snap);
         assert_eq!(matched.identities.len(), 1);
         assert!(matched.closest.is_empty());
+    }
+
+    #[test]
+    fn kubelet_trouble_is_retryable_for_the_workload() {
+        use crate::attestor::workload::k8s::K8sError;
+        let down = AttestError::K8s(K8sError::Connect {
+            addr: "127.0.0.1:10250".into(),
+            source: std::sync::Arc::new(std::io::ErrorKind::ConnectionRefused.into()),
+        });
+        assert_eq!(failure_code(&down), tonic::Code::Unavailable);
+        let missing = AttestError::K8s(K8sError::ContainerNotFound {
+            pid: 1,
+            pod_uid: "u".into(),
+            container_id: "c".into(),
+            attempts: 60,
+        });
+        assert_eq!(failure_code(&missing), tonic::Code::DeadlineExceeded);
+        assert_eq!(
+            failure_code(&AttestError::Internal("x".into())),
+            tonic::Code::Internal
+        );
     }
 
     #[test]
