@@ -17,6 +17,7 @@ pub mod id;
 pub mod jwt;
 pub mod keyfile;
 pub mod selector;
+pub mod tls;
 
 pub use bundle::{BundleError, JwtAuthority, TrustBundle};
 pub use clock::Clock;

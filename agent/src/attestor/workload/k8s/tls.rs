@@ -4,11 +4,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use spinel_spiffe::tls::AnyServerCertificate;
 
 use super::config::{Auth, Verify};
 use super::K8sError;
@@ -23,7 +22,7 @@ pub(crate) fn client_config(verify: &Verify, auth: &Auth) -> Result<Arc<ClientCo
         Verify::Ca(path) => builder.with_root_certificates(roots(path)?),
         Verify::Skip => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerification { provider })),
+            .with_custom_certificate_verifier(AnyServerCertificate::new(provider)),
     };
     let config = match auth {
         Auth::ClientCert { cert, key } => {
@@ -82,59 +81,4 @@ fn roots(path: &Path) -> Result<RootCertStore, K8sError> {
         })?;
     }
     Ok(store)
-}
-
-/// `skip_kubelet_verification`: any certificate is accepted, but the
-/// handshake signatures are still checked (the session keys belong to
-/// whoever holds the certificate's key).
-#[derive(Debug)]
-struct NoVerification {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for NoVerification {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
 }
