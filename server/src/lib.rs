@@ -20,5 +20,6 @@ pub mod ca;
 pub mod cli;
 pub mod config;
 pub mod datastore;
+pub mod federation;
 pub mod keymanager;
 pub mod run;
