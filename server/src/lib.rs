@@ -22,4 +22,5 @@ pub mod config;
 pub mod datastore;
 pub mod federation;
 pub mod keymanager;
+pub mod oidc;
 pub mod run;
