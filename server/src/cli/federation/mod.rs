@@ -1,0 +1,362 @@
+//! `spinel-server federation create|list|show|update|delete|refresh`:
+//! federation relationships through the server's
+//! `spire.api.server.trustdomain.v1.TrustDomain` API, with SPIRE's flags
+//! (`-trustDomain`, `-bundleEndpointURL`, `-bundleEndpointProfile
+//! https_spiffe|https_web`, `-endpointSpiffeID`, `-trustDomainBundlePath`,
+//! `-trustDomainBundleFormat pem|spiffe`; `-id` for delete and refresh) and
+//! output (`-output json` prints the response message).
+
+mod print;
+
+use std::path::PathBuf;
+
+use spinel_proto::spire::api::server::trustdomain::v1::{
+    trust_domain_client::TrustDomainClient, BatchCreateFederationRelationshipRequest,
+    BatchDeleteFederationRelationshipRequest, BatchUpdateFederationRelationshipRequest,
+    GetFederationRelationshipRequest, ListFederationRelationshipsRequest,
+    ListFederationRelationshipsResponse, RefreshBundleRequest,
+};
+use spinel_proto::spire::api::types::{
+    federation_relationship::BundleEndpointProfile, FederationRelationship, HttpsWebProfile,
+    HttpsspiffeProfile,
+};
+use spinel_spiffe::id::{SpiffeId, TrustDomain};
+use tonic::transport::Channel;
+
+use super::admin_client::{
+    connect_admin, parse_spiffe_id, parse_td, AdminArgs, AdminClientError, OutputFormat,
+};
+use super::bundle::{parse_bundle, BundleFormat};
+use super::output::print_proto_json;
+
+pub use print::{format_list, format_relationship};
+
+/// `federation` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum FederationCommand {
+    /// Creates a federation relationship with a foreign trust domain.
+    Create(RelationshipArgs),
+    /// Lists federation relationships.
+    List(ListArgs),
+    /// Shows one federation relationship.
+    Show(ShowArgs),
+    /// Updates a federation relationship.
+    Update(RelationshipArgs),
+    /// Deletes a federation relationship.
+    Delete(IdArgs),
+    /// Fetches the bundle of a federated trust domain now.
+    Refresh(IdArgs),
+}
+
+/// `-bundleEndpointProfile`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProfileFlag {
+    /// `https_web`.
+    HttpsWeb,
+    /// `https_spiffe`.
+    HttpsSpiffe,
+}
+
+fn parse_profile(value: &str) -> Result<ProfileFlag, String> {
+    match value {
+        "https_web" => Ok(ProfileFlag::HttpsWeb),
+        "https_spiffe" => Ok(ProfileFlag::HttpsSpiffe),
+        _ => Err(format!(
+            "unknown bundle endpoint profile type: {value:?} (https_web or https_spiffe)"
+        )),
+    }
+}
+
+fn parse_bundle_format(value: &str) -> Result<BundleFormat, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "" | "pem" => Ok(BundleFormat::Pem),
+        "spiffe" => Ok(BundleFormat::Spiffe),
+        _ => Err(format!("invalid format: {value:?} (pem or spiffe)")),
+    }
+}
+
+/// `federation create` / `update` flags.
+#[derive(Debug, Clone, clap::Args)]
+#[command(args_override_self = true)]
+pub struct RelationshipArgs {
+    #[command(flatten)]
+    pub common: AdminArgs,
+    /// Name of the trust domain to federate with (e.g. example.org).
+    #[arg(long = "trustDomain", value_name = "TRUST_DOMAIN", value_parser = parse_td)]
+    pub trust_domain: Option<TrustDomain>,
+    /// URL of the SPIFFE bundle endpoint that provides the trust bundle (must use the HTTPS protocol).
+    #[arg(long = "bundleEndpointURL", value_name = "URL")]
+    pub bundle_endpoint_url: Option<String>,
+    /// Endpoint profile type (either "https_web" or "https_spiffe").
+    #[arg(long = "bundleEndpointProfile", value_name = "PROFILE", default_value = "https_spiffe", value_parser = parse_profile)]
+    pub profile: ProfileFlag,
+    /// SPIFFE ID of the SPIFFE bundle endpoint server (https_spiffe only).
+    #[arg(long = "endpointSpiffeID", value_name = "ID", value_parser = parse_spiffe_id)]
+    pub endpoint_spiffe_id: Option<SpiffeId>,
+    /// Path to the trust domain bundle data (optional).
+    #[arg(long = "trustDomainBundlePath", value_name = "FILE")]
+    pub bundle_path: Option<PathBuf>,
+    /// The format of the bundle data (optional): pem or spiffe.
+    #[arg(long = "trustDomainBundleFormat", value_name = "FORMAT", default_value = "pem", value_parser = parse_bundle_format)]
+    pub bundle_format: BundleFormat,
+}
+
+/// `federation list` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub common: AdminArgs,
+}
+
+/// `federation show` flags.
+#[derive(Debug, Clone, clap::Args)]
+#[command(args_override_self = true)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    pub common: AdminArgs,
+    /// The trust domain name of the federation relationship to show.
+    #[arg(long = "trustDomain", value_name = "TRUST_DOMAIN", value_parser = parse_td)]
+    pub trust_domain: Option<TrustDomain>,
+}
+
+/// `federation delete` / `refresh` flags.
+#[derive(Debug, Clone, clap::Args)]
+#[command(args_override_self = true)]
+pub struct IdArgs {
+    #[command(flatten)]
+    pub common: AdminArgs,
+    /// The trust domain name of the federation relationship.
+    #[arg(long = "id", value_name = "TRUST_DOMAIN", value_parser = parse_td)]
+    pub id: Option<TrustDomain>,
+}
+
+impl RelationshipArgs {
+    /// The relationship the flags describe (checked before any connection).
+    pub fn relationship(&self) -> Result<FederationRelationship, AdminClientError> {
+        let Some(td) = &self.trust_domain else {
+            return Err(AdminClientError::usage("trust domain is required (-trustDomain)"));
+        };
+        let Some(url) = &self.bundle_endpoint_url else {
+            return Err(AdminClientError::usage(
+                "bundle endpoint URL is required (-bundleEndpointURL)",
+            ));
+        };
+        crate::config::check_https_url(url).map_err(|e| {
+            AdminClientError::usage(format!("cannot parse bundle endpoint URL: {e}"))
+        })?;
+        let profile = match self.profile {
+            ProfileFlag::HttpsWeb => BundleEndpointProfile::HttpsWeb(HttpsWebProfile {}),
+            ProfileFlag::HttpsSpiffe => {
+                let Some(id) = &self.endpoint_spiffe_id else {
+                    return Err(AdminClientError::usage(
+                        "endpoint SPIFFE ID is required if 'https_spiffe' endpoint profile is set (-endpointSpiffeID)",
+                    ));
+                };
+                BundleEndpointProfile::HttpsSpiffe(HttpsspiffeProfile {
+                    endpoint_spiffe_id: id.to_string(),
+                })
+            }
+        };
+        let bundle = match &self.bundle_path {
+            Some(path) => {
+                let data = std::fs::read(path).map_err(|e| AdminClientError::Input {
+                    source_name: format!("-trustDomainBundlePath {}", path.display()),
+                    reason: format!("cannot read bundle file: {e}"),
+                })?;
+                Some(parse_bundle(&data, self.bundle_format, td)?)
+            }
+            None => None,
+        };
+        Ok(FederationRelationship {
+            trust_domain: td.as_str().to_owned(),
+            bundle_endpoint_url: url.clone(),
+            bundle_endpoint_profile: Some(profile),
+            trust_domain_bundle: bundle,
+        })
+    }
+}
+
+/// Runs a `federation` subcommand.
+pub async fn run(cmd: FederationCommand) -> anyhow::Result<()> {
+    match cmd {
+        FederationCommand::Create(args) => create(&args).await?,
+        FederationCommand::List(args) => list(&args).await?,
+        FederationCommand::Show(args) => show(&args).await?,
+        FederationCommand::Update(args) => update(&args).await?,
+        FederationCommand::Delete(args) => delete(&args).await?,
+        FederationCommand::Refresh(args) => refresh(&args).await?,
+    }
+    Ok(())
+}
+
+async fn client(common: &AdminArgs) -> Result<TrustDomainClient<Channel>, AdminClientError> {
+    Ok(TrustDomainClient::new(
+        connect_admin(&common.socket_path).await?,
+    ))
+}
+
+/// The first result's status as an error, if it failed.
+fn batch_failure(
+    what: &str,
+    status: Option<&spinel_proto::spire::api::types::Status>,
+) -> Result<(), AdminClientError> {
+    match status {
+        Some(s) if s.code == 0 => Ok(()),
+        Some(s) => Err(AdminClientError::BatchFailed(format!(
+            "failed to {what} federation relationship: {}",
+            s.message
+        ))),
+        None => Err(AdminClientError::BatchFailed(format!(
+            "failed to {what} federation relationship: the server sent no result"
+        ))),
+    }
+}
+
+async fn create(args: &RelationshipArgs) -> Result<(), AdminClientError> {
+    let relationship = args.relationship()?;
+    let resp = client(&args.common)
+        .await?
+        .batch_create_federation_relationship(BatchCreateFederationRelationshipRequest {
+            federation_relationships: vec![relationship],
+            output_mask: None,
+        })
+        .await
+        .map_err(|s| AdminClientError::rpc_while("failed to create federation relationship", s))?
+        .into_inner();
+    let result = resp.results.first();
+    if args.common.output == OutputFormat::Json {
+        print_proto_json(
+            &resp,
+            "spire.api.server.trustdomain.v1.BatchCreateFederationRelationshipResponse",
+        )?;
+        return batch_failure("create", result.and_then(|r| r.status.as_ref()));
+    }
+    batch_failure("create", result.and_then(|r| r.status.as_ref()))?;
+    println!("Federation relationship created.");
+    if let Some(r) = result.and_then(|r| r.federation_relationship.as_ref()) {
+        print!("{}", format_relationship(r));
+    }
+    Ok(())
+}
+
+async fn update(args: &RelationshipArgs) -> Result<(), AdminClientError> {
+    let relationship = args.relationship()?;
+    let resp = client(&args.common)
+        .await?
+        .batch_update_federation_relationship(BatchUpdateFederationRelationshipRequest {
+            federation_relationships: vec![relationship],
+            input_mask: None,
+            output_mask: None,
+        })
+        .await
+        .map_err(|s| AdminClientError::rpc_while("failed to update federation relationship", s))?
+        .into_inner();
+    let result = resp.results.first();
+    if args.common.output == OutputFormat::Json {
+        print_proto_json(
+            &resp,
+            "spire.api.server.trustdomain.v1.BatchUpdateFederationRelationshipResponse",
+        )?;
+        return batch_failure("update", result.and_then(|r| r.status.as_ref()));
+    }
+    batch_failure("update", result.and_then(|r| r.status.as_ref()))?;
+    println!("Federation relationship updated.");
+    if let Some(r) = result.and_then(|r| r.federation_relationship.as_ref()) {
+        print!("{}", format_relationship(r));
+    }
+    Ok(())
+}
+
+async fn list(args: &ListArgs) -> Result<(), AdminClientError> {
+    let mut client = client(&args.common).await?;
+    let mut all = ListFederationRelationshipsResponse::default();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_federation_relationships(ListFederationRelationshipsRequest {
+                output_mask: None,
+                page_size: 0,
+                page_token,
+            })
+            .await
+            .map_err(|s| AdminClientError::rpc_while("error listing federation relationships", s))?
+            .into_inner();
+        all.federation_relationships
+            .extend(page.federation_relationships);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    match args.common.output {
+        OutputFormat::Pretty => print!("{}", format_list(&all.federation_relationships)),
+        OutputFormat::Json => print_proto_json(
+            &all,
+            "spire.api.server.trustdomain.v1.ListFederationRelationshipsResponse",
+        )?,
+    }
+    Ok(())
+}
+
+async fn show(args: &ShowArgs) -> Result<(), AdminClientError> {
+    let Some(td) = &args.trust_domain else {
+        return Err(AdminClientError::usage("a trust domain name is required (-trustDomain)"));
+    };
+    let r = client(&args.common)
+        .await?
+        .get_federation_relationship(GetFederationRelationshipRequest {
+            trust_domain: td.as_str().to_owned(),
+            output_mask: None,
+        })
+        .await
+        .map_err(|s| AdminClientError::rpc_while("error showing federation relationship", s))?
+        .into_inner();
+    match args.common.output {
+        OutputFormat::Pretty => print!("{}", format_list(std::slice::from_ref(&r))),
+        OutputFormat::Json => print_proto_json(&r, "spire.api.types.FederationRelationship")?,
+    }
+    Ok(())
+}
+
+async fn delete(args: &IdArgs) -> Result<(), AdminClientError> {
+    let Some(td) = &args.id else {
+        return Err(AdminClientError::usage("id is required (-id)"));
+    };
+    let resp = client(&args.common)
+        .await?
+        .batch_delete_federation_relationship(BatchDeleteFederationRelationshipRequest {
+            trust_domains: vec![td.as_str().to_owned()],
+        })
+        .await
+        .map_err(|s| AdminClientError::rpc_while("failed to delete federation relationship", s))?
+        .into_inner();
+    let status = resp.results.first().and_then(|r| r.status.as_ref());
+    if args.common.output == OutputFormat::Json {
+        print_proto_json(
+            &resp,
+            "spire.api.server.trustdomain.v1.BatchDeleteFederationRelationshipResponse",
+        )?;
+        return batch_failure("delete", status);
+    }
+    batch_failure("delete", status)?;
+    println!("federation relationship deleted.");
+    Ok(())
+}
+
+async fn refresh(args: &IdArgs) -> Result<(), AdminClientError> {
+    let Some(td) = &args.id else {
+        return Err(AdminClientError::usage("id is required (-id)"));
+    };
+    client(&args.common)
+        .await?
+        .refresh_bundle(RefreshBundleRequest {
+            trust_domain: td.as_str().to_owned(),
+        })
+        .await
+        .map_err(|s| AdminClientError::rpc_while("failed to refresh bundle", s))?;
+    match args.common.output {
+        OutputFormat::Pretty => println!("Bundle refreshed"),
+        OutputFormat::Json => println!("{{}}"),
+    }
+    Ok(())
+}
