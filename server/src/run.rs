@@ -426,6 +426,7 @@ async fn start_federation(
         }
         tasks.push(tokio::spawn(endpoint.serve(
             ca.clone(),
+            datastore.clone(),
             clock.clone(),
             shutdown.subscribe(),
         )));

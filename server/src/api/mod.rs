@@ -35,8 +35,8 @@ pub mod health_http;
 mod svid;
 mod sync;
 pub mod tls;
-mod trustdomain;
 pub mod transport;
+mod trustdomain;
 mod validate;
 
 use std::collections::BTreeSet;

@@ -209,7 +209,8 @@ impl TrustDomainService {
         }
         let stored = self.from_proto(&merged)?;
         if m.trust_domain_bundle {
-            self.store_bundle(&td, r.trust_domain_bundle.as_ref()).await?;
+            self.store_bundle(&td, r.trust_domain_bundle.as_ref())
+                .await?;
         }
         self.state
             .datastore
@@ -285,7 +286,9 @@ impl TrustDomain for TrustDomainService {
         &self,
         request: Request<GetFederationRelationshipRequest>,
     ) -> Result<Response<FederationRelationship>, Status> {
-        self.state.authorize(request.extensions(), method::GET).await?;
+        self.state
+            .authorize(request.extensions(), method::GET)
+            .await?;
         let req = request.into_inner();
         let td = validate::federated_trust_domain(&req.trust_domain)
             .map_err(|e| ApiError::invalid("failed to parse trust domain", e))?;
@@ -360,7 +363,10 @@ impl TrustDomain for TrustDomainService {
             let result = self.delete(td).await;
             results.push(batch_delete_federation_relationship_response::Result {
                 status: Some(status_of(&result)),
-                trust_domain: result.as_ref().map(Clone::clone).unwrap_or_else(|_| td.clone()),
+                trust_domain: result
+                    .as_ref()
+                    .map(Clone::clone)
+                    .unwrap_or_else(|_| td.clone()),
             });
         }
         self.changed();
@@ -384,10 +390,9 @@ impl TrustDomain for TrustDomainService {
         };
         match federation.refresh(&td).await {
             Ok(_) => Ok(Response::new(())),
-            Err(FederationError::NoRelationship(_)) => Err(ApiError::not_found(format!(
-                "no relationship with trust domain {td:?}"
-            ))
-            .into()),
+            Err(FederationError::NoRelationship(_)) => {
+                Err(ApiError::not_found(format!("no relationship with trust domain {td:?}")).into())
+            }
             Err(e) => Err(ApiError::internal("failed to refresh bundle", e).into()),
         }
     }

@@ -279,10 +279,15 @@ impl TryFrom<RemoteProfileLabels> for RemoteProfileSection {
     }
 }
 
+/// `oidc_discovery { ... }`, checked as it is decoded.
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "OidcDiscoveryRaw")]
+pub struct OidcDiscoverySection(pub OidcDiscoveryConfig);
+
 /// `oidc_discovery { ... }` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct OidcDiscoverySection {
+struct OidcDiscoveryRaw {
     /// Listening address (default `0.0.0.0`).
     #[serde(default)]
     pub address: Option<String>,
@@ -330,7 +335,11 @@ pub fn resolve_federation(
     section: FederationSection,
     own: &TrustDomain,
 ) -> Result<FederationConfig, String> {
-    if section.bundle_endpoint.as_ref().is_some_and(|b| b.acme.is_some()) {
+    if section
+        .bundle_endpoint
+        .as_ref()
+        .is_some_and(|b| b.acme.is_some())
+    {
         return Err("federation.bundle_endpoint.acme is not supported; use profile \"https_web\" { serving_cert_file { ... } }".into());
     }
     let bundle_endpoint = section.bundle_endpoint.map(|b| BundleEndpointConfig {
@@ -339,7 +348,10 @@ pub fn resolve_federation(
             .unwrap_or_else(|| DEFAULT_BUNDLE_ENDPOINT_ADDRESS.to_owned()),
         port: b.port.unwrap_or(DEFAULT_BUNDLE_ENDPOINT_PORT),
         refresh_hint: b.refresh_hint.unwrap_or(DEFAULT_REFRESH_HINT),
-        profile: b.profile.map(|p| p.0).unwrap_or(EndpointProfile::HttpsSpiffe),
+        profile: b
+            .profile
+            .map(|p| p.0)
+            .unwrap_or(EndpointProfile::HttpsSpiffe),
     });
     let mut federates_with = Vec::new();
     for (TrustDomainLabel(trust_domain), f) in section.federates_with {
@@ -361,23 +373,26 @@ pub fn resolve_federation(
     })
 }
 
-/// Resolves the written `oidc_discovery` block.
-pub fn resolve_oidc(section: OidcDiscoverySection) -> Result<OidcDiscoveryConfig, String> {
-    match (&section.serving_cert_file, section.insecure_http) {
-        (Some(_), true) => {
-            return Err("oidc_discovery: serving_cert_file and insecure_http = true exclude each other".into())
+impl TryFrom<OidcDiscoveryRaw> for OidcDiscoverySection {
+    type Error = String;
+
+    fn try_from(raw: OidcDiscoveryRaw) -> Result<Self, String> {
+        match (&raw.serving_cert_file, raw.insecure_http) {
+            (Some(_), true) => {
+                return Err("serving_cert_file and insecure_http = true exclude each other".into())
+            }
+            (None, false) => {
+                return Err("set serving_cert_file { ... } or insecure_http = true".into())
+            }
+            _ => {}
         }
-        (None, false) => {
-            return Err("oidc_discovery: set serving_cert_file { ... } or insecure_http = true".into())
-        }
-        _ => {}
+        Ok(OidcDiscoverySection(OidcDiscoveryConfig {
+            address: raw
+                .address
+                .unwrap_or_else(|| DEFAULT_BUNDLE_ENDPOINT_ADDRESS.to_owned()),
+            port: raw.port,
+            domains: raw.domains,
+            serving_cert_file: raw.serving_cert_file,
+        }))
     }
-    Ok(OidcDiscoveryConfig {
-        address: section
-            .address
-            .unwrap_or_else(|| DEFAULT_BUNDLE_ENDPOINT_ADDRESS.to_owned()),
-        port: section.port,
-        domains: section.domains,
-        serving_cert_file: section.serving_cert_file,
-    })
 }

@@ -377,7 +377,8 @@ pub fn from_file(
     })
 }
 
-/// The `federation` and `oidc_discovery` blocks, checked beyond decoding.
+/// The `federation` and `oidc_discovery` blocks, checked beyond decoding
+/// (the server's own trust domain is not a federation peer).
 fn resolve_federation_blocks(
     server: &mut file::ServerSection,
     trust_domain: &TrustDomain,
@@ -393,12 +394,6 @@ fn resolve_federation_blocks(
             .map_err(|m| invalid("server.federation", m))?,
         None => FederationConfig::default(),
     };
-    let oidc = match server.oidc_discovery.take() {
-        Some(section) => Some(
-            federation::resolve_oidc(section)
-                .map_err(|m| invalid("server.oidc_discovery", m))?,
-        ),
-        None => None,
-    };
+    let oidc = server.oidc_discovery.take().map(|section| section.0);
     Ok((federation, oidc))
 }

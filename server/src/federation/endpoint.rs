@@ -1,6 +1,7 @@
 //! The bundle endpoint: `GET /` answers the current SPIFFE bundle of this
-//! server's trust domain (with `spiffe_sequence` and the configured
-//! `spiffe_refresh_hint`) over HTTPS, to anyone.
+//! server's trust domain as stored in the datastore (the CA's authorities
+//! plus any appended with `AppendBundle`), with its `spiffe_sequence` and
+//! the configured `spiffe_refresh_hint`, over HTTPS, to anyone.
 //!
 //! With `https_spiffe` the endpoint presents an X509-SVID for
 //! `spiffe://<td>/spire/server` from this server's CA, renewed at half its
@@ -21,6 +22,9 @@ use rustls::crypto::CryptoProvider;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use spinel_spiffe::bundle::JwtAuthority;
+#[cfg(test)]
+use spinel_spiffe::TrustDomain;
 use spinel_spiffe::{Clock, TrustBundle};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -29,6 +33,7 @@ use super::FederationError;
 use crate::api::tls::{self, ServerCertResolver};
 use crate::ca::Ca;
 use crate::config::{BundleEndpointConfig, EndpointProfile, ServingCertFile};
+use crate::datastore::DataStore;
 
 /// Default `file_sync_interval` of `serving_cert_file`.
 pub const DEFAULT_FILE_SYNC_INTERVAL: Duration = Duration::from_secs(60);
@@ -42,11 +47,10 @@ pub fn load_cert_files(
         path: path.to_owned(),
         reason,
     };
-    let chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(&files.cert_file_path)
-            .map_err(|e| bad(&files.cert_file_path, e.to_string()))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| bad(&files.cert_file_path, e.to_string()))?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert_file_path)
+        .map_err(|e| bad(&files.cert_file_path, e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad(&files.cert_file_path, e.to_string()))?;
     if chain.is_empty() {
         return Err(bad(&files.cert_file_path, "no certificate in it".into()));
     }
@@ -101,18 +105,25 @@ impl BundleEndpoint {
     }
 
     /// Serves until `shutdown` turns true, keeping the certificate current.
-    pub async fn serve(self, ca: Arc<Ca>, clock: Clock, mut shutdown: watch::Receiver<bool>) {
-        let mut tls_config = match rustls::ServerConfig::builder_with_provider(
-            self.provider.clone(),
-        )
-        .with_safe_default_protocol_versions()
-        {
-            Ok(b) => b.with_no_client_auth().with_cert_resolver(self.resolver.clone()),
-            Err(e) => {
-                tracing::error!(error = %e, "bundle endpoint TLS setup failed");
-                return;
-            }
-        };
+    pub async fn serve(
+        self,
+        ca: Arc<Ca>,
+        datastore: Arc<dyn DataStore>,
+        clock: Clock,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut tls_config =
+            match rustls::ServerConfig::builder_with_provider(self.provider.clone())
+                .with_safe_default_protocol_versions()
+            {
+                Ok(b) => b
+                    .with_no_client_auth()
+                    .with_cert_resolver(self.resolver.clone()),
+                Err(e) => {
+                    tracing::error!(error = %e, "bundle endpoint TLS setup failed");
+                    return;
+                }
+            };
         tls_config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config));
         let keeper = tokio::spawn(keep_certificate(
@@ -123,7 +134,6 @@ impl BundleEndpoint {
             self.provider.clone(),
         ));
         let refresh_hint = i64::try_from(self.config.refresh_hint.as_secs()).unwrap_or(i64::MAX);
-        let bundles = ca.watch_bundle();
         loop {
             let accepted = tokio::select! {
                 accepted = self.listener.accept() => accepted,
@@ -138,7 +148,7 @@ impl BundleEndpoint {
                 }
             };
             let acceptor = acceptor.clone();
-            let bundles = bundles.clone();
+            let (ca, datastore) = (ca.clone(), datastore.clone());
             tokio::spawn(async move {
                 let tls = match tokio::time::timeout(
                     Duration::from_secs(10),
@@ -154,14 +164,45 @@ impl BundleEndpoint {
                     Err(_) => return,
                 };
                 let service = service_fn(move |req| {
-                    let bundle = bundles.borrow().clone();
-                    answer(req, bundle, refresh_hint)
+                    let (ca, datastore) = (ca.clone(), datastore.clone());
+                    async move {
+                        let bundle = current_bundle(&ca, datastore.as_ref()).await;
+                        answer(req, bundle, refresh_hint).await
+                    }
                 });
                 let conn = http1::Builder::new().serve_connection(TokioIo::new(tls), service);
                 let _ = tokio::time::timeout(Duration::from_secs(30), conn).await;
             });
         }
         keeper.abort();
+    }
+}
+
+/// The trust domain's bundle as stored, or the CA's when none is stored
+/// (or the datastore fails).
+async fn current_bundle(ca: &Ca, datastore: &dyn DataStore) -> TrustBundle {
+    let td = ca.trust_domain();
+    match datastore.get_bundle(td.as_str()).await {
+        Ok(Some(stored)) => {
+            let mut bundle = TrustBundle::new(td.clone());
+            bundle.x509_authorities = stored.x509_authorities;
+            bundle.jwt_authorities = stored
+                .jwt_authorities
+                .into_iter()
+                .map(|k| JwtAuthority {
+                    key_id: k.key_id,
+                    public_key: k.public_key,
+                    expires_at: k.expires_at,
+                })
+                .collect();
+            bundle.sequence = stored.sequence_number;
+            bundle
+        }
+        Ok(None) => ca.bundle(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the stored bundle; serving the CA's");
+            ca.bundle()
+        }
     }
 }
 
@@ -246,5 +287,21 @@ async fn keep_certificate(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn document_carries_sequence_and_refresh_hint() {
+        let mut bundle = TrustBundle::new(TrustDomain::new("example.org").unwrap());
+        bundle.sequence = 7;
+        let doc: serde_json::Value =
+            serde_json::from_str(&bundle_document(bundle, 300).unwrap()).unwrap();
+        assert_eq!(doc["spiffe_sequence"], 7);
+        assert_eq!(doc["spiffe_refresh_hint"], 300);
+        assert!(doc["keys"].as_array().unwrap().is_empty());
     }
 }

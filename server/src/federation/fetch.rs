@@ -82,10 +82,13 @@ async fn get(
     }
     let host = uri.host().ok_or("the URL has no host")?.to_owned();
     let port = uri.port_u16().unwrap_or(443);
-    let bare_host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let bare_host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     let config = client_config(auth, provider)?;
-    let server_name = ServerName::try_from(bare_host.clone())
-        .map_err(|e| format!("bad host {host:?}: {e}"))?;
+    let server_name =
+        ServerName::try_from(bare_host.clone()).map_err(|e| format!("bad host {host:?}: {e}"))?;
     let tcp = TcpStream::connect((bare_host.as_str(), port))
         .await
         .map_err(|e| format!("cannot connect: {e}"))?;

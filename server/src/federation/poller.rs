@@ -68,10 +68,22 @@ impl Federation {
         relationships: &[StoredFederationRelationship],
     ) -> Result<(), FederationError> {
         for r in relationships {
-            match self.datastore.get_federation_relationship(&r.trust_domain).await? {
+            match self
+                .datastore
+                .get_federation_relationship(&r.trust_domain)
+                .await?
+            {
                 Some(existing) if existing == *r => {}
-                Some(_) => self.datastore.update_federation_relationship(r.clone()).await?,
-                None => self.datastore.create_federation_relationship(r.clone()).await?,
+                Some(_) => {
+                    self.datastore
+                        .update_federation_relationship(r.clone())
+                        .await?
+                }
+                None => {
+                    self.datastore
+                        .create_federation_relationship(r.clone())
+                        .await?
+                }
             }
         }
         self.relationships_changed();

@@ -124,7 +124,9 @@ impl OidcDiscovery {
                         tokio::time::sleep(every).await;
                         match load_cert_files(&files, &provider) {
                             Ok(key) => resolver.set(key),
-                            Err(e) => tracing::warn!(error = %e, "cannot reload the OIDC discovery certificate; keeping the current one"),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot reload the OIDC discovery certificate; keeping the current one")
+                            }
                         }
                     }
                 }))

@@ -134,7 +134,9 @@ impl RelationshipArgs {
     /// The relationship the flags describe (checked before any connection).
     pub fn relationship(&self) -> Result<FederationRelationship, AdminClientError> {
         let Some(td) = &self.trust_domain else {
-            return Err(AdminClientError::usage("trust domain is required (-trustDomain)"));
+            return Err(AdminClientError::usage(
+                "trust domain is required (-trustDomain)",
+            ));
         };
         let Some(url) = &self.bundle_endpoint_url else {
             return Err(AdminClientError::usage(
@@ -300,7 +302,9 @@ async fn list(args: &ListArgs) -> Result<(), AdminClientError> {
 
 async fn show(args: &ShowArgs) -> Result<(), AdminClientError> {
     let Some(td) = &args.trust_domain else {
-        return Err(AdminClientError::usage("a trust domain name is required (-trustDomain)"));
+        return Err(AdminClientError::usage(
+            "a trust domain name is required (-trustDomain)",
+        ));
     };
     let r = client(&args.common)
         .await?

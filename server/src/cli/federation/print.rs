@@ -54,11 +54,9 @@ mod tests {
         let r = FederationRelationship {
             trust_domain: "other.org".into(),
             bundle_endpoint_url: "https://127.0.0.1:8443".into(),
-            bundle_endpoint_profile: Some(BundleEndpointProfile::HttpsSpiffe(
-                HttpsspiffeProfile {
-                    endpoint_spiffe_id: "spiffe://other.org/spire/server".into(),
-                },
-            )),
+            bundle_endpoint_profile: Some(BundleEndpointProfile::HttpsSpiffe(HttpsspiffeProfile {
+                endpoint_spiffe_id: "spiffe://other.org/spire/server".into(),
+            })),
             trust_domain_bundle: None,
         };
         let text = format_list(&[r]);

@@ -7,8 +7,8 @@ use spinel_spiffe::Clock;
 
 use super::codec::{backend, decode_u64, encode_u64};
 use super::{
-    SledDataStore, Trees, AGENTS, BUNDLES, FEDERATION, BY_PARENT, BY_SPIFFE_ID, ENTRIES, FORMAT_VERSION_KEY,
-    META, SIMILAR, TOKENS,
+    SledDataStore, Trees, AGENTS, BUNDLES, BY_PARENT, BY_SPIFFE_ID, ENTRIES, FEDERATION,
+    FORMAT_VERSION_KEY, META, SIMILAR, TOKENS,
 };
 use crate::datastore::{DataStoreError, Result};
 
