@@ -95,6 +95,7 @@ async fn https_spiffe_endpoint_serves_the_bundle_with_sequence_and_hint() {
                 tainted: false,
             }],
             jwt_authorities: vec![],
+            wit_authorities: vec![],
             output_mask: None,
         })
         .await
