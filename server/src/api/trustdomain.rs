@@ -87,7 +87,10 @@ impl TrustDomainService {
     }
 
     /// The stored form of a relationship from a request.
-    fn from_proto(&self, r: &FederationRelationship) -> ApiResult<StoredFederationRelationship> {
+    fn stored_from_proto(
+        &self,
+        r: &FederationRelationship,
+    ) -> ApiResult<StoredFederationRelationship> {
         let trust_domain = self.trust_domain(&r.trust_domain)?;
         crate::config::check_https_url(&r.bundle_endpoint_url)
             .map_err(|e| ApiError::invalid("failed to parse bundle endpoint URL", e))?;
@@ -168,7 +171,7 @@ impl TrustDomainService {
         r: &FederationRelationship,
         mask: Option<&FederationRelationshipMask>,
     ) -> ApiResult<FederationRelationship> {
-        let stored = self.from_proto(r)?;
+        let stored = self.stored_from_proto(r)?;
         self.store_bundle(&stored.trust_domain, r.trust_domain_bundle.as_ref())
             .await?;
         self.state
@@ -207,7 +210,7 @@ impl TrustDomainService {
         if m.bundle_endpoint_profile {
             merged.bundle_endpoint_profile = r.bundle_endpoint_profile.clone();
         }
-        let stored = self.from_proto(&merged)?;
+        let stored = self.stored_from_proto(&merged)?;
         if m.trust_domain_bundle {
             self.store_bundle(&td, r.trust_domain_bundle.as_ref())
                 .await?;
@@ -363,10 +366,7 @@ impl TrustDomain for TrustDomainService {
             let result = self.delete(td).await;
             results.push(batch_delete_federation_relationship_response::Result {
                 status: Some(status_of(&result)),
-                trust_domain: result
-                    .as_ref()
-                    .map(Clone::clone)
-                    .unwrap_or_else(|_| td.clone()),
+                trust_domain: result.unwrap_or_else(|_| td.clone()),
             });
         }
         self.changed();
