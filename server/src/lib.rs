@@ -11,6 +11,8 @@
 //! - [`keymanager`] and [`ca`]: keys, the X.509 CA and JWT key, signing;
 //! - [`attestor`]: node attestors (`join_token`);
 //! - [`api`]: the gRPC services and who may call what;
+//! - [`federation`]: the bundle endpoint and polling of foreign bundles;
+//! - [`oidc`]: OIDC discovery (`/.well-known/openid-configuration`, `/keys`);
 //! - [`run`]: start-up order, listeners, shutdown (what `spinel-server run` does);
 //! - [`cli`]: the `spinel-server` command line (`run`, `entry`, `token`, ...).
 

@@ -9,7 +9,9 @@
 //!   current; the older one is refused from then on), unexpired;
 //! - **admin**: an mTLS client whose ID is in `admin_ids` or is the SPIFFE
 //!   ID of an entry marked `admin`;
-//! - **anyone**: no checks (attestation, fetching the bundle).
+//! - **anyone**: no checks (attestation, fetching the bundle);
+//! - **agent or admin**: `GetFederatedBundle`, which agents call on every
+//!   sync for the trust domains their entries federate with.
 //!
 //! Refusals are `PermissionDenied`, logged at info with the caller and the
 //! method (never a token or key).

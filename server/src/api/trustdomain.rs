@@ -28,7 +28,7 @@ use tonic::{Code, Request, Response, Status};
 use super::convert::{bundle_to_proto, paginate};
 use super::error::{ok_status, ApiError, ApiResult};
 use super::{validate, ApiState};
-use crate::datastore::StoredFederationRelationship;
+use crate::datastore::{StoredBundle, StoredFederationRelationship};
 use crate::federation::{FederationError, PROFILE_HTTPS_SPIFFE, PROFILE_HTTPS_WEB};
 
 /// `TrustDomain/ListFederationRelationships` and friends, by full path.
@@ -115,10 +115,14 @@ impl TrustDomainService {
         })
     }
 
-    /// Stores the bundle a request carries, after checking it is the
-    /// relationship's trust domain's.
-    async fn store_bundle(&self, td: &str, bundle: Option<&types::Bundle>) -> ApiResult<()> {
-        let Some(b) = bundle else { return Ok(()) };
+    /// The bundle a request carries, checked to be the relationship's
+    /// trust domain's.
+    fn checked_bundle(
+        &self,
+        td: &str,
+        bundle: Option<&types::Bundle>,
+    ) -> ApiResult<Option<StoredBundle>> {
+        let Some(b) = bundle else { return Ok(None) };
         let stored =
             validate::bundle(b).map_err(|e| ApiError::invalid("failed to convert bundle", e))?;
         if stored.trust_domain != td {
@@ -127,9 +131,14 @@ impl TrustDomainService {
                 stored.trust_domain
             )));
         }
+        Ok(Some(stored))
+    }
+
+    async fn store_bundle(&self, bundle: Option<StoredBundle>) -> ApiResult<()> {
+        let Some(bundle) = bundle else { return Ok(()) };
         self.state
             .datastore
-            .set_bundle(stored)
+            .set_bundle(bundle)
             .await
             .map_err(|e| ApiError::datastore("failed to set the trust domain bundle", e))
     }
@@ -172,13 +181,13 @@ impl TrustDomainService {
         mask: Option<&FederationRelationshipMask>,
     ) -> ApiResult<FederationRelationship> {
         let stored = self.stored_from_proto(r)?;
-        self.store_bundle(&stored.trust_domain, r.trust_domain_bundle.as_ref())
-            .await?;
+        let bundle = self.checked_bundle(&stored.trust_domain, r.trust_domain_bundle.as_ref())?;
         self.state
             .datastore
             .create_federation_relationship(stored.clone())
             .await
             .map_err(|e| ApiError::datastore("failed to create federation relationship", e))?;
+        self.store_bundle(bundle).await?;
         tracing::info!(trust_domain = %stored.trust_domain, url = %stored.bundle_endpoint_url, profile = %stored.profile, "federation relationship created");
         self.to_proto(&stored, mask).await
     }
@@ -211,15 +220,17 @@ impl TrustDomainService {
             merged.bundle_endpoint_profile = r.bundle_endpoint_profile.clone();
         }
         let stored = self.stored_from_proto(&merged)?;
-        if m.trust_domain_bundle {
-            self.store_bundle(&td, r.trust_domain_bundle.as_ref())
-                .await?;
-        }
+        let bundle = if m.trust_domain_bundle {
+            self.checked_bundle(&td, r.trust_domain_bundle.as_ref())?
+        } else {
+            None
+        };
         self.state
             .datastore
             .update_federation_relationship(stored.clone())
             .await
             .map_err(|e| ApiError::datastore("failed to update federation relationship", e))?;
+        self.store_bundle(bundle).await?;
         tracing::info!(trust_domain = %td, "federation relationship updated");
         self.to_proto(&stored, output).await
     }

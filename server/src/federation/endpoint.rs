@@ -1,4 +1,4 @@
-//! The bundle endpoint: `GET /` answers the current SPIFFE bundle of this
+//! The bundle endpoint: `GET /` (any path, as in SPIRE) answers the current SPIFFE bundle of this
 //! server's trust domain as stored in the datastore (the CA's authorities
 //! plus any appended with `AppendBundle`), with its `spiffe_sequence` and
 //! the configured `spiffe_refresh_hint`, over HTTPS, to anyone.
@@ -219,9 +219,9 @@ async fn answer(
 ) -> Result<Response<String>, Infallible> {
     let (status, body) = if req.method() != Method::GET {
         (StatusCode::METHOD_NOT_ALLOWED, String::new())
-    } else if req.uri().path() != "/" {
-        (StatusCode::NOT_FOUND, String::new())
     } else {
+        // Any path, as SPIRE's endpoint does: relationships may name a URL
+        // with a path.
         match bundle_document(bundle, refresh_hint) {
             Ok(json) => (StatusCode::OK, json),
             Err(e) => {
