@@ -99,6 +99,10 @@ pub struct RelationshipArgs {
     /// The format of the bundle data (optional): pem or spiffe.
     #[arg(long = "trustDomainBundleFormat", value_name = "FORMAT", default_value = "pem", value_parser = parse_bundle_format)]
     pub bundle_format: BundleFormat,
+    /// Path to a file of relationships in JSON (`{"federation_relationships": [...]}`,
+    /// as `-output json` prints them); `-` reads stdin. Replaces the other flags.
+    #[arg(long = "data", value_name = "FILE")]
+    pub data: Option<PathBuf>,
 }
 
 /// `federation list` flags.
@@ -130,7 +134,51 @@ pub struct IdArgs {
     pub id: Option<TrustDomain>,
 }
 
+/// Relationships from SPIRE's `-data` JSON (protobuf JSON of a message with
+/// a `federation_relationships` list).
+pub fn parse_data(data: &[u8]) -> Result<Vec<FederationRelationship>, AdminClientError> {
+    use prost_reflect::{DescriptorPool, DynamicMessage};
+    let bad = |reason: String| AdminClientError::Input {
+        source_name: "-data".to_owned(),
+        reason,
+    };
+    let pool = DescriptorPool::decode(spinel_proto::FILE_DESCRIPTOR_SET)
+        .map_err(|e| bad(format!("protobuf descriptors: {e}")))?;
+    let desc = pool
+        .get_message_by_name("spire.api.server.trustdomain.v1.ListFederationRelationshipsResponse")
+        .ok_or_else(|| bad("protobuf descriptor missing".into()))?;
+    let mut de = serde_json::Deserializer::from_slice(data);
+    let dynamic = DynamicMessage::deserialize(desc, &mut de)
+        .map_err(|e| bad(format!("cannot parse the relationships JSON: {e}")))?;
+    let list: ListFederationRelationshipsResponse = dynamic
+        .transcode_to()
+        .map_err(|e| bad(format!("cannot parse the relationships JSON: {e}")))?;
+    if list.federation_relationships.is_empty() {
+        return Err(bad("no federation_relationships in the file".into()));
+    }
+    Ok(list.federation_relationships)
+}
+
 impl RelationshipArgs {
+    /// The relationships to send: from `-data`, or the one of the flags.
+    pub fn relationships(&self) -> Result<Vec<FederationRelationship>, AdminClientError> {
+        let Some(path) = &self.data else {
+            return Ok(vec![self.relationship()?]);
+        };
+        let mut data = Vec::new();
+        let read = if path.as_os_str() == "-" {
+            std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut data)
+        } else {
+            std::fs::File::open(path)
+                .and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut data))
+        };
+        read.map_err(|e| AdminClientError::Input {
+            source_name: format!("-data {}", path.display()),
+            reason: e.to_string(),
+        })?;
+        parse_data(&data)
+    }
+
     /// The relationship the flags describe (checked before any connection).
     pub fn relationship(&self) -> Result<FederationRelationship, AdminClientError> {
         let Some(td) = &self.trust_domain else {
@@ -197,6 +245,39 @@ async fn client(common: &AdminArgs) -> Result<TrustDomainClient<Channel>, AdminC
     ))
 }
 
+/// Prints each successful result (pretty output, after `banner`) and
+/// fails naming every refused one.
+fn batch_outcome(
+    what: &str,
+    outcomes: &[(
+        Option<&spinel_proto::spire::api::types::Status>,
+        Option<&FederationRelationship>,
+    )],
+    banner: Option<&str>,
+) -> Result<(), AdminClientError> {
+    if outcomes.is_empty() {
+        return batch_failure(what, None);
+    }
+    let mut failures = Vec::new();
+    for (status, relationship) in outcomes {
+        match (batch_failure(what, *status), banner) {
+            (Err(e), _) => failures.push(e.to_string()),
+            (Ok(()), Some(banner)) => {
+                println!("{banner}");
+                if let Some(r) = relationship {
+                    print!("{}", format_relationship(r));
+                }
+            }
+            (Ok(()), None) => {}
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(AdminClientError::BatchFailed(failures.join("; ")))
+    }
+}
+
 /// The first result's status as an error, if it failed.
 fn batch_failure(
     what: &str,
@@ -215,58 +296,64 @@ fn batch_failure(
 }
 
 async fn create(args: &RelationshipArgs) -> Result<(), AdminClientError> {
-    let relationship = args.relationship()?;
+    let relationships = args.relationships()?;
     let resp = client(&args.common)
         .await?
         .batch_create_federation_relationship(BatchCreateFederationRelationshipRequest {
-            federation_relationships: vec![relationship],
+            federation_relationships: relationships,
             output_mask: None,
         })
         .await
         .map_err(|s| AdminClientError::rpc_while("failed to create federation relationship", s))?
         .into_inner();
-    let result = resp.results.first();
+    let outcomes: Vec<_> = resp
+        .results
+        .iter()
+        .map(|r| (r.status.as_ref(), r.federation_relationship.as_ref()))
+        .collect();
     if args.common.output == OutputFormat::Json {
         print_proto_json(
             &resp,
             "spire.api.server.trustdomain.v1.BatchCreateFederationRelationshipResponse",
         )?;
-        return batch_failure("create", result.and_then(|r| r.status.as_ref()));
+        return batch_outcome("create", &outcomes, None);
     }
-    batch_failure("create", result.and_then(|r| r.status.as_ref()))?;
-    println!("Federation relationship created.");
-    if let Some(r) = result.and_then(|r| r.federation_relationship.as_ref()) {
-        print!("{}", format_relationship(r));
-    }
-    Ok(())
+    batch_outcome(
+        "create",
+        &outcomes,
+        Some("Federation relationship created."),
+    )
 }
 
 async fn update(args: &RelationshipArgs) -> Result<(), AdminClientError> {
-    let relationship = args.relationship()?;
+    let relationships = args.relationships()?;
     let resp = client(&args.common)
         .await?
         .batch_update_federation_relationship(BatchUpdateFederationRelationshipRequest {
-            federation_relationships: vec![relationship],
+            federation_relationships: relationships,
             input_mask: None,
             output_mask: None,
         })
         .await
         .map_err(|s| AdminClientError::rpc_while("failed to update federation relationship", s))?
         .into_inner();
-    let result = resp.results.first();
+    let outcomes: Vec<_> = resp
+        .results
+        .iter()
+        .map(|r| (r.status.as_ref(), r.federation_relationship.as_ref()))
+        .collect();
     if args.common.output == OutputFormat::Json {
         print_proto_json(
             &resp,
             "spire.api.server.trustdomain.v1.BatchUpdateFederationRelationshipResponse",
         )?;
-        return batch_failure("update", result.and_then(|r| r.status.as_ref()));
+        return batch_outcome("update", &outcomes, None);
     }
-    batch_failure("update", result.and_then(|r| r.status.as_ref()))?;
-    println!("Federation relationship updated.");
-    if let Some(r) = result.and_then(|r| r.federation_relationship.as_ref()) {
-        print!("{}", format_relationship(r));
-    }
-    Ok(())
+    batch_outcome(
+        "update",
+        &outcomes,
+        Some("Federation relationship updated."),
+    )
 }
 
 async fn list(args: &ListArgs) -> Result<(), AdminClientError> {
@@ -363,4 +450,35 @@ async fn refresh(args: &IdArgs) -> Result<(), AdminClientError> {
         OutputFormat::Json => println!("{{}}"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_file_is_protobuf_json() {
+        let data = br#"{"federation_relationships": [{
+            "trust_domain": "server.org",
+            "bundle_endpoint_url": "https://host:8440",
+            "https_spiffe": {"endpoint_spiffe_id": "spiffe://server.org/spire/server"}
+        }, {
+            "trust_domain": "web.org",
+            "bundle_endpoint_url": "https://web.org",
+            "https_web": {}
+        }]}"#;
+        let rels = parse_data(data).unwrap();
+        assert_eq!(rels.len(), 2);
+        assert_eq!(rels[0].trust_domain, "server.org");
+        assert!(matches!(
+            &rels[0].bundle_endpoint_profile,
+            Some(BundleEndpointProfile::HttpsSpiffe(p)) if p.endpoint_spiffe_id == "spiffe://server.org/spire/server"
+        ));
+        assert!(matches!(
+            rels[1].bundle_endpoint_profile,
+            Some(BundleEndpointProfile::HttpsWeb(_))
+        ));
+        assert!(parse_data(b"{}").is_err());
+        assert!(parse_data(b"not json").is_err());
+    }
 }
