@@ -157,3 +157,92 @@ async fn https_web_endpoint_serves_its_cert_files() {
         .is_err());
     running.shutdown().await.unwrap();
 }
+
+/// A raw HTTPS GET with `host` as the Host header: status and body.
+async fn https_get(port: u16, root: &[u8], host: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(root.to_vec())).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(spinel_server::api::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    tls.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut response = Vec::new();
+    let _ = tls.read_to_end(&mut response).await;
+    let text = String::from_utf8(response).unwrap();
+    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oidc_discovery_over_tls_serves_only_its_domains() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_der, issuer) = a_ca();
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, leaf.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let (endpoint_port, oidc_port) = (free_port().unwrap(), free_port().unwrap());
+    let running = server(
+        dir.path(),
+        &format!(
+            "address = \"127.0.0.1\"\nport = {endpoint_port}\n}}\n}}\noidc_discovery {{\naddress = \"127.0.0.1\"\nport = {oidc_port}\ndomains = [\"localhost\"]\nserving_cert_file {{\ncert_file_path = \"{}\"\nkey_file_path = \"{}\"\n",
+            cert_path.display(),
+            key_path.display()
+        ),
+    )
+    .await;
+    let host = format!("localhost:{oidc_port}");
+    let (status, body) = https_get(
+        oidc_port,
+        &ca_der,
+        &host,
+        "/.well-known/openid-configuration",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        doc["issuer"],
+        format!("https://{host}"),
+        "no jwt_issuer: the host"
+    );
+    assert_eq!(doc["jwks_uri"], format!("https://{host}/keys"));
+    let (status, body) = https_get(oidc_port, &ca_der, &host, "/keys").await;
+    assert_eq!(status, 200);
+    let jwks: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), running.bundle().jwt_authorities.len());
+    assert_eq!(
+        keys[0]["kid"],
+        running.bundle().jwt_authorities[0].key_id.as_str()
+    );
+    assert_eq!(keys[0]["alg"], "ES256");
+    assert_eq!(keys[0]["use"], "sig");
+    let (status, _) = https_get(oidc_port, &ca_der, "evil.example", "/keys").await;
+    assert_eq!(status, 404, "a host outside `domains`");
+    running.shutdown().await.unwrap();
+}
