@@ -46,6 +46,8 @@ pub struct Federation {
 
 #[derive(Debug)]
 struct Schedule {
+    /// The relationship as last seen; a changed one is fetched at once.
+    relationship: StoredFederationRelationship,
     due: Instant,
     failures: u32,
 }
@@ -173,9 +175,15 @@ impl Federation {
                 let slot = schedule
                     .entry(rel.trust_domain.clone())
                     .or_insert_with(|| Schedule {
+                        relationship: rel.clone(),
                         due: now,
                         failures: 0,
                     });
+                if slot.relationship != *rel {
+                    slot.relationship = rel.clone();
+                    slot.due = now;
+                    slot.failures = 0;
+                }
                 if slot.due > now {
                     continue;
                 }
