@@ -126,18 +126,29 @@ impl BundleEndpoint {
             };
         tls_config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config));
-        let keeper = tokio::spawn(keep_certificate(
+        // The certificate keeper and the connections live inside this
+        // future, so that nothing holding the CA or the datastore outlives
+        // the endpoint once it is stopped or dropped.
+        let keeper = keep_certificate(
             self.config.profile.clone(),
             ca.clone(),
             clock,
             self.resolver.clone(),
             self.provider.clone(),
-        ));
+        );
+        tokio::pin!(keeper);
+        let mut keeping = true;
+        let mut connections = tokio::task::JoinSet::new();
         let refresh_hint = i64::try_from(self.config.refresh_hint.as_secs()).unwrap_or(i64::MAX);
         loop {
+            while connections.try_join_next().is_some() {}
             let accepted = tokio::select! {
                 accepted = self.listener.accept() => accepted,
                 _ = shutdown.wait_for(|stop| *stop) => break,
+                () = &mut keeper, if keeping => {
+                    keeping = false;
+                    continue;
+                }
             };
             let (stream, remote) = match accepted {
                 Ok(conn) => conn,
@@ -149,7 +160,7 @@ impl BundleEndpoint {
             };
             let acceptor = acceptor.clone();
             let (ca, datastore) = (ca.clone(), datastore.clone());
-            tokio::spawn(async move {
+            connections.spawn(async move {
                 let tls = match tokio::time::timeout(
                     Duration::from_secs(10),
                     acceptor.accept(stream),
@@ -174,7 +185,8 @@ impl BundleEndpoint {
                 let _ = tokio::time::timeout(Duration::from_secs(30), conn).await;
             });
         }
-        keeper.abort();
+        connections.abort_all();
+        while connections.join_next().await.is_some() {}
     }
 }
 
