@@ -11,6 +11,8 @@
 //! - [`keymanager`] and [`ca`]: keys, the X.509 CA and JWT key, signing;
 //! - [`attestor`]: node attestors (`join_token`);
 //! - [`api`]: the gRPC services and who may call what;
+//! - [`federation`]: the bundle endpoint and polling of foreign bundles;
+//! - [`oidc`]: OIDC discovery (`/.well-known/openid-configuration`, `/keys`);
 //! - [`run`]: start-up order, listeners, shutdown (what `spinel-server run` does);
 //! - [`cli`]: the `spinel-server` command line (`run`, `entry`, `token`, ...).
 
@@ -20,5 +22,7 @@ pub mod ca;
 pub mod cli;
 pub mod config;
 pub mod datastore;
+pub mod federation;
 pub mod keymanager;
+pub mod oidc;
 pub mod run;

@@ -95,6 +95,9 @@ pub enum RunError {
         /// Why.
         reason: String,
     },
+    /// Federation or OIDC discovery could not start.
+    #[error(transparent)]
+    Federation(#[from] crate::federation::FederationError),
     /// A listener failed while serving.
     #[error("serving {what} failed: {reason}")]
     Serve {
@@ -408,6 +411,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
             shutdown.subscribe(),
         )));
     }
+    background.extend(start_federation(&config, &ca, &datastore, &state, &clock, &shutdown).await?);
     background.push(tokio::spawn(prune_join_tokens(datastore, clock)));
 
     tracing::info!(
@@ -426,6 +430,67 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
         servers,
         background,
     })
+}
+
+/// Starts the federation poller, the bundle endpoint and OIDC discovery
+/// (the last two when configured); returns their tasks.
+async fn start_federation(
+    config: &ServerConfig,
+    ca: &Arc<Ca>,
+    datastore: &Arc<dyn DataStore>,
+    state: &Arc<ApiState>,
+    clock: &Clock,
+    shutdown: &watch::Sender<bool>,
+) -> Result<Vec<JoinHandle<()>>, RunError> {
+    use crate::federation::{self, fetch, BundleEndpoint, Federation, FederationError};
+    let mut tasks = Vec::new();
+    let fed = &config.federation;
+    let extra_roots = match &fed.web_pki_roots_file {
+        Some(path) => {
+            use rustls_pki_types::pem::PemObject;
+            rustls_pki_types::CertificateDer::pem_file_iter(path)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| FederationError::CertFile {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?
+        }
+        None => Vec::new(),
+    };
+    let federation = Federation::new(datastore.clone(), fetch::web_roots(&extra_roots));
+    let configured: Vec<_> = fed
+        .federates_with
+        .iter()
+        .map(federation::stored_from_config)
+        .collect();
+    federation.store_configured(&configured).await?;
+    state.attach_federation(federation.clone());
+    tasks.push(tokio::spawn(federation.run()));
+
+    if let Some(endpoint_config) = &fed.bundle_endpoint {
+        let endpoint = BundleEndpoint::bind(endpoint_config.clone(), ca).await?;
+        if let Some(addr) = endpoint.local_addr() {
+            tracing::info!(address = %addr, refresh_hint = ?endpoint_config.refresh_hint, "Serving bundle endpoint");
+        }
+        tasks.push(tokio::spawn(endpoint.serve(
+            ca.clone(),
+            datastore.clone(),
+            clock.clone(),
+            shutdown.subscribe(),
+        )));
+    }
+    if let Some(oidc_config) = &config.oidc_discovery {
+        let oidc = crate::oidc::OidcDiscovery::bind(oidc_config.clone()).await?;
+        if let Some(addr) = oidc.local_addr() {
+            tracing::info!(address = %addr, issuer = ?config.ca.jwt_issuer, "Serving OIDC discovery");
+        }
+        tasks.push(tokio::spawn(oidc.serve(
+            ca.clone(),
+            config.ca.jwt_issuer.clone(),
+            shutdown.subscribe(),
+        )));
+    }
+    Ok(tasks)
 }
 
 /// Resolves once `rx` reads `true` (or its sender is gone).

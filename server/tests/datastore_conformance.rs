@@ -17,7 +17,7 @@ use std::sync::Arc;
 use spinel_server::datastore::sled::SledDataStore;
 use spinel_server::datastore::{
     AttestedAgent, DataStore, DataStoreError, EntryFilter, JoinToken, RegistrationEntry,
-    SelectorMatch, StoredBundle, StoredJwtKey, StoredSelector,
+    SelectorMatch, StoredBundle, StoredFederationRelationship, StoredJwtKey, StoredSelector,
 };
 
 const AGENT: &str = "spiffe://example.org/spire/agent/join_token/t1";
@@ -126,6 +126,7 @@ where
     check_join_token_race(fresh().await).await;
     check_bundles(fresh().await).await;
     check_ca_journal(fresh().await).await;
+    check_federation_relationships(fresh().await).await;
 }
 
 async fn check_entry_create(ds: Arc<dyn DataStore>) {
@@ -512,6 +513,54 @@ async fn check_bundles(ds: Arc<dyn DataStore>) {
     assert_eq!(removed, bundle("example.org", 2));
     assert!(is_not_found(ds.delete_bundle("example.org").await));
     assert_eq!(ds.list_bundles().await.unwrap(), [bundle("aaa.org", 1)]);
+}
+
+fn relationship(td: &str, url: &str) -> StoredFederationRelationship {
+    StoredFederationRelationship {
+        trust_domain: td.into(),
+        bundle_endpoint_url: url.into(),
+        profile: "https_spiffe".into(),
+        endpoint_spiffe_id: format!("spiffe://{td}/spire/server"),
+    }
+}
+
+async fn check_federation_relationships(ds: Arc<dyn DataStore>) {
+    assert_eq!(ds.get_federation_relationship("b.org").await.unwrap(), None);
+    ds.create_federation_relationship(relationship("b.org", "https://b"))
+        .await
+        .unwrap();
+    ds.create_federation_relationship(relationship("a.org", "https://a"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        ds.create_federation_relationship(relationship("b.org", "https://x"))
+            .await,
+        Err(DataStoreError::AlreadyExists { .. })
+    ));
+    ds.update_federation_relationship(relationship("b.org", "https://b2"))
+        .await
+        .unwrap();
+    assert!(is_not_found(
+        ds.update_federation_relationship(relationship("c.org", "https://c"))
+            .await
+    ));
+    assert_eq!(
+        ds.get_federation_relationship("b.org").await.unwrap(),
+        Some(relationship("b.org", "https://b2"))
+    );
+    assert_eq!(
+        ds.list_federation_relationships().await.unwrap(),
+        [
+            relationship("a.org", "https://a"),
+            relationship("b.org", "https://b2")
+        ],
+        "ordered by trust domain"
+    );
+    let removed = ds.delete_federation_relationship("a.org").await.unwrap();
+    assert_eq!(removed, relationship("a.org", "https://a"));
+    assert!(is_not_found(
+        ds.delete_federation_relationship("a.org").await
+    ));
 }
 
 async fn check_ca_journal(ds: Arc<dyn DataStore>) {

@@ -1,13 +1,13 @@
 //! One sync round, and the loop that repeats it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use spinel_proto::spire::api::server::agent::v1::agent_client::AgentClient;
 use spinel_proto::spire::api::server::agent::v1::{AgentX509svidParams, RenewAgentRequest};
 use spinel_proto::spire::api::server::bundle::v1::bundle_client::BundleClient;
-use spinel_proto::spire::api::server::bundle::v1::GetBundleRequest;
+use spinel_proto::spire::api::server::bundle::v1::{GetBundleRequest, GetFederatedBundleRequest};
 use spinel_proto::spire::api::server::entry::v1::entry_client::EntryClient;
 use spinel_proto::spire::api::server::entry::v1::GetAuthorizedEntriesRequest;
 use spinel_proto::spire::api::server::svid::v1::svid_client::SvidClient;
@@ -113,6 +113,49 @@ fn to_cached(e: &types::Entry) -> Option<CachedEntry> {
     })
 }
 
+/// The bundles of the foreign trust domains the entries federate with, from
+/// the server's `GetFederatedBundle`. One the server does not have (yet) is
+/// left out; one that cannot be fetched now keeps its cached copy.
+async fn federated_bundles(
+    m: &Manager,
+    entries: &[CachedEntry],
+    cached: &BTreeMap<TrustDomain, TrustBundle>,
+) -> BTreeMap<TrustDomain, TrustBundle> {
+    let wanted: BTreeSet<&TrustDomain> = entries
+        .iter()
+        .flat_map(|e| e.federates_with.iter())
+        .filter(|td| *td != m.trust_domain())
+        .collect();
+    let mut out = BTreeMap::new();
+    let mut client = BundleClient::new(m.channel());
+    for td in wanted {
+        let request = GetFederatedBundleRequest {
+            trust_domain: td.to_string(),
+            output_mask: None,
+        };
+        match client.get_federated_bundle(request).await {
+            Ok(response) => {
+                let bundle = response.into_inner();
+                if bundle.trust_domain != td.as_str() {
+                    tracing::warn!(trust_domain = %td, got = %bundle.trust_domain, "the server sent the bundle of another trust domain; ignored");
+                    continue;
+                }
+                out.insert(td.clone(), to_trust_bundle(td, &bundle));
+            }
+            Err(status) if status.code() == tonic::Code::NotFound => {
+                tracing::debug!(trust_domain = %td, "the server has no bundle of this federated trust domain yet");
+            }
+            Err(status) => {
+                tracing::warn!(trust_domain = %td, code = ?status.code(), error = %status.message(), "cannot fetch a federated bundle; keeping the cached one");
+                if let Some(b) = cached.get(td) {
+                    out.insert(td.clone(), b.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
 async fn renew_agent_if_due(m: &Manager) -> Result<(), Status> {
     let svid = m.agent_svid();
     let now = m.clock().now();
@@ -179,6 +222,7 @@ pub(super) async fn sync_once(m: &Arc<Manager>) -> Result<(), Status> {
         .collect();
 
     let snapshot = m.cache().snapshot();
+    let federated = federated_bundles(m, &entries, &snapshot.federated).await;
     let now = m.clock().now();
     let needs_svid = |e: &CachedEntry| match snapshot.identities.get(&e.id) {
         None => true,
@@ -257,11 +301,12 @@ pub(super) async fn sync_once(m: &Arc<Manager>) -> Result<(), Status> {
             .all(|((k1, v1), (k2, v2))| k1 == k2 && Arc::ptr_eq(v1, v2));
     let same_bundle = snapshot.bundle.x509_authorities == bundle.x509_authorities
         && snapshot.bundle.jwt_authorities == bundle.jwt_authorities;
-    if !(same_identities && same_bundle && snapshot.ready) {
+    let same_federated = snapshot.federated == federated;
+    if !(same_identities && same_bundle && same_federated && snapshot.ready) {
         let count = identities.len();
-        m.cache().publish(|s| Snapshot {
+        m.cache().publish(|_| Snapshot {
             bundle,
-            federated: s.federated.clone(),
+            federated,
             identities,
             generation: 0,
             ready: true,

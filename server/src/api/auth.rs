@@ -9,7 +9,9 @@
 //!   current; the older one is refused from then on), unexpired;
 //! - **admin**: an mTLS client whose ID is in `admin_ids` or is the SPIFFE
 //!   ID of an entry marked `admin`;
-//! - **anyone**: no checks (attestation, fetching the bundle).
+//! - **anyone**: no checks (attestation, fetching the bundle);
+//! - **agent or admin**: `GetFederatedBundle`, which agents call on every
+//!   sync for the trust domains their entries federate with.
 //!
 //! Refusals are `PermissionDenied`, logged at info with the caller and the
 //! method (never a token or key).
@@ -36,6 +38,10 @@ pub enum Policy {
     Admin,
     /// The admin socket only.
     Local,
+    /// Attested agents, the admin socket or an admin SPIFFE ID
+    /// (`GetFederatedBundle`: agents fetch the bundles their entries
+    /// federate with).
+    AgentOrAdmin,
 }
 
 /// Full gRPC paths of the methods served.
@@ -138,6 +144,7 @@ pub fn policy(path: &str) -> Policy {
         | BATCH_NEW_WIT_SVID
         | GET_AUTHORIZED_ENTRIES
         | SYNC_AUTHORIZED_ENTRIES => Policy::Agent,
+        GET_FEDERATED_BUNDLE => Policy::AgentOrAdmin,
         HEALTH_CHECK | HEALTH_WATCH => Policy::Local,
         _ => Policy::Admin,
     }
@@ -229,7 +236,7 @@ impl ApiState {
         match policy {
             Policy::Anyone => return Ok(Caller::Anonymous),
             Policy::Local => return Err(denied(method)),
-            Policy::Agent | Policy::Admin => {}
+            Policy::Agent | Policy::Admin | Policy::AgentOrAdmin => {}
         }
         let Some(leaf) = chain.and_then(|c| c.first()) else {
             return Err(denied(method));
@@ -248,6 +255,11 @@ impl ApiState {
         }
         match policy {
             Policy::Agent => self.check_agent(svid, method).await,
+            Policy::AgentOrAdmin
+                if svid.id.is_member_of(&self.trust_domain) && id::is_agent(&svid.id) =>
+            {
+                self.check_agent(svid, method).await
+            }
             _ => self.check_admin(svid, method).await,
         }
     }
@@ -371,6 +383,7 @@ mod tests {
             Policy::Admin
         );
         assert_eq!(policy("/grpc.health.v1.Health/Check"), Policy::Local);
+        assert_eq!(policy(GET_FEDERATED_BUNDLE), Policy::AgentOrAdmin);
         assert_eq!(policy("/something/Else"), Policy::Admin);
     }
 }

@@ -10,6 +10,7 @@
 //! | `spire.api.server.entry.v1.Entry` | `entry.rs` | authorized entries: agents; the rest: admins |
 //! | `spire.api.server.svid.v1.SVID` | `svid.rs` | `BatchNewX509SVID`/`NewJWTSVID`: agents; `Mint*`: admins |
 //! | `spire.api.server.bundle.v1.Bundle` | `bundle.rs` | `GetBundle`: anyone; the rest: admins |
+//! | `spire.api.server.trustdomain.v1.TrustDomain` | `trustdomain.rs` | admins |
 //! | `grpc.health.v1.Health` | `health.rs` | the admin socket |
 //!
 //! Every handler starts with [`ApiState::authorize`] (the policy table is
@@ -35,11 +36,12 @@ mod svid;
 mod sync;
 pub mod tls;
 pub mod transport;
+mod trustdomain;
 mod validate;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use spinel_proto::grpc::health::v1::health_server::HealthServer;
@@ -47,6 +49,7 @@ use spinel_proto::spire::api::server::agent::v1::agent_server::AgentServer;
 use spinel_proto::spire::api::server::bundle::v1::bundle_server::BundleServer;
 use spinel_proto::spire::api::server::entry::v1::entry_server::EntryServer;
 use spinel_proto::spire::api::server::svid::v1::svid_server::SvidServer;
+use spinel_proto::spire::api::server::trustdomain::v1::trust_domain_server::TrustDomainServer;
 use spinel_spiffe::{Clock, SpiffeId, TrustDomain};
 use tonic::service::Routes;
 
@@ -85,6 +88,7 @@ pub struct ApiState {
     agent_ttl: Option<Duration>,
     authorized: authorized::AuthorizedEntries,
     serving: AtomicBool,
+    federation: OnceLock<Arc<crate::federation::Federation>>,
 }
 
 impl ApiState {
@@ -106,7 +110,15 @@ impl ApiState {
             clock,
             attestors,
             serving: AtomicBool::new(true),
+            federation: OnceLock::new(),
         })
+    }
+
+    /// Connects the TrustDomain API to the federation poller (once; later
+    /// calls are ignored). Without it, relationships are still managed but
+    /// `RefreshBundle` answers `Unavailable`.
+    pub fn attach_federation(&self, federation: Arc<crate::federation::Federation>) {
+        let _ = self.federation.set(federation);
     }
 
     /// Marks the server as (not) serving, as health checks report it.
@@ -132,5 +144,8 @@ pub fn routes(state: Arc<ApiState>) -> Routes {
         .add_service(EntryServer::new(entry::EntryService::new(state.clone())))
         .add_service(SvidServer::new(svid::SvidService::new(state.clone())))
         .add_service(BundleServer::new(bundle::BundleService::new(state.clone())))
+        .add_service(TrustDomainServer::new(
+            trustdomain::TrustDomainService::new(state.clone()),
+        ))
         .add_service(HealthServer::new(health::HealthService::new(state)))
 }

@@ -71,6 +71,12 @@ pub struct ServerSection {
     /// SPIFFE IDs allowed to call the admin API over mTLS.
     #[serde(default, deserialize_with = "spiffe_ids")]
     pub admin_ids: Vec<SpiffeId>,
+    /// Federation: the bundle endpoint and foreign trust domains.
+    #[serde(default)]
+    pub federation: Option<super::federation::FederationSection>,
+    /// OIDC discovery document and JWKS for JWT-SVIDs.
+    #[serde(default)]
+    pub oidc_discovery: Option<super::federation::OidcDiscoverySection>,
 }
 
 /// `ca_subject { ... }`.

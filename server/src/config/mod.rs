@@ -25,10 +25,15 @@
 //! when `listener_enabled`), `telemetry` (accepted and ignored, with a
 //! warning).
 
+mod federation;
 mod file;
 pub mod k8s_psat;
 mod plugins;
 
+pub use federation::{
+    check_https_url, BundleEndpointConfig, EndpointProfile, FederatesWith, FederationConfig,
+    OidcDiscoveryConfig, RemoteProfile, ServingCertFile, DEFAULT_REFRESH_HINT,
+};
 pub use file::parse_key_type;
 pub use k8s_psat::{K8sPsatCluster, K8sPsatConfig};
 pub use plugins::{DataStoreConfig, KeyManagerConfig, Plugins};
@@ -194,6 +199,10 @@ pub struct ServerConfig {
     pub health_checks: HealthChecks,
     /// Things worth a warning once logging is up (ignored blocks, ...).
     pub warnings: Vec<String>,
+    /// `server.federation`: bundle endpoint and foreign trust domains.
+    pub federation: FederationConfig,
+    /// `server.oidc_discovery`, if served.
+    pub oidc_discovery: Option<OidcDiscoveryConfig>,
 }
 
 /// Loads `path` and applies `overrides`.
@@ -212,7 +221,7 @@ pub fn from_file(
     overrides: &Overrides,
 ) -> Result<ServerConfig, ConfigLoadError> {
     file.check_top_level(SECTIONS)?;
-    let server: file::ServerSection = file.section("server")?;
+    let mut server: file::ServerSection = file.section("server")?;
     let health: Option<file::HealthChecksSection> = file.optional_section("health_checks")?;
     let display_path = file.path().display().to_string();
     let mut warnings = Vec::new();
@@ -334,6 +343,8 @@ pub fn from_file(
         }
     }
 
+    let (federation, oidc_discovery) =
+        resolve_federation_blocks(&mut server, &trust_domain, &display_path)?;
     let plugins = plugins::resolve(file, &data_dir)?;
     let health_checks = match health {
         Some(h) => {
@@ -363,5 +374,28 @@ pub fn from_file(
         plugins,
         health_checks,
         warnings,
+        federation,
+        oidc_discovery,
     })
+}
+
+/// The `federation` and `oidc_discovery` blocks, checked beyond decoding
+/// (the server's own trust domain is not a federation peer).
+fn resolve_federation_blocks(
+    server: &mut file::ServerSection,
+    trust_domain: &TrustDomain,
+    display_path: &str,
+) -> Result<(FederationConfig, Option<OidcDiscoveryConfig>), ConfigLoadError> {
+    let invalid = |key: &'static str, message: String| ConfigLoadError::Invalid {
+        path: display_path.to_owned(),
+        key,
+        message,
+    };
+    let federation = match server.federation.take() {
+        Some(section) => federation::resolve_federation(section, trust_domain)
+            .map_err(|m| invalid("server.federation", m))?,
+        None => FederationConfig::default(),
+    };
+    let oidc = server.oidc_discovery.take().map(|section| section.0);
+    Ok((federation, oidc))
 }

@@ -1,5 +1,5 @@
-//! The datastore: registration entries, attested agents, join tokens and
-//! trust bundles.
+//! The datastore: registration entries, attested agents, join tokens,
+//! trust bundles and federation relationships.
 //!
 //! One trait, [`DataStore`], with an embedded backend ([`sled`], the default)
 //! and room for a shared one (PostgreSQL) later; both must pass the same
@@ -115,6 +115,31 @@ pub trait DataStore: Send + Sync + std::fmt::Debug + 'static {
     async fn delete_bundle(&self, trust_domain: &str) -> Result<StoredBundle>;
     /// All bundles, ordered by trust domain.
     async fn list_bundles(&self) -> Result<Vec<StoredBundle>>;
+
+    // --- federation relationships ---
+
+    /// Stores a new relationship (AlreadyExists if its trust domain has one).
+    async fn create_federation_relationship(
+        &self,
+        relationship: StoredFederationRelationship,
+    ) -> Result<()>;
+    /// Replaces the relationship of `relationship.trust_domain` (NotFound if absent).
+    async fn update_federation_relationship(
+        &self,
+        relationship: StoredFederationRelationship,
+    ) -> Result<()>;
+    /// The relationship with `trust_domain`.
+    async fn get_federation_relationship(
+        &self,
+        trust_domain: &str,
+    ) -> Result<Option<StoredFederationRelationship>>;
+    /// Deletes a relationship, returning it (NotFound if absent).
+    async fn delete_federation_relationship(
+        &self,
+        trust_domain: &str,
+    ) -> Result<StoredFederationRelationship>;
+    /// All relationships, ordered by trust domain.
+    async fn list_federation_relationships(&self) -> Result<Vec<StoredFederationRelationship>>;
 
     // --- CA state ---
 

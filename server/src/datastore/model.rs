@@ -155,3 +155,17 @@ pub struct StoredJwtKey {
     /// Unix seconds; 0 if none.
     pub expires_at: i64,
 }
+
+/// A federation relationship: where and how the bundle of a foreign trust
+/// domain is fetched (SPIRE's `FederationRelationship`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredFederationRelationship {
+    /// The foreign trust domain name, e.g. `other.org`.
+    pub trust_domain: String,
+    /// The URL of its bundle endpoint (`https://...`).
+    pub bundle_endpoint_url: String,
+    /// `https_web` or `https_spiffe`.
+    pub profile: String,
+    /// For `https_spiffe`: the SPIFFE ID the endpoint must present.
+    pub endpoint_spiffe_id: String,
+}

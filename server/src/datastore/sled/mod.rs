@@ -8,7 +8,7 @@
 //! - `entries_similar`: (parent, SPIFFE ID, sorted selectors) -> entry ID,
 //!   which refuses a second registration of the same thing;
 //! - `agents` (by SPIFFE ID), `join_tokens` (by value), `bundles` (by trust
-//!   domain);
+//!   domain), `federation_relationships` (by trust domain);
 //! - `meta`: the layout version, the entry revision counter and count, and
 //!   the CA journal.
 //!
@@ -27,6 +27,7 @@
 
 mod codec;
 mod entries;
+mod federation;
 mod open;
 mod records;
 
@@ -37,6 +38,7 @@ use spinel_spiffe::Clock;
 
 use super::{
     AttestedAgent, DataStore, EntryFilter, JoinToken, RegistrationEntry, Result, StoredBundle,
+    StoredFederationRelationship,
 };
 use codec::backend;
 
@@ -47,6 +49,7 @@ const SIMILAR: &str = "entries_similar";
 const AGENTS: &str = "agents";
 const TOKENS: &str = "join_tokens";
 const BUNDLES: &str = "bundles";
+const FEDERATION: &str = "federation_relationships";
 const META: &str = "meta";
 
 /// `meta` key: the layout version, written when the store is created.
@@ -77,6 +80,7 @@ struct Trees {
     agents: ::sled::Tree,
     tokens: ::sled::Tree,
     bundles: ::sled::Tree,
+    federation: ::sled::Tree,
     meta: ::sled::Tree,
 }
 
@@ -232,6 +236,43 @@ impl DataStore for SledDataStore {
     async fn list_bundles(&self) -> Result<Vec<StoredBundle>> {
         let trees = self.trees.clone();
         blocking(move || trees.list_bundles()).await
+    }
+
+    async fn create_federation_relationship(
+        &self,
+        relationship: StoredFederationRelationship,
+    ) -> Result<()> {
+        self.trees.create_federation_relationship(&relationship)?;
+        self.flush().await
+    }
+
+    async fn update_federation_relationship(
+        &self,
+        relationship: StoredFederationRelationship,
+    ) -> Result<()> {
+        self.trees.update_federation_relationship(&relationship)?;
+        self.flush().await
+    }
+
+    async fn get_federation_relationship(
+        &self,
+        trust_domain: &str,
+    ) -> Result<Option<StoredFederationRelationship>> {
+        self.trees.get_federation_relationship(trust_domain)
+    }
+
+    async fn delete_federation_relationship(
+        &self,
+        trust_domain: &str,
+    ) -> Result<StoredFederationRelationship> {
+        let removed = self.trees.delete_federation_relationship(trust_domain)?;
+        self.flush().await?;
+        Ok(removed)
+    }
+
+    async fn list_federation_relationships(&self) -> Result<Vec<StoredFederationRelationship>> {
+        let trees = self.trees.clone();
+        blocking(move || trees.list_federation_relationships()).await
     }
 
     async fn get_ca_journal(&self) -> Result<Option<Vec<u8>>> {

@@ -7,8 +7,8 @@ use spinel_spiffe::Clock;
 
 use super::codec::{backend, decode_u64, encode_u64};
 use super::{
-    SledDataStore, Trees, AGENTS, BUNDLES, BY_PARENT, BY_SPIFFE_ID, ENTRIES, FORMAT_VERSION_KEY,
-    META, SIMILAR, TOKENS,
+    SledDataStore, Trees, AGENTS, BUNDLES, BY_PARENT, BY_SPIFFE_ID, ENTRIES, FEDERATION,
+    FORMAT_VERSION_KEY, META, SIMILAR, TOKENS,
 };
 use crate::datastore::{DataStoreError, Result};
 
@@ -63,6 +63,7 @@ impl SledDataStore {
             agents: tree(AGENTS)?,
             tokens: tree(TOKENS)?,
             bundles: tree(BUNDLES)?,
+            federation: tree(FEDERATION)?,
             meta: tree(META)?,
         };
         if trees.check_format(existed)? {
@@ -101,6 +102,7 @@ impl Trees {
             &self.agents,
             &self.tokens,
             &self.bundles,
+            &self.federation,
             &self.meta,
         ]
         .iter()

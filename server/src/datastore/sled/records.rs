@@ -128,13 +128,13 @@ impl Trees {
 }
 
 /// Stores `value` under `key` unless the key is taken; `false` if it was.
-fn insert_new(tree: &Tree, name: &str, key: &[u8], value: Vec<u8>) -> Result<bool> {
+pub(super) fn insert_new(tree: &Tree, name: &str, key: &[u8], value: Vec<u8>) -> Result<bool> {
     tree.compare_and_swap(key, None::<&[u8]>, Some(value))
         .map(|swapped| swapped.is_ok())
         .map_err(|e| backend(&format!("writing {name}"), e))
 }
 
-fn get<T: DeserializeOwned>(tree: &Tree, name: &str, key: &[u8]) -> Result<Option<T>> {
+pub(super) fn get<T: DeserializeOwned>(tree: &Tree, name: &str, key: &[u8]) -> Result<Option<T>> {
     match tree
         .get(key)
         .map_err(|e| backend(&format!("reading {name}"), e))?
@@ -146,7 +146,7 @@ fn get<T: DeserializeOwned>(tree: &Tree, name: &str, key: &[u8]) -> Result<Optio
 
 /// Removes the record under `key` and returns it. An unreadable record is
 /// `Corrupt` and stays, so a failed call changes nothing.
-fn remove<T: DeserializeOwned>(
+pub(super) fn remove<T: DeserializeOwned>(
     tree: &Tree,
     name: &str,
     kind: &'static str,
@@ -174,7 +174,7 @@ fn remove<T: DeserializeOwned>(
 }
 
 /// Every record of a tree, in key order.
-fn list<T: DeserializeOwned>(tree: &Tree, name: &str) -> Result<Vec<T>> {
+pub(super) fn list<T: DeserializeOwned>(tree: &Tree, name: &str) -> Result<Vec<T>> {
     tree.iter()
         .map(|item| {
             let (key, bytes) = item.map_err(|e| backend(&format!("reading {name}"), e))?;
