@@ -86,23 +86,17 @@ async fn main() -> Result<()> {
     let mut pods = Vec::with_capacity(args.pods);
     let mut target = None;
     for i in 0..args.pods {
-        let mut b = PodBuilder::new(
-            &format!("ns-{}", i % 20),
-            &format!("app-{i}-7d9f8b6c5-x2kqj"),
-        )
-        .service_account(&format!("sa-{}", i % 50))
-        .label("app", &format!("app-{i}"))
-        .label("team", "payments")
-        .owner(
-            "ReplicaSet",
-            &format!("app-{i}-7d9f8b6c5"),
-            &uuid::Uuid::new_v4().to_string(),
-        );
-        for c in 0..args.containers {
-            b = b.container(
-                &format!("c{c}"),
-                &format!("ghcr.io/acme/app-{i}-c{c}:1.{c}"),
+        let mut b = PodBuilder::new(format!("ns-{}", i % 20), format!("app-{i}-7d9f8b6c5-x2kqj"))
+            .service_account(format!("sa-{}", i % 50))
+            .label("app", format!("app-{i}"))
+            .label("team", "payments")
+            .owner(
+                "ReplicaSet",
+                format!("app-{i}-7d9f8b6c5"),
+                uuid::Uuid::new_v4().to_string(),
             );
+        for c in 0..args.containers {
+            b = b.container(format!("c{c}"), format!("ghcr.io/acme/app-{i}-c{c}:1.{c}"));
         }
         if i == args.pods / 2 {
             target = Some((
