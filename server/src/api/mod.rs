@@ -10,6 +10,7 @@
 //! | `spire.api.server.entry.v1.Entry` | `entry.rs` | authorized entries: agents; the rest: admins |
 //! | `spire.api.server.svid.v1.SVID` | `svid.rs` | `BatchNewX509SVID`/`NewJWTSVID`: agents; `Mint*`: admins |
 //! | `spire.api.server.bundle.v1.Bundle` | `bundle.rs` | `GetBundle`: anyone; the rest: admins |
+//! | `spire.api.server.localauthority.v1.LocalAuthority` | `localauthority.rs` | admins |
 //! | `grpc.health.v1.Health` | `health.rs` | the admin socket |
 //!
 //! Every handler starts with [`ApiState::authorize`] (the policy table is
@@ -30,6 +31,7 @@ mod convert;
 mod entry;
 mod error;
 mod health;
+pub mod localauthority;
 pub mod health_http;
 mod svid;
 mod sync;
@@ -132,5 +134,17 @@ pub fn routes(state: Arc<ApiState>) -> Routes {
         .add_service(EntryServer::new(entry::EntryService::new(state.clone())))
         .add_service(SvidServer::new(svid::SvidService::new(state.clone())))
         .add_service(BundleServer::new(bundle::BundleService::new(state.clone())))
-        .add_service(HealthServer::new(health::HealthService::new(state)))
+        .add_service(HealthServer::new(health::HealthService::new(state.clone())))
+        .add_service(localauthority_server(state))
+}
+
+/// The LocalAuthority service (manual CA rotation), admins only.
+fn localauthority_server(
+    state: Arc<ApiState>,
+) -> spinel_proto::spire::api::server::localauthority::v1::local_authority_server::LocalAuthorityServer<
+    localauthority::LocalAuthorityService,
+> {
+    spinel_proto::spire::api::server::localauthority::v1::local_authority_server::LocalAuthorityServer::new(
+        localauthority::LocalAuthorityService::new(state),
+    )
 }
