@@ -147,7 +147,11 @@ impl LocalAuthorityService {
         Ok(Some(to_proto(&info)))
     }
 
-    async fn activate(&self, kind: AuthorityKind, id: &str) -> Result<Option<AuthorityState>, Status> {
+    async fn activate(
+        &self,
+        kind: AuthorityKind,
+        id: &str,
+    ) -> Result<Option<AuthorityState>, Status> {
         let info = self
             .ca()
             .activate_authority(kind, id)
@@ -165,7 +169,11 @@ impl LocalAuthorityService {
         Ok(Some(to_proto(&info)))
     }
 
-    async fn revoke(&self, kind: AuthorityKind, id: &str) -> Result<Option<AuthorityState>, Status> {
+    async fn revoke(
+        &self,
+        kind: AuthorityKind,
+        id: &str,
+    ) -> Result<Option<AuthorityState>, Status> {
         let info = self
             .ca()
             .revoke_authority(kind, id)

@@ -31,8 +31,8 @@ mod convert;
 mod entry;
 mod error;
 mod health;
-pub mod localauthority;
 pub mod health_http;
+pub mod localauthority;
 mod svid;
 mod sync;
 pub mod tls;
@@ -143,7 +143,7 @@ fn localauthority_server(
     state: Arc<ApiState>,
 ) -> spinel_proto::spire::api::server::localauthority::v1::local_authority_server::LocalAuthorityServer<
     localauthority::LocalAuthorityService,
-> {
+>{
     spinel_proto::spire::api::server::localauthority::v1::local_authority_server::LocalAuthorityServer::new(
         localauthority::LocalAuthorityService::new(state),
     )

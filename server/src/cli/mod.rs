@@ -1,7 +1,8 @@
 //! The `spinel-server` command line, in SPIRE's spelling.
 //!
 //! `spinel-server run -config server.conf` starts the server; every other
-//! subcommand (`entry`, `token`, `bundle`, `agent`, `healthcheck`) is a client
+//! subcommand (`entry`, `token`, `bundle`, `agent`, `localauthority`,
+//! `healthcheck`) is a client
 //! of the server's admin API on its Unix socket (`-socketPath`). Flags take
 //! Go's forms (`-flag value`, `-flag=value`, `--flag value`) through
 //! [`spinel_config::flags`].
@@ -10,6 +11,7 @@ mod admin_client;
 mod agent;
 mod bundle;
 mod entry;
+mod localauthority;
 mod output;
 mod run_cmd;
 mod token;
@@ -53,6 +55,9 @@ pub enum Command {
     /// Manages attested agents.
     #[command(subcommand)]
     Agent(agent::AgentCommand),
+    /// Manages the server's own signing authorities (manual CA rotation).
+    #[command(subcommand, name = "localauthority")]
+    LocalAuthority(localauthority::LocalAuthorityCommand),
 }
 
 /// Entry point of the binary: parses Go-style flags and runs the command.
@@ -91,6 +96,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             Command::Token(cmd) => token::run(cmd).await,
             Command::Bundle(cmd) => bundle::run(cmd).await,
             Command::Agent(cmd) => agent::run(cmd).await,
+            Command::LocalAuthority(cmd) => localauthority::run(cmd).await,
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,
