@@ -366,4 +366,6 @@ impl Ca {
 }
 
 #[cfg(test)]
+mod manual_tests;
+#[cfg(test)]
 mod tests;
