@@ -358,3 +358,77 @@ fn restarts_in_the_middle_keep_the_state() {
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jwt_taint_replaces_cached_jwt_svids() {
+    let server = ServerHandle::start(ServerOptions::default()).unwrap();
+    let token = server.generate_token(Some(AGENT_ALIAS)).unwrap();
+    let agent = AgentHandle::start(
+        &server,
+        AgentOptions {
+            join_token: Some(token),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    server
+        .create_entry(&[
+            "-parentID",
+            AGENT_ALIAS,
+            "-spiffeID",
+            "spiffe://example.org/jwt",
+            "-selector",
+            &format!("unix:uid:{}", my_uid()),
+        ])
+        .unwrap();
+    let client = WorkloadApiClient::connect_to(agent.endpoint())
+        .await
+        .unwrap();
+    let id = spiffe::SpiffeId::new("spiffe://example.org/jwt").unwrap();
+    let first = eventually("a JWT-SVID", async || {
+        client
+            .fetch_jwt_svid(["vault"], Some(&id))
+            .await
+            .ok()
+            .map(|s| s.key_id().to_owned())
+    })
+    .await;
+    assert_eq!(
+        id_of(&json(&server, &["localauthority", "jwt", "show"]), "active"),
+        first
+    );
+    let next = id_of(
+        &json(&server, &["localauthority", "jwt", "prepare"]),
+        "prepared_authority",
+    );
+    json(
+        &server,
+        &["localauthority", "jwt", "activate", "-authorityID", &next],
+    );
+    json(
+        &server,
+        &["localauthority", "jwt", "taint", "-authorityID", &first],
+    );
+    eventually("a JWT-SVID signed with the new key", async || {
+        let svid = client.fetch_jwt_svid(["vault"], Some(&id)).await.ok()?;
+        (svid.key_id() == next).then_some(())
+    })
+    .await;
+    json(
+        &server,
+        &["localauthority", "jwt", "revoke", "-authorityID", &first],
+    );
+    eventually(
+        "the old key gone from the workload's JWT bundle",
+        async || {
+            let bundles = client.fetch_jwt_bundles().await.ok()?;
+            let td = spiffe::TrustDomain::new(TD).unwrap();
+            let bundle = bundles.get(&td)?;
+            (bundle.find_jwt_authority(&first).is_none()
+                && bundle.find_jwt_authority(&next).is_some())
+            .then_some(())
+        },
+    )
+    .await;
+    drop(agent);
+}

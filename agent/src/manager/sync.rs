@@ -188,12 +188,41 @@ fn signed_by_tainted(chain: &[Vec<u8>], tainted: &[Vec<u8>]) -> bool {
     })
 }
 
+/// Drops cached JWT-SVIDs signed with a JWT key the server flagged as
+/// tainted, so the next fetch gets one signed with the active key.
+fn drop_tainted_jwts(m: &Manager, b: &types::Bundle) {
+    use base64::Engine;
+    let tainted: Vec<&str> = b
+        .jwt_authorities
+        .iter()
+        .filter(|k| k.tainted)
+        .map(|k| k.key_id.as_str())
+        .collect();
+    if tainted.is_empty() {
+        return;
+    }
+    let kid_of = |token: &str| -> Option<String> {
+        let header = token.split('.').next()?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header)
+            .ok()?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        value.get("kid")?.as_str().map(str::to_owned)
+    };
+    if let Ok(mut cache) = m.jwt_cache.lock() {
+        cache.retain(|_, (token, _, _)| {
+            kid_of(token).is_none_or(|kid| !tainted.contains(&kid.as_str()))
+        });
+    }
+}
+
 pub(super) async fn sync_once(m: &Arc<Manager>) -> Result<(), Status> {
     let bundle = BundleClient::new(m.channel())
         .get_bundle(GetBundleRequest::default())
         .await?
         .into_inner();
     let tainted = tainted_authorities(&bundle);
+    drop_tainted_jwts(m, &bundle);
     renew_agent_if_due(m, &tainted).await?;
     let bundle = to_trust_bundle(m.trust_domain(), &bundle);
     if !bundle.x509_authorities.is_empty() {
