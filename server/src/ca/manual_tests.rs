@@ -261,3 +261,70 @@ async fn automatic_rotation_keeps_working_after_manual_operations() {
     assert_eq!(s.old.unwrap().authority_id, prepared.authority_id);
     rotation.abort();
 }
+
+#[tokio::test(start_paused = true)]
+async fn upstream_intermediate_chains_and_bundle() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, KeyUsagePurpose};
+    let dir = tempfile::tempdir().unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    p.not_after = time::OffsetDateTime::from_unix_timestamp(1_800_000_000 + 3600 * 12).unwrap();
+    let root = p.self_signed(&key).unwrap();
+    std::fs::write(dir.path().join("ca.crt"), root.pem()).unwrap();
+    std::fs::write(dir.path().join("ca.key"), key.serialize_pem()).unwrap();
+    let upstream = crate::upstream::load_disk(&crate::upstream::DiskUpstreamConfig {
+        cert_file_path: dir.path().join("ca.crt"),
+        key_file_path: dir.path().join("ca.key"),
+        bundle_file_path: None,
+    })
+    .unwrap();
+    let fx = Fixture::new();
+    let mut cfg = config();
+    cfg.upstream = Some(upstream);
+    let ca = Ca::start(
+        cfg,
+        Arc::new(DiskKeyManager::open(&fx.keys_path).unwrap()),
+        fx.ds.clone(),
+        fx.clock.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ca.bundle().x509_authorities, vec![root.der().to_vec()]);
+    // The intermediate never outlives the upstream certificate (12 h < ca_ttl).
+    assert_eq!(
+        ca.ca_not_after().unwrap(),
+        UNIX_EPOCH + Duration::from_secs(1_800_000_000 + 3600 * 12)
+    );
+    let key = crate::keymanager::SigningKey::generate("t", KeyType::EcP256).unwrap();
+    let svid = ca
+        .sign_x509_svid(X509SvidParams {
+            spiffe_id: SpiffeId::new("spiffe://example.org/w").unwrap(),
+            public_key: key.public_key_der().to_vec(),
+            dns_names: vec![],
+            ttl: None,
+        })
+        .unwrap();
+    assert_eq!(svid.chain.len(), 2);
+    let state = ca.authority_state(AuthorityKind::X509).unwrap();
+    assert_eq!(
+        state.active.upstream_authority_subject_key_id,
+        subject_key_id(root.der()).unwrap()
+    );
+    let prepared = ca.prepare_authority(AuthorityKind::X509).await.unwrap();
+    ca.activate_authority(AuthorityKind::X509, &prepared.authority_id)
+        .await
+        .unwrap();
+    assert_eq!(ca.bundle().x509_authorities, vec![root.der().to_vec()]);
+    let old = ca
+        .authority_state(AuthorityKind::X509)
+        .unwrap()
+        .old
+        .unwrap();
+    let err = ca
+        .taint_authority(AuthorityKind::X509, &old.authority_id)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("UpstreamAuthority"), "{err}");
+}

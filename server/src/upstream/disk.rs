@@ -153,3 +153,76 @@ pub fn load_disk(config: &DiskUpstreamConfig) -> Result<UpstreamCa, UpstreamErro
         not_after,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+
+    use super::*;
+
+    fn ca_params(cn: &str) -> CertificateParams {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        p
+    }
+
+    /// Root -> upstream intermediate, in files: (config, root DER, intermediate DER).
+    fn intermediate(dir: &Path, with_bundle: bool) -> (DiskUpstreamConfig, Vec<u8>, Vec<u8>) {
+        let root_key = KeyPair::generate().unwrap();
+        let root = ca_params("Root").self_signed(&root_key).unwrap();
+        let int_key = KeyPair::generate().unwrap();
+        let issuer = Issuer::new(ca_params("Root"), &root_key);
+        let int = ca_params("Intermediate")
+            .signed_by(&int_key, &issuer)
+            .unwrap();
+        let cfg = DiskUpstreamConfig {
+            cert_file_path: dir.join("int.crt"),
+            key_file_path: dir.join("int.key"),
+            bundle_file_path: with_bundle.then(|| dir.join("roots.crt")),
+        };
+        std::fs::write(&cfg.cert_file_path, int.pem()).unwrap();
+        std::fs::write(&cfg.key_file_path, int_key.serialize_pem()).unwrap();
+        std::fs::write(dir.join("roots.crt"), root.pem()).unwrap();
+        (cfg, root.der().to_vec(), int.der().to_vec())
+    }
+
+    #[test]
+    fn intermediate_upstream_with_a_bundle_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cfg, root, int) = intermediate(dir.path(), true);
+        let up = load_disk(&cfg).unwrap();
+        assert_eq!(up.roots(), &[root]);
+        assert_eq!(up.chain(), std::slice::from_ref(&int));
+        assert_eq!(up.cert_der(), int.as_slice());
+        assert_eq!(up.authority_id(), subject_key_id(&int).unwrap());
+        assert!(!format!("{up:?}").contains("PRIVATE"));
+    }
+
+    #[test]
+    fn intermediate_without_bundle_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cfg, _, _) = intermediate(dir.path(), false);
+        let err = load_disk(&cfg).unwrap_err().to_string();
+        assert!(
+            err.contains("bundle_file_path") && err.contains("int.crt"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn garbage_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut cfg, _, _) = intermediate(dir.path(), true);
+        std::fs::write(&cfg.key_file_path, "not a key").unwrap();
+        let err = load_disk(&cfg).unwrap_err().to_string();
+        assert!(
+            err.contains("key_file_path") && err.contains("int.key"),
+            "{err}"
+        );
+        cfg.cert_file_path = dir.path().join("int.key");
+        let err = load_disk(&cfg).unwrap_err().to_string();
+        assert!(err.contains("no PEM CERTIFICATE"), "{err}");
+    }
+}
