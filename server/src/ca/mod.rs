@@ -11,6 +11,15 @@
 //! - the CA key and certificate are kept by the [`KeyManager`] and the
 //!   datastore, so a restart keeps the same bundle;
 //! - time comes from [`Clock`], so rotation is tested with paused time.
+//!
+//! Authorities (`authority.rs`) rotate on SPIRE's schedule, and operators
+//! drive them by hand through the LocalAuthority API (`manual.rs`:
+//! prepare, activate, taint, revoke; `operations.rs`: the [`Ca`] methods).
+//! Every change goes through one serialised path that writes the journal
+//! before the new state signs or is acknowledged (invariant 6). With an
+//! [`UpstreamCa`] (`UpstreamAuthority "disk"`), the X.509 CA is an
+//! intermediate: SVID chains carry it and the bundle holds the upstream
+//! roots.
 
 mod authority;
 mod csr;
