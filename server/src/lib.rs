@@ -9,6 +9,7 @@
 //! - [`config`]: the SPIRE-shaped `server.conf`;
 //! - [`datastore`]: entries, agents, join tokens, bundles (sled by default);
 //! - [`keymanager`] and [`ca`]: keys, the X.509 CA and JWT key, signing;
+//! - [`upstream`]: an UpstreamAuthority that signs the X.509 CA (`disk`);
 //! - [`attestor`]: node attestors (`join_token`);
 //! - [`api`]: the gRPC services and who may call what;
 //! - [`federation`]: the bundle endpoint and polling of foreign bundles;
@@ -26,3 +27,4 @@ pub mod federation;
 pub mod keymanager;
 pub mod oidc;
 pub mod run;
+pub mod upstream;

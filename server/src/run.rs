@@ -65,6 +65,9 @@ pub enum RunError {
     /// The CA could not start.
     #[error("cannot start the CA: {0}")]
     Ca(#[from] crate::ca::CaError),
+    /// The UpstreamAuthority's files are missing or wrong.
+    #[error(transparent)]
+    Upstream(#[from] crate::upstream::UpstreamError),
     /// TLS could not be set up.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
@@ -289,6 +292,17 @@ fn open_key_manager(config: &KeyManagerConfig) -> Result<Arc<dyn KeyManager>, Ru
     })
 }
 
+/// The CA settings, with the UpstreamAuthority's files loaded and checked.
+fn ca_config(config: &ServerConfig) -> Result<crate::ca::CaConfig, RunError> {
+    let mut ca = config.ca.clone();
+    if let Some(disk) = &config.plugins.upstream_authority {
+        let upstream = crate::upstream::load_disk(disk)?;
+        tracing::info!(upstream_authority_id = %upstream.authority_id(), "UpstreamAuthority \"disk\": the X.509 CA is an intermediate");
+        ca.upstream = Some(upstream);
+    }
+    Ok(ca)
+}
+
 /// Starts every part of the server and returns once the listeners are up.
 pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
     for warning in &config.warnings {
@@ -309,7 +323,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
     })?;
     let datastore = open_datastore(&config.plugins.datastore).await?;
     let keys = open_key_manager(&config.plugins.key_manager)?;
-    let ca = Ca::start(config.ca.clone(), keys, datastore.clone(), clock.clone()).await?;
+    let ca = Ca::start(ca_config(&config)?, keys, datastore.clone(), clock.clone()).await?;
     let mut background = vec![tokio::spawn(ca.clone().run_rotation())];
 
     let mut attestors = NodeAttestors::new();

@@ -156,12 +156,16 @@ async fn federated_bundles(
     out
 }
 
-async fn renew_agent_if_due(m: &Manager) -> Result<(), Status> {
+async fn renew_agent_if_due(m: &Manager, tainted: &[Vec<u8>]) -> Result<(), Status> {
     let svid = m.agent_svid();
     let now = m.clock().now();
     let leaf = svid.chain.first().map(Vec::as_slice).unwrap_or_default();
-    if renewal_due_at(svid.not_before, svid.not_after, jitter_for(leaf)) > now {
+    let is_tainted = signed_by_tainted(&svid.chain, tainted);
+    if !is_tainted && renewal_due_at(svid.not_before, svid.not_after, jitter_for(leaf)) > now {
         return Ok(());
+    }
+    if is_tainted {
+        tracing::info!("the agent SVID was signed by a tainted authority: renewing it now");
     }
     if m.reattestable() {
         // The server refuses RenewAgent for reattestable agents: attest
@@ -194,12 +198,75 @@ async fn renew_agent_if_due(m: &Manager) -> Result<(), Status> {
     Ok(())
 }
 
+/// DER of the X.509 authorities the server flagged as tainted.
+fn tainted_authorities(b: &types::Bundle) -> Vec<Vec<u8>> {
+    b.x509_authorities
+        .iter()
+        .filter(|a| a.tainted)
+        .map(|a| a.asn1.clone())
+        .collect()
+}
+
+/// Whether any certificate of `chain` is a tainted authority or was signed
+/// by one: such an SVID must be replaced at once, not at half-life.
+fn signed_by_tainted(chain: &[Vec<u8>], tainted: &[Vec<u8>]) -> bool {
+    if tainted.is_empty() {
+        return false;
+    }
+    let parsed: Vec<_> = tainted
+        .iter()
+        .filter_map(|der| {
+            x509_parser::parse_x509_certificate(der)
+                .ok()
+                .map(|(_, c)| c)
+        })
+        .collect();
+    chain.iter().any(|der| {
+        tainted.contains(der)
+            || x509_parser::parse_x509_certificate(der).is_ok_and(|(_, cert)| {
+                parsed
+                    .iter()
+                    .any(|ca| cert.verify_signature(Some(ca.public_key())).is_ok())
+            })
+    })
+}
+
+/// Drops cached JWT-SVIDs signed with a JWT key the server flagged as
+/// tainted, so the next fetch gets one signed with the active key.
+fn drop_tainted_jwts(m: &Manager, b: &types::Bundle) {
+    use base64::Engine;
+    let tainted: Vec<&str> = b
+        .jwt_authorities
+        .iter()
+        .filter(|k| k.tainted)
+        .map(|k| k.key_id.as_str())
+        .collect();
+    if tainted.is_empty() {
+        return;
+    }
+    let kid_of = |token: &str| -> Option<String> {
+        let header = token.split('.').next()?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header)
+            .ok()?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        value.get("kid")?.as_str().map(str::to_owned)
+    };
+    if let Ok(mut cache) = m.jwt_cache.lock() {
+        cache.retain(|_, (token, _, _)| {
+            kid_of(token).is_none_or(|kid| !tainted.contains(&kid.as_str()))
+        });
+    }
+}
+
 pub(super) async fn sync_once(m: &Arc<Manager>) -> Result<(), Status> {
-    renew_agent_if_due(m).await?;
     let bundle = BundleClient::new(m.channel())
         .get_bundle(GetBundleRequest::default())
         .await?
         .into_inner();
+    let tainted = tainted_authorities(&bundle);
+    drop_tainted_jwts(m, &bundle);
+    renew_agent_if_due(m, &tainted).await?;
     let bundle = to_trust_bundle(m.trust_domain(), &bundle);
     if !bundle.x509_authorities.is_empty() {
         m.set_roots(bundle.x509_authorities.clone())
@@ -229,6 +296,7 @@ pub(super) async fn sync_once(m: &Arc<Manager>) -> Result<(), Status> {
         Some(i) => {
             i.entry != *e
                 || i.svid.not_after <= now
+                || signed_by_tainted(&i.svid.chain, &tainted)
                 || renewal_due_at(
                     i.svid.not_before,
                     i.svid.not_after,

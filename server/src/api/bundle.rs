@@ -234,10 +234,9 @@ impl Bundle for BundleService {
             .authorize(request.extensions(), method::GET_BUNDLE)
             .await?;
         let bundle = self.own_bundle().await?;
-        Ok(Response::new(bundle_to_proto(
-            &bundle,
-            request.get_ref().output_mask.as_ref(),
-        )))
+        let mut bundle = bundle_to_proto(&bundle, request.get_ref().output_mask.as_ref());
+        super::localauthority::mark_tainted(&self.state.ca, &mut bundle);
+        Ok(Response::new(bundle))
     }
 
     async fn append_bundle(

@@ -11,6 +11,7 @@
 //! | `spire.api.server.svid.v1.SVID` | `svid.rs` | `BatchNewX509SVID`/`NewJWTSVID`: agents; `Mint*`: admins |
 //! | `spire.api.server.bundle.v1.Bundle` | `bundle.rs` | `GetBundle`: anyone; the rest: admins |
 //! | `spire.api.server.trustdomain.v1.TrustDomain` | `trustdomain.rs` | admins |
+//! | `spire.api.server.localauthority.v1.LocalAuthority` | `localauthority.rs` | admins |
 //! | `grpc.health.v1.Health` | `health.rs` | the admin socket |
 //!
 //! Every handler starts with [`ApiState::authorize`] (the policy table is
@@ -32,6 +33,7 @@ mod entry;
 mod error;
 mod health;
 pub mod health_http;
+pub mod localauthority;
 mod svid;
 mod sync;
 pub mod tls;
@@ -147,5 +149,17 @@ pub fn routes(state: Arc<ApiState>) -> Routes {
         .add_service(TrustDomainServer::new(
             trustdomain::TrustDomainService::new(state.clone()),
         ))
-        .add_service(HealthServer::new(health::HealthService::new(state)))
+        .add_service(HealthServer::new(health::HealthService::new(state.clone())))
+        .add_service(localauthority_server(state))
+}
+
+/// The LocalAuthority service (manual CA rotation), admins only.
+fn localauthority_server(
+    state: Arc<ApiState>,
+) -> spinel_proto::spire::api::server::localauthority::v1::local_authority_server::LocalAuthorityServer<
+    localauthority::LocalAuthorityService,
+>{
+    spinel_proto::spire::api::server::localauthority::v1::local_authority_server::LocalAuthorityServer::new(
+        localauthority::LocalAuthorityService::new(state),
+    )
 }

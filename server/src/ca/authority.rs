@@ -40,6 +40,19 @@ pub struct X509Authority {
     pub not_before: SystemTime,
     /// NotAfter.
     pub not_after: SystemTime,
+    /// The authority ID: the certificate's subject key ID, lowercase hex.
+    pub authority_id: String,
+    /// Tainted by an operator: SVIDs it signed must be replaced at once.
+    pub tainted: bool,
+    /// With an UpstreamAuthority: the certificates from the one that signed
+    /// this CA up to (not including) the root; DER. Empty when self-signed.
+    pub upstream_chain: Vec<Vec<u8>>,
+    /// With an UpstreamAuthority: the upstream roots, which the bundle
+    /// carries instead of this CA. Empty when self-signed.
+    pub upstream_roots: Vec<Vec<u8>>,
+    /// With an UpstreamAuthority: subject key ID (hex) of the certificate
+    /// that signed this CA. Empty when self-signed.
+    pub upstream_authority_id: String,
 }
 
 /// A JWT signing key.
@@ -57,17 +70,19 @@ pub struct JwtKey {
     pub not_before: SystemTime,
     /// After this no token is signed with it and it leaves the bundle.
     pub not_after: SystemTime,
+    /// Tainted by an operator: JWT-SVIDs it signed must be replaced at once.
+    pub tainted: bool,
 }
 
 /// Every authority the CA knows.
 #[derive(Debug, Clone)]
 pub struct Authorities {
-    x509_active: X509Authority,
-    x509_prepared: Option<X509Authority>,
-    x509_old: Vec<X509Authority>,
-    jwt_active: JwtKey,
-    jwt_prepared: Option<JwtKey>,
-    jwt_old: Vec<JwtKey>,
+    pub(super) x509_active: X509Authority,
+    pub(super) x509_prepared: Option<X509Authority>,
+    pub(super) x509_old: Vec<X509Authority>,
+    pub(super) jwt_active: JwtKey,
+    pub(super) jwt_prepared: Option<JwtKey>,
+    pub(super) jwt_old: Vec<JwtKey>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -81,6 +96,12 @@ struct X509Record {
     status: Status,
     slot: String,
     cert: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    tainted: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    upstream_chain: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    upstream_roots: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -91,6 +112,8 @@ struct JwtRecord {
     public_key: String,
     not_before: i64,
     not_after: i64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    tainted: bool,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
@@ -109,7 +132,7 @@ fn jwt_key_id(slot: &str) -> String {
     format!("JWT-Signer-{slot}")
 }
 
-fn other(slot: &str) -> &'static str {
+pub(super) fn other(slot: &str) -> &'static str {
     if slot == "A" {
         "B"
     } else {
@@ -127,7 +150,7 @@ fn activate_at(not_before: SystemTime, not_after: SystemTime) -> SystemTime {
     not_after - (life / 6).min(WEEK)
 }
 
-fn new_x509(
+pub(super) fn new_x509(
     config: &CaConfig,
     keys: &dyn KeyManager,
     slot: &str,
@@ -135,16 +158,24 @@ fn new_x509(
 ) -> Result<X509Authority, CaError> {
     let key = keys.generate_key(&x509_key_id(slot), config.ca_key_type)?;
     let (cert_der, not_before, not_after) = x509::make_ca_cert(config, &key, now)?;
+    let upstream = config.upstream.as_ref();
     Ok(X509Authority {
         slot: slot.to_owned(),
+        authority_id: super::manual::subject_key_id(&cert_der)?,
         cert_der,
         key: Some(key),
         not_before,
         not_after,
+        tainted: false,
+        upstream_chain: upstream.map(|u| u.chain().to_vec()).unwrap_or_default(),
+        upstream_roots: upstream.map(|u| u.roots().to_vec()).unwrap_or_default(),
+        upstream_authority_id: upstream
+            .map(|u| u.authority_id().to_owned())
+            .unwrap_or_default(),
     })
 }
 
-fn new_jwt(
+pub(super) fn new_jwt(
     config: &CaConfig,
     keys: &dyn KeyManager,
     slot: &str,
@@ -158,6 +189,7 @@ fn new_jwt(
         key: Some(key),
         not_before: now,
         not_after: now + config.ca_ttl,
+        tainted: false,
     })
 }
 
@@ -210,12 +242,36 @@ impl Authorities {
                 }
                 Some(key)
             };
+            let decode_all = |certs: &[String]| -> Result<Vec<Vec<u8>>, CaError> {
+                certs
+                    .iter()
+                    .map(|c| {
+                        STANDARD.decode(c.as_bytes()).map_err(|_| {
+                            CaError::State(
+                                "CA journal holds an upstream certificate that is not base64"
+                                    .into(),
+                            )
+                        })
+                    })
+                    .collect()
+            };
+            let upstream_chain = decode_all(&rec.upstream_chain)?;
+            let upstream_authority_id = if rec.upstream_roots.is_empty() {
+                String::new()
+            } else {
+                upstream_signer_id(&cert)
+            };
             let auth = X509Authority {
                 slot: rec.slot,
+                authority_id: super::manual::subject_key_id(&cert_der)?,
                 cert_der: cert_der.clone(),
                 key,
                 not_before,
                 not_after,
+                tainted: rec.tainted,
+                upstream_chain,
+                upstream_roots: decode_all(&rec.upstream_roots)?,
+                upstream_authority_id,
             };
             match rec.status {
                 Status::Active => x509_active = Some(auth),
@@ -249,6 +305,7 @@ impl Authorities {
                 key,
                 not_before: from_unix_seconds(rec.not_before),
                 not_after: from_unix_seconds(rec.not_after),
+                tainted: rec.tainted,
             };
             match rec.status {
                 Status::Active => jwt_active = Some(auth),
@@ -274,6 +331,17 @@ impl Authorities {
             status,
             slot: a.slot.clone(),
             cert: STANDARD.encode(&a.cert_der),
+            tainted: a.tainted,
+            upstream_chain: a
+                .upstream_chain
+                .iter()
+                .map(|c| STANDARD.encode(c))
+                .collect(),
+            upstream_roots: a
+                .upstream_roots
+                .iter()
+                .map(|c| STANDARD.encode(c))
+                .collect(),
         };
         let jwt = |status, k: &JwtKey| JwtRecord {
             status,
@@ -282,6 +350,7 @@ impl Authorities {
             public_key: STANDARD.encode(&k.public_key),
             not_before: to_unix_seconds(k.not_before),
             not_after: to_unix_seconds(k.not_after),
+            tainted: k.tainted,
         };
         let journal = Journal {
             x509: std::iter::once(x509(Status::Active, &self.x509_active))
@@ -309,12 +378,26 @@ impl Authorities {
     /// The bundle: every unexpired authority, active first.
     pub fn bundle(&self, td: &TrustDomain, now: SystemTime) -> TrustBundle {
         let mut bundle = TrustBundle::new(td.clone());
-        bundle.x509_authorities = std::iter::once(&self.x509_active)
+        // With an UpstreamAuthority the bundle holds the upstream roots, so
+        // rotating the intermediate does not change the trust anchors.
+        let mut x509: Vec<Vec<u8>> = Vec::new();
+        for a in std::iter::once(&self.x509_active)
             .chain(self.x509_prepared.iter())
             .chain(self.x509_old.iter())
             .filter(|a| a.not_after > now)
-            .map(|a| a.cert_der.clone())
-            .collect();
+        {
+            let anchors = if a.upstream_roots.is_empty() {
+                std::slice::from_ref(&a.cert_der)
+            } else {
+                a.upstream_roots.as_slice()
+            };
+            for der in anchors {
+                if !x509.contains(der) {
+                    x509.push(der.clone());
+                }
+            }
+        }
+        bundle.x509_authorities = x509;
         bundle.jwt_authorities = std::iter::once(&self.jwt_active)
             .chain(self.jwt_prepared.iter())
             .chain(self.jwt_old.iter())
@@ -372,13 +455,7 @@ impl Authorities {
         }
         let x = &self.x509_active;
         if self.x509_prepared.is_some() && now >= activate_at(x.not_before, x.not_after) {
-            if let Some(next) = self.x509_prepared.take() {
-                let mut old = std::mem::replace(&mut self.x509_active, next);
-                old.key = None;
-                tracing::info!(slot = %self.x509_active.slot, "activated the next X.509 CA");
-                self.x509_old.push(old);
-                changed = true;
-            }
+            changed |= self.activate_x509();
         }
 
         let j = &self.jwt_active;
@@ -390,14 +467,23 @@ impl Authorities {
         }
         let j = &self.jwt_active;
         if self.jwt_prepared.is_some() && now >= activate_at(j.not_before, j.not_after) {
-            if let Some(next) = self.jwt_prepared.take() {
-                let mut old = std::mem::replace(&mut self.jwt_active, next);
-                old.key = None;
-                tracing::info!(kid = %self.jwt_active.kid, "activated the next JWT key");
-                self.jwt_old.push(old);
-                changed = true;
-            }
+            changed |= self.activate_jwt();
         }
         Ok(changed)
     }
+}
+
+/// Subject key ID (hex) of the certificate that signed `cert`, from its
+/// authority key identifier; empty if it carries none.
+fn upstream_signer_id(cert: &x509_parser::certificate::X509Certificate<'_>) -> String {
+    for ext in cert.extensions() {
+        if let x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(aki) =
+            ext.parsed_extension()
+        {
+            if let Some(id) = &aki.key_identifier {
+                return super::manual::hex(id.0);
+            }
+        }
+    }
+    String::new()
 }

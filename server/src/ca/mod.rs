@@ -11,10 +11,21 @@
 //! - the CA key and certificate are kept by the [`KeyManager`] and the
 //!   datastore, so a restart keeps the same bundle;
 //! - time comes from [`Clock`], so rotation is tested with paused time.
+//!
+//! Authorities (`authority.rs`) rotate on SPIRE's schedule, and operators
+//! drive them by hand through the LocalAuthority API (`manual.rs`:
+//! prepare, activate, taint, revoke; `operations.rs`: the [`Ca`] methods).
+//! Every change goes through one serialised path that writes the journal
+//! before the new state signs or is acknowledged (invariant 6). With an
+//! [`UpstreamCa`] (`UpstreamAuthority "disk"`), the X.509 CA is an
+//! intermediate: SVID chains carry it and the bundle holds the upstream
+//! roots.
 
 mod authority;
 mod csr;
 mod jwt;
+mod manual;
+mod operations;
 mod x509;
 
 use std::sync::{Arc, RwLock};
@@ -28,6 +39,9 @@ use crate::keymanager::{KeyManager, KeyType};
 
 pub use authority::Authorities;
 pub use csr::verify_csr;
+pub use manual::{subject_key_id, AuthorityInfo, AuthorityKind, AuthorityState};
+
+pub use crate::upstream::UpstreamCa;
 
 /// How far NotBefore is set before "now".
 pub const BACKDATE: Duration = Duration::from_secs(10);
@@ -51,6 +65,9 @@ pub struct CaConfig {
     pub default_jwt_svid_ttl: Duration,
     /// `iss` claim of JWT-SVIDs (`jwt_issuer`), if any.
     pub jwt_issuer: Option<String>,
+    /// The UpstreamAuthority that signs the X.509 CA, if any (the CA is
+    /// then an intermediate and the bundle holds the upstream roots).
+    pub upstream: Option<UpstreamCa>,
 }
 
 /// The CA certificate's subject.
@@ -121,6 +138,14 @@ pub enum CaError {
     /// Stored CA state is inconsistent with the keys (e.g. a key is missing).
     #[error("CA state is inconsistent: {0}")]
     State(String),
+    /// A manual authority operation names the wrong authority (empty ID,
+    /// the active one where an old one is needed, an unknown ID).
+    #[error("invalid authority ID: {0}")]
+    InvalidAuthority(String),
+    /// A manual authority operation is out of order (activate with nothing
+    /// prepared, taint twice, revoke an untainted authority).
+    #[error("{0}")]
+    OutOfOrder(String),
 }
 
 /// The certificate authority. Cheap to share as `Arc<Ca>`.
@@ -132,6 +157,9 @@ pub struct Ca {
     clock: Clock,
     state: RwLock<Authorities>,
     bundle_tx: watch::Sender<TrustBundle>,
+    /// Serialises every change of the authorities (rotation and manual
+    /// operations), so each is journaled before the next starts.
+    changes: tokio::sync::Mutex<()>,
 }
 
 impl Ca {
@@ -157,6 +185,7 @@ impl Ca {
             datastore,
             clock,
             state: RwLock::new(authorities),
+            changes: tokio::sync::Mutex::new(()),
         });
         // An active CA that has already expired (a long outage) is replaced at once.
         ca.rotate_if_due().await?;
@@ -172,14 +201,17 @@ impl Ca {
 
     /// Saves the journal and publishes the bundle (datastore + watchers).
     async fn persist_and_publish(&self) -> Result<(), CaError> {
-        let (journal, mut bundle) = {
-            let state = self.read()?;
-            (
-                state.journal()?,
-                state.bundle(&self.config.trust_domain, self.clock.now()),
-            )
-        };
+        let journal = self.read()?.journal()?;
         self.datastore.set_ca_journal(journal).await?;
+        self.publish_bundle().await
+    }
+
+    /// Stores the bundle of the current authorities (a new sequence number
+    /// when it changed) and tells the watchers.
+    async fn publish_bundle(&self) -> Result<(), CaError> {
+        let mut bundle = self
+            .read()?
+            .bundle(&self.config.trust_domain, self.clock.now());
         let td = self.config.trust_domain.as_str().to_owned();
         let stored = self.datastore.get_bundle(&td).await?;
         let previous_sequence = stored.as_ref().map(|b| b.sequence_number).unwrap_or(0);
@@ -307,17 +339,11 @@ impl Ca {
     /// Returns whether anything changed.
     async fn rotate_if_due(&self) -> Result<bool, CaError> {
         let now = self.clock.now();
-        let changed = {
-            let mut state = self
-                .state
-                .write()
-                .map_err(|_| CaError::State("CA state lock poisoned".into()))?;
-            state.advance(&self.config, self.keys.as_ref(), now)?
-        };
-        if changed {
-            self.persist_and_publish().await?;
-        }
-        Ok(changed)
+        self.change(|next, config, keys| {
+            let changed = next.advance(config, keys, now)?;
+            Ok((changed, changed))
+        })
+        .await
     }
 
     /// Runs rotation until the task is dropped: prepares the next CA and JWT
@@ -348,5 +374,7 @@ impl Ca {
     }
 }
 
+#[cfg(test)]
+mod manual_tests;
 #[cfg(test)]
 mod tests;

@@ -19,6 +19,7 @@ fn config(ca_ttl: Duration) -> CaConfig {
         ca_subject: CaSubject::default(),
         default_x509_svid_ttl: Duration::from_secs(3600),
         default_jwt_svid_ttl: Duration::from_secs(300),
+        upstream: None,
         jwt_issuer: Some("https://oidc.example.org".into()),
     }
 }

@@ -36,7 +36,11 @@ pub fn make_ca_cert(
     now: SystemTime,
 ) -> Result<(Vec<u8>, SystemTime, SystemTime), CaError> {
     let not_before = now - BACKDATE;
-    let not_after = now + config.ca_ttl;
+    let mut not_after = now + config.ca_ttl;
+    if let Some(upstream) = &config.upstream {
+        // The Spinel CA never outlives the certificate that signs it.
+        not_after = not_after.min(upstream.not_after());
+    }
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     let subject = &config.ca_subject;
@@ -71,7 +75,17 @@ pub fn make_ca_cert(
     params.not_before = OffsetDateTime::from(not_before);
     params.not_after = OffsetDateTime::from(not_after);
     let pair = key.rcgen_key_pair()?;
-    let cert = params.self_signed(&pair).map_err(signing)?;
+    let cert = match &config.upstream {
+        None => params.self_signed(&pair).map_err(signing)?,
+        Some(upstream) => {
+            params.use_authority_key_identifier_extension = true;
+            let upstream_pair = upstream.key_pair().map_err(CaError::Signing)?;
+            let issuer =
+                Issuer::from_ca_cert_der(&CertificateDer::from(upstream.cert_der()), upstream_pair)
+                    .map_err(signing)?;
+            params.signed_by(&pair, &issuer).map_err(signing)?
+        }
+    };
     Ok((
         cert.der().to_vec(),
         truncate(not_before),
@@ -136,8 +150,15 @@ pub fn sign_leaf(
     let issuer = Issuer::from_ca_cert_der(&CertificateDer::from(ca.cert_der.as_slice()), pair)
         .map_err(signing)?;
     let leaf = cert.signed_by(&public_key, &issuer).map_err(signing)?;
+    // With an UpstreamAuthority the chain carries the Spinel CA and the
+    // upstream intermediates, so that it verifies against the upstream roots.
+    let mut chain = vec![leaf.der().to_vec()];
+    if !ca.upstream_roots.is_empty() {
+        chain.push(ca.cert_der.clone());
+        chain.extend(ca.upstream_chain.iter().cloned());
+    }
     Ok(X509Svid {
-        chain: vec![leaf.der().to_vec()],
+        chain,
         serial_number: serial_decimal,
         not_after: truncate(not_after),
     })

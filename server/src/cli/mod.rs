@@ -1,7 +1,7 @@
 //! The `spinel-server` command line, in SPIRE's spelling.
 //!
 //! `spinel-server run -config server.conf` starts the server; every other
-//! subcommand (`entry`, `token`, `bundle`, `agent`, `federation`,
+//! subcommand (`entry`, `token`, `bundle`, `agent`, `federation`, `localauthority`,
 //! `healthcheck`) is a client
 //! of the server's admin API on its Unix socket (`-socketPath`). Flags take
 //! Go's forms (`-flag value`, `-flag=value`, `--flag value`) through
@@ -12,6 +12,7 @@ mod agent;
 mod bundle;
 mod entry;
 mod federation;
+mod localauthority;
 mod output;
 mod run_cmd;
 mod token;
@@ -58,6 +59,9 @@ pub enum Command {
     /// Manages federation relationships.
     #[command(subcommand)]
     Federation(federation::FederationCommand),
+    /// Manages the server's own signing authorities (manual CA rotation).
+    #[command(subcommand, name = "localauthority")]
+    LocalAuthority(localauthority::LocalAuthorityCommand),
 }
 
 /// Entry point of the binary: parses Go-style flags and runs the command.
@@ -97,6 +101,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             Command::Bundle(cmd) => bundle::run(cmd).await,
             Command::Agent(cmd) => agent::run(cmd).await,
             Command::Federation(cmd) => federation::run(cmd).await,
+            Command::LocalAuthority(cmd) => localauthority::run(cmd).await,
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,

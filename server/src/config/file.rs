@@ -173,6 +173,21 @@ pub struct DiskKeysData {
     pub keys_path: String,
 }
 
+/// `plugin_data` of `UpstreamAuthority "disk"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskUpstreamData {
+    /// The upstream CA certificate (then its intermediates), PEM.
+    #[serde(default)]
+    pub cert_file_path: String,
+    /// The upstream CA private key, PEM.
+    #[serde(default)]
+    pub key_file_path: String,
+    /// The upstream roots, PEM; required unless the certificate is self-signed.
+    #[serde(default)]
+    pub bundle_file_path: Option<String>,
+}
+
 /// `plugin_data` of plugins that take no settings (`KeyManager "memory"`,
 /// `NodeAttestor "join_token"`).
 #[derive(Debug, Default, Deserialize)]

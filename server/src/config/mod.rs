@@ -329,6 +329,8 @@ pub fn from_file(
             .unwrap_or(DEFAULT_X509_SVID_TTL),
         default_jwt_svid_ttl: server.default_jwt_svid_ttl.unwrap_or(DEFAULT_JWT_SVID_TTL),
         jwt_issuer: server.jwt_issuer.clone().filter(|s| !s.is_empty()),
+        // Loaded from `plugins.upstream_authority` at start-up (run.rs).
+        upstream: None,
     };
     for (key, ttl) in [
         ("server.default_x509_svid_ttl", ca.default_x509_svid_ttl),

@@ -11,12 +11,17 @@ use std::path::{Path, PathBuf};
 
 use spinel_config::hcl::{single_plugin, ConfigFile, PluginDecl};
 
-use super::file::{DiskKeysData, NoData, SledData, SqlData};
+use super::file::{DiskKeysData, DiskUpstreamData, NoData, SledData, SqlData};
 use super::k8s_psat::K8sPsatConfig;
 use super::ConfigLoadError;
 
 /// Plugin kinds this server has.
-const KINDS: &[&str] = &["DataStore", "KeyManager", "NodeAttestor"];
+const KINDS: &[&str] = &[
+    "DataStore",
+    "KeyManager",
+    "NodeAttestor",
+    "UpstreamAuthority",
+];
 
 /// The data store to open.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +56,9 @@ pub struct Plugins {
     pub node_attestors: Vec<String>,
     /// `NodeAttestor "k8s_psat"`, when configured.
     pub k8s_psat: Option<K8sPsatConfig>,
+    /// `UpstreamAuthority "disk"`, when configured (its files are read at
+    /// start-up).
+    pub upstream_authority: Option<crate::upstream::DiskUpstreamConfig>,
 }
 
 /// Resolves the plugins of `file`; `data_dir` is the server's data
@@ -79,11 +87,13 @@ pub fn resolve(file: &ConfigFile, data_dir: &Path) -> Result<Plugins, ConfigLoad
         }
         node_attestors.push(decl.name.clone());
     }
+    let upstream_authority = upstream_authority(file, &decls)?;
     Ok(Plugins {
         datastore,
         key_manager,
         node_attestors,
         k8s_psat,
+        upstream_authority,
     })
 }
 
@@ -139,4 +149,46 @@ fn key_manager(decl: &PluginDecl) -> Result<KeyManagerConfig, ConfigLoadError> {
         }
         _ => Err(decl.unsupported(&["disk", "memory"]).into()),
     }
+}
+
+/// `UpstreamAuthority "disk"` (at most one upstream authority).
+fn upstream_authority(
+    file: &ConfigFile,
+    decls: &[PluginDecl],
+) -> Result<Option<crate::upstream::DiskUpstreamConfig>, ConfigLoadError> {
+    let mut found = decls
+        .iter()
+        .filter(|d| d.enabled && d.kind == "UpstreamAuthority");
+    let Some(decl) = found.next() else {
+        return Ok(None);
+    };
+    if let Some(second) = found.next() {
+        return Err(ConfigLoadError::Unsupported {
+            location: second.location(),
+            message: format!(
+                "only one UpstreamAuthority may be configured in {}",
+                file.path().display()
+            ),
+        });
+    }
+    if decl.name != "disk" {
+        return Err(decl.unsupported(&["disk"]).into());
+    }
+    let data: DiskUpstreamData = decl.data()?;
+    if data.cert_file_path.is_empty() || data.key_file_path.is_empty() {
+        return Err(ConfigLoadError::Unsupported {
+            location: decl.location(),
+            message:
+                "UpstreamAuthority \"disk\": `cert_file_path` and `key_file_path` are required"
+                    .into(),
+        });
+    }
+    Ok(Some(crate::upstream::DiskUpstreamConfig {
+        cert_file_path: PathBuf::from(data.cert_file_path),
+        key_file_path: PathBuf::from(data.key_file_path),
+        bundle_file_path: data
+            .bundle_file_path
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from),
+    }))
 }

@@ -1,0 +1,96 @@
+//! The CA's manual authority operations (what the LocalAuthority API
+//! calls), and the one path every change of the authorities takes.
+//!
+//! A change is made on a copy of the authorities, the copy's journal is
+//! written to the datastore, and only then does the copy become the state
+//! that signs and the bundle is published (invariant 6: nothing is
+//! acknowledged before it is durable). Changes are serialised, so the
+//! automatic rotation and operators never interleave.
+
+use super::{Authorities, AuthorityInfo, AuthorityKind, AuthorityState, Ca, CaConfig, CaError};
+use crate::keymanager::KeyManager;
+
+impl Ca {
+    /// Applies `f` to a copy of the authorities; when it reports a change,
+    /// journals the copy, installs it and publishes the bundle.
+    pub(super) async fn change<T>(
+        &self,
+        f: impl FnOnce(&mut Authorities, &CaConfig, &dyn KeyManager) -> Result<(T, bool), CaError>,
+    ) -> Result<T, CaError> {
+        let _serialised = self.changes.lock().await;
+        let mut next = self.read()?.clone();
+        let (out, changed) = f(&mut next, &self.config, self.keys.as_ref())?;
+        if changed {
+            self.datastore.set_ca_journal(next.journal()?).await?;
+            *self
+                .state
+                .write()
+                .map_err(|_| CaError::State("CA state lock poisoned".into()))? = next;
+            self.publish_bundle().await?;
+        }
+        Ok(out)
+    }
+
+    /// The active, prepared and old authority of `kind`.
+    pub fn authority_state(&self, kind: AuthorityKind) -> Result<AuthorityState, CaError> {
+        Ok(self.read()?.state(kind))
+    }
+
+    /// Makes and publishes a new prepared authority of `kind` (replacing a
+    /// prepared one that was never activated).
+    pub async fn prepare_authority(&self, kind: AuthorityKind) -> Result<AuthorityInfo, CaError> {
+        let now = self.clock.now();
+        let info = self
+            .change(|next, config, keys| Ok((next.prepare(kind, config, keys, now)?, true)))
+            .await?;
+        tracing::info!(kind = ?kind, authority_id = %info.authority_id, "prepared authority on request");
+        Ok(info)
+    }
+
+    /// Activates the prepared authority `id`; the active one becomes old.
+    pub async fn activate_authority(
+        &self,
+        kind: AuthorityKind,
+        id: &str,
+    ) -> Result<AuthorityInfo, CaError> {
+        self.change(|next, _, _| Ok((next.activate(kind, id)?, true)))
+            .await
+    }
+
+    /// Taints the old authority `id`: it stays in the bundle, flagged, and
+    /// agents replace every SVID it signed.
+    pub async fn taint_authority(
+        &self,
+        kind: AuthorityKind,
+        id: &str,
+    ) -> Result<AuthorityInfo, CaError> {
+        if kind == AuthorityKind::X509 && self.config.upstream.is_some() {
+            return Err(CaError::OutOfOrder(
+                "local X.509 authorities cannot be tainted while an UpstreamAuthority is configured: the bundle holds the upstream roots, not them"
+                    .into(),
+            ));
+        }
+        self.change(|next, _, _| Ok((next.taint(kind, id)?, true)))
+            .await
+    }
+
+    /// Removes the tainted old authority `id` from the bundle.
+    pub async fn revoke_authority(
+        &self,
+        kind: AuthorityKind,
+        id: &str,
+    ) -> Result<AuthorityInfo, CaError> {
+        self.change(|next, _, _| Ok((next.revoke(kind, id)?, true)))
+            .await
+    }
+
+    /// DER of the tainted X.509 CAs still in the bundle.
+    pub fn tainted_x509_authorities(&self) -> Vec<Vec<u8>> {
+        self.read().map(|s| s.tainted_x509()).unwrap_or_default()
+    }
+
+    /// Key IDs of the tainted JWT keys still in the bundle.
+    pub fn tainted_jwt_authorities(&self) -> Vec<String> {
+        self.read().map(|s| s.tainted_jwt()).unwrap_or_default()
+    }
+}
