@@ -155,5 +155,66 @@ async fn jwt_svid_verifies_from_the_issuer_url_alone() {
 
     // Unknown paths and hosts outside `domains` are 404.
     assert_eq!(http_get(&format!("{issuer}/nothing")).0, 404);
+
+    // Rotate the JWT key by hand: prepare publishes the next key in the
+    // JWKS, activate makes the server sign with it. A verifier that only
+    // knows the issuer URL keeps working across it: the new token's kid is
+    // found by discovery again, and the old token still verifies.
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["localauthority", "jwt"];
+        all.extend_from_slice(args);
+        all.extend(["-output", "json"]);
+        serde_json::from_str(&server.cli(&all).unwrap().ok().unwrap().stdout).unwrap()
+    };
+    let prepared = json(&["prepare"]);
+    let next_kid = prepared["prepared_authority"]["authority_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(next_kid, kid);
+    let activated = json(&["activate", "-authorityID", &next_kid]);
+    assert_eq!(
+        activated["activated_authority"]["authority_id"],
+        next_kid.as_str()
+    );
+    // A new audience: the agent has no cached token for it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let rotated = loop {
+        let svid = client
+            .fetch_jwt_svid(["vault-after-rotation"], None)
+            .await
+            .unwrap();
+        if decode_header(svid.token()).unwrap().kid.as_deref() == Some(next_kid.as_str()) {
+            break svid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no JWT-SVID signed with {next_kid}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let doc: serde_json::Value =
+        serde_json::from_str(&http_get(&format!("{issuer}/.well-known/openid-configuration")).1)
+            .unwrap();
+    let jwks: JwkSet =
+        serde_json::from_str(&http_get(doc["jwks_uri"].as_str().unwrap()).1).unwrap();
+    let verify = |token: &str, audience: &str| {
+        let header = decode_header(token).unwrap();
+        let jwk = jwks
+            .find(header.kid.as_deref().unwrap())
+            .unwrap_or_else(|| panic!("kid {:?} not in the JWKS", header.kid));
+        let mut validation = Validation::new(header.alg);
+        validation.set_issuer(&[issuer.as_str()]);
+        validation.set_audience(&[audience]);
+        decode::<Claims>(token, &DecodingKey::from_jwk(jwk).unwrap(), &validation)
+            .unwrap()
+            .claims
+    };
+    assert_eq!(verify(rotated.token(), "vault-after-rotation").sub, id);
+    assert_eq!(
+        verify(svid.token(), "vault").sub,
+        id,
+        "the pre-rotation token"
+    );
     drop(agent);
 }
