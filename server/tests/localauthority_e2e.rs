@@ -432,3 +432,91 @@ async fn jwt_taint_replaces_cached_jwt_svids() {
     .await;
     drop(agent);
 }
+
+/// Taint and revoke with several agents: every agent re-signs its
+/// workload's SVID away from the tainted CA, and every workload's bundle
+/// loses the revoked one.
+#[tokio::test(flavor = "multi_thread")]
+async fn taint_and_revoke_reach_every_agent() {
+    let server = ServerHandle::start(ServerOptions::default()).unwrap();
+    let selector = format!("unix:uid:{}", my_uid());
+    let mut agents = Vec::new();
+    for n in 0..3 {
+        let alias = format!("spiffe://example.org/node-{n}");
+        let token = server.generate_token(Some(&alias)).unwrap();
+        let agent = AgentHandle::start(
+            &server,
+            AgentOptions {
+                join_token: Some(token),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let id = format!("spiffe://example.org/workload-{n}");
+        server
+            .create_entry(&[
+                "-parentID",
+                &alias,
+                "-spiffeID",
+                &id,
+                "-selector",
+                &selector,
+            ])
+            .unwrap();
+        let client = WorkloadApiClient::connect_to(agent.endpoint())
+            .await
+            .unwrap();
+        agents.push((agent, client, id));
+    }
+    let mut first_ca = None;
+    for (_, client, id) in &agents {
+        let (_, ca) = eventually("a first SVID", async || svid_and_issuer(client, id).await).await;
+        first_ca = Some(ski(&ca));
+    }
+    let first_id = first_ca.unwrap();
+    let next_id = id_of(
+        &json(&server, &["localauthority", "x509", "prepare"]),
+        "prepared_authority",
+    );
+    json(
+        &server,
+        &[
+            "localauthority",
+            "x509",
+            "activate",
+            "-authorityID",
+            &next_id,
+        ],
+    );
+    json(
+        &server,
+        &["localauthority", "x509", "taint", "-authorityID", &first_id],
+    );
+    for (_, client, id) in &agents {
+        eventually("the SVID re-signed by the new CA", async || {
+            svid_and_issuer(client, id)
+                .await
+                .filter(|(_, issuer)| ski(issuer) == next_id)
+        })
+        .await;
+    }
+    json(
+        &server,
+        &[
+            "localauthority",
+            "x509",
+            "revoke",
+            "-authorityID",
+            &first_id,
+        ],
+    );
+    for (_, client, _) in &agents {
+        let bundle = eventually("the revoked CA gone", async || {
+            let b = workload_bundle(client).await;
+            (b.len() == 1).then_some(b)
+        })
+        .await;
+        assert_eq!(ski(&bundle[0]), next_id);
+    }
+    drop(agents);
+}
