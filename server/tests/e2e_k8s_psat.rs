@@ -19,20 +19,9 @@ use spinel_test_fixtures::k8s::{
     ApiServerOptions, FakeApiServer, NodeBuilder, PodBuilder, ServiceAccountToken,
     TOKEN_REVIEW_PATH,
 };
+use spinel_test_fixtures::process::my_uid;
 use spinel_test_fixtures::process::{free_port, write_file};
 use spinel_test_fixtures::{AgentHandle, ServerHandle};
-
-fn my_uid() -> u32 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().nth(1).map(str::to_owned))
-        })
-        .and_then(|v| v.parse().ok())
-        .expect("effective uid from /proc/self/status")
-}
 
 fn reviews(api: &FakeApiServer) -> usize {
     let needle = format!("POST {TOKEN_REVIEW_PATH}");

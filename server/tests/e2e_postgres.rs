@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use spinel_test_fixtures::process::{free_port, write_file};
+use spinel_test_fixtures::process::{free_port, my_uid, write_file};
 use spinel_test_fixtures::spinel::run_cli;
 use spinel_test_fixtures::{bin_path, AgentHandle, AgentOptions, ServerHandle, ServerOptions};
 
@@ -40,15 +40,6 @@ fn postgres_user() -> Option<(u32, u32)> {
         let f: Vec<&str> = l.split(':').collect();
         (f.first() == Some(&"postgres")).then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))?
     })
-}
-
-fn am_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|v| v.split_whitespace().nth(1).map(|u| u == "0"))
-        .unwrap_or(false)
 }
 
 /// A PostgreSQL server in a temporary directory, stopped on drop.
@@ -248,7 +239,7 @@ fn write_svid(agent: &AgentHandle, dir: &Path, hint: &str) {
 
 #[test]
 fn app_logs_in_to_postgres_with_its_svid_and_no_password() {
-    let (Some(bin), Some(ids), true) = (pg_bin(), postgres_user(), am_root()) else {
+    let (Some(bin), Some(ids), true) = (pg_bin(), postgres_user(), my_uid() == 0) else {
         eprintln!(
             "skipped: needs root, the postgres user and PostgreSQL under /usr/lib/postgresql"
         );

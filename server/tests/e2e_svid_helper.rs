@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use spinel_test_fixtures::process::my_uid;
 use spinel_test_fixtures::process::{free_port, write_file};
 use spinel_test_fixtures::{
     bin_path, AgentHandle, AgentOptions, Process, ServerHandle, ServerOptions,
@@ -17,16 +18,6 @@ use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::pem::Pem;
 
 const AGENT_ALIAS: &str = "spiffe://example.org/myagent";
-
-fn my_uid() -> u32 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|v| v.split_whitespace().nth(1).map(str::to_owned))
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
 
 fn trust_domain(ttl: &str) -> (ServerHandle, AgentHandle) {
     let server = ServerHandle::start(ServerOptions::default()).unwrap();

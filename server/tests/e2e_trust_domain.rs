@@ -10,24 +10,13 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use spiffe::{SpiffeId, WorkloadApiClient};
+use spinel_test_fixtures::process::my_uid;
 use spinel_test_fixtures::spinel::entry_id_of;
 use spinel_test_fixtures::{AgentHandle, AgentOptions, ServerHandle, ServerOptions};
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::{parse_x509_certificate, X509Certificate};
 
 const AGENT_ALIAS: &str = "spiffe://example.org/myagent";
-
-fn my_uid() -> u32 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().nth(1).map(str::to_owned))
-        })
-        .and_then(|v| v.parse().ok())
-        .expect("effective uid from /proc/self/status")
-}
 
 /// A server, one agent attested with a join token whose alias is
 /// `spiffe://example.org/myagent`.

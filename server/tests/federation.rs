@@ -16,22 +16,11 @@ use std::time::{Duration, Instant};
 use rustls_pki_types::{CertificateDer, UnixTime};
 use spiffe::{TrustDomain, WorkloadApiClient, X509Context};
 use spinel_test_fixtures::process::free_port;
+use spinel_test_fixtures::process::my_uid;
 use spinel_test_fixtures::{AgentHandle, AgentOptions, ServerHandle, ServerOptions};
 
 const TD_A: &str = "td-a.test";
 const TD_B: &str = "td-b.test";
-
-fn my_uid() -> u32 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().nth(1).map(str::to_owned))
-        })
-        .and_then(|v| v.parse().ok())
-        .expect("effective uid from /proc/self/status")
-}
 
 fn endpoint_block(port: u16) -> String {
     format!(

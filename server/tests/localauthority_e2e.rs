@@ -8,23 +8,12 @@
 use std::time::{Duration, Instant};
 
 use spiffe::WorkloadApiClient;
+use spinel_test_fixtures::process::my_uid;
 use spinel_test_fixtures::{AgentHandle, AgentOptions, ServerHandle, ServerOptions};
 use x509_parser::prelude::parse_x509_certificate;
 
 const AGENT_ALIAS: &str = "spiffe://example.org/myagent";
 const TD: &str = "example.org";
-
-fn my_uid() -> u32 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().nth(1).map(str::to_owned))
-        })
-        .and_then(|v| v.parse().ok())
-        .expect("effective uid from /proc/self/status")
-}
 
 fn json(server: &ServerHandle, args: &[&str]) -> serde_json::Value {
     let mut all = args.to_vec();

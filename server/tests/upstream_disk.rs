@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, KeyUsagePurpose};
 use spiffe::WorkloadApiClient;
+use spinel_test_fixtures::process::my_uid;
 use spinel_test_fixtures::{AgentHandle, AgentOptions, ServerHandle, ServerOptions};
 use x509_parser::prelude::parse_x509_certificate;
 
@@ -59,18 +60,6 @@ fn plugin(cert: &Path, key: &Path) -> String {
         cert.display(),
         key.display()
     )
-}
-
-fn my_uid() -> u32 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().nth(1).map(str::to_owned))
-        })
-        .and_then(|v| v.parse().ok())
-        .expect("effective uid from /proc/self/status")
 }
 
 fn verifies(child: &[u8], parent: &[u8]) -> bool {

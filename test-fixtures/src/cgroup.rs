@@ -56,14 +56,7 @@ fn mount_point(v2: bool) -> Option<PathBuf> {
 impl PodCgroup {
     /// Whether `layout` can be set up here (root, hierarchy mounted).
     pub fn available(layout: Layout) -> bool {
-        let is_root = fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("Uid:"))
-                    .and_then(|v| v.split_whitespace().nth(1).map(|u| u == "0"))
-            })
-            .unwrap_or(false);
+        let is_root = crate::process::my_uid() == 0;
         is_root && mount_point(layout == Layout::V2SystemdContainerd).is_some()
     }
 

@@ -187,3 +187,17 @@ pub fn write_file(path: &Path, contents: &str) -> Result<()> {
     }
     fs::write(path, contents).with_context(|| format!("writing {}", path.display()))
 }
+
+/// This process's effective user ID, from `/proc/self/status` (tests that
+/// register themselves as a workload by `unix:uid`, or need root).
+pub fn my_uid() -> u32 {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().nth(1).map(str::to_owned))
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(u32::MAX)
+}
