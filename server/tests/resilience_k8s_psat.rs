@@ -1,6 +1,7 @@
 //! Resilience of a reattestable (`k8s_psat`) agent, with real server and
 //! agent processes and the shared fake kube-apiserver: evicted, it attests
-//! again by itself without a restart and keeps serving its workloads.
+//! again by itself without a restart and keeps serving its workloads;
+//! restarted while the server is down, it serves from its stored state.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 use std::path::Path;
@@ -154,7 +155,7 @@ fn wait_for_svid(agent: &AgentHandle, spiffe_id: &str) {
 }
 
 #[test]
-fn evicted_psat_agent_attests_again_by_itself() {
+fn evicted_psat_agent_attests_again_and_restarts_while_the_server_is_down() {
     let api = FakeApiServer::start(ApiServerOptions {
         validate_bound_pods: true,
         ..ApiServerOptions::default()
@@ -228,4 +229,45 @@ fn evicted_psat_agent_attests_again_by_itself() {
     assert!(shown.success(), "{}{}", shown.stdout, shown.stderr);
     wait_for_svid(&agent, "spiffe://example.org/workload");
     assert!(!agent.log().contains("needs a new join token"));
+
+    // Restarted while the server is down, it cannot attest: it serves the
+    // stored SVIDs on its stored agent SVID and recovers when the server is back.
+    let mut server = server;
+    wait_for_saved_cache(&agent);
+    server.stop().unwrap();
+    agent.stop().unwrap();
+    agent.start_process().unwrap();
+    wait_for_svid(&agent, "spiffe://example.org/workload");
+    assert!(
+        agent.log().contains("using the stored agent SVID"),
+        "{}",
+        agent.log()
+    );
+    let recovered = |agent: &AgentHandle| {
+        agent
+            .log()
+            .matches("sync with the server recovered")
+            .count()
+    };
+    let before = recovered(&agent);
+    server.start_process().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while recovered(&agent) == before {
+        assert!(Instant::now() < deadline, "no recovery:\n{}", agent.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    wait_for_svid(&agent, "spiffe://example.org/workload");
+}
+
+fn wait_for_saved_cache(agent: &AgentHandle) {
+    let path = agent.dir.path().join("data/workload_cache.json");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "no workload cache saved:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -13,6 +13,13 @@
 //!   evidence (the server refuses `RenewAgent` for such agents).
 //! - Failures back off (capped, jittered) while cached SVIDs keep being
 //!   served; an SVID that expires is dropped, never served.
+//! - The workload cache is saved in the key directory (`persist.rs`) so a
+//!   restarted agent serves what is still valid before it reaches the
+//!   server; a reattestable agent that cannot attest at start falls back to
+//!   its stored SVID while it lasts.
+//! - Unusable stored state, lapsed agent SVIDs, bans and evictions are
+//!   handled in `recovery.rs` (`rebootstrap_mode`); `docs/operations.md`
+//!   tells operators what they see.
 //! - It is the [`JwtSvidSource`]: JWT-SVIDs are minted by the server per
 //!   audience and cached until half their lifetime.
 
@@ -191,6 +198,16 @@ impl Manager {
                 tracing::info!(expires = ?svid.not_after, "using the agent SVID stored in data_dir");
                 (svid, false)
             }
+            None if reattests => match attest(&config, &roots, &store).await {
+                Ok(attested) => attested,
+                Err(e) => match recovery::fallback_svid(&config, &store, now) {
+                    Some(svid) => {
+                        tracing::warn!(error = %e, expires = ?svid.not_after, "cannot attest now (is the server unreachable?): using the stored agent SVID until attestation succeeds");
+                        (svid, true)
+                    }
+                    None => return Err(e),
+                },
+            },
             None => attest(&config, &roots, &store).await?,
         };
         let channel = mtls_channel(&config, &roots, &svid)?;

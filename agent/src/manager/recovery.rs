@@ -137,6 +137,17 @@ pub(super) fn usable_stored_svid(
     )))
 }
 
+/// The stored agent SVID of a reattestable agent that cannot attest now
+/// (server unreachable), if it is still usable.
+pub(super) fn fallback_svid(
+    config: &AgentConfig,
+    store: &super::Store,
+    now: SystemTime,
+) -> Option<AgentSvid> {
+    let stored = store.load_svid().ok()??;
+    usable_stored_svid(config, store, stored, now).ok()?
+}
+
 fn humantime_secs(t: SystemTime) -> String {
     match t.duration_since(SystemTime::UNIX_EPOCH) {
         Ok(d) => format!("unix time {}", d.as_secs()),
