@@ -7,6 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
+use futures::StreamExt;
 use spinel_test_fixtures::{AgentHandle, AgentOptions, ServerHandle, ServerOptions};
 use x509_parser::pem::Pem;
 
@@ -270,4 +271,66 @@ fn evicted_join_token_agent_says_it_needs_a_new_token() {
         || agent.log().contains("needs a new join token"),
     );
     assert!(fetch(&agent, out.path()).is_none());
+}
+
+fn unix_now() -> i64 {
+    i64::try_from(std::time::UNIX_EPOCH.elapsed().unwrap().as_secs()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workload_stream_loses_the_expired_svid_and_a_new_one_follows_the_outage() {
+    use spiffe::WorkloadApiClient;
+    let (mut server, agent, _) = trust_domain("4", "");
+    let out = tempfile::tempdir_in("/tmp").unwrap();
+    wait_until(
+        "a first SVID",
+        || agent.log(),
+        || fetch(&agent, out.path()).is_some(),
+    );
+    let client = WorkloadApiClient::connect_to(agent.endpoint())
+        .await
+        .unwrap();
+    let mut stream = client.stream_x509_svids().await.unwrap();
+    let first = stream.next().await.unwrap().unwrap();
+    assert_eq!(first.spiffe_id().to_string(), WORKLOAD);
+    server.stop().unwrap();
+    // Every update during the outage is unexpired; then the stream says
+    // there is no identity (an error) or ends.
+    let ended = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match stream.next().await {
+                Some(Ok(svid)) => {
+                    let (_, leaf) =
+                        x509_parser::parse_x509_certificate(svid.leaf().as_bytes()).unwrap();
+                    assert!(
+                        leaf.validity().not_after.timestamp() + 1 >= unix_now(),
+                        "the stream sent an expired SVID"
+                    );
+                }
+                Some(Err(e)) => return Some(e.to_string()),
+                None => return None,
+            }
+        }
+    })
+    .await
+    .expect("the stream dropped the expired SVID within 60 s");
+    if let Some(e) = &ended {
+        assert!(!e.is_empty());
+    }
+    server.start_process().unwrap();
+    let fresh = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if let Ok(mut s) = client.stream_x509_svids().await {
+                if let Some(Ok(svid)) = s.next().await {
+                    return svid;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("a fresh SVID within 60 s of the server's return");
+    let (_, leaf) = x509_parser::parse_x509_certificate(fresh.leaf().as_bytes()).unwrap();
+    assert!(leaf.validity().not_after.timestamp() > unix_now());
+    assert_ne!(fresh.leaf().as_bytes(), first.leaf().as_bytes());
 }
