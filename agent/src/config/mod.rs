@@ -92,6 +92,7 @@ struct AgentSection {
     join_token: Option<String>,
     admin_socket_path: Option<PathBuf>,
     log_selectors: Option<Vec<String>>,
+    rebootstrap_mode: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -144,6 +145,40 @@ pub enum KeyManagerConfig {
     },
     /// In memory: a restart must attest again.
     Memory,
+}
+
+/// SPIRE's `agent.rebootstrap_mode`: whether the agent may throw away the
+/// state in `data_dir` and attest again from the bootstrap trust bundle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RebootstrapMode {
+    /// Never (the default): unusable state stops the agent with an error
+    /// naming the file; an operator decides.
+    #[default]
+    Never,
+    /// When the stored state cannot be used (corrupt or truncated files, an
+    /// expired agent SVID, a bundle the server no longer matches) and the
+    /// agent has a way to attest (a join token or a reattestable attestor).
+    Auto,
+    /// As `auto`, and also while running when the server refuses the agent
+    /// SVID for good (evicted, superseded, expired).
+    Always,
+}
+
+impl RebootstrapMode {
+    /// Parses `never`, `auto` or `always`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "never" | "" => Some(RebootstrapMode::Never),
+            "auto" => Some(RebootstrapMode::Auto),
+            "always" => Some(RebootstrapMode::Always),
+            _ => None,
+        }
+    }
+
+    /// Whether unusable state on disk may be discarded.
+    pub fn allows(self) -> bool {
+        self != RebootstrapMode::Never
+    }
 }
 
 /// The `run` flags that override the file.
@@ -209,6 +244,8 @@ pub struct AgentConfig {
     /// show; `None` means Spinel's default list
     /// ([`crate::workload_api::DEFAULT_LOG_SELECTORS`]).
     pub log_selectors: Option<Vec<String>>,
+    /// `agent.rebootstrap_mode` (default `never`).
+    pub rebootstrap_mode: RebootstrapMode,
 }
 
 impl AgentConfig {
@@ -344,7 +381,17 @@ impl AgentConfig {
                 ));
             }
         }
+        let rebootstrap_mode = match section.rebootstrap_mode.as_deref() {
+            None => RebootstrapMode::Never,
+            Some(text) => RebootstrapMode::parse(text).ok_or_else(|| {
+                invalid(
+                    "rebootstrap_mode",
+                    format!("{text:?} is not one of \"never\", \"auto\", \"always\""),
+                )
+            })?,
+        };
         Ok(AgentConfig {
+            rebootstrap_mode,
             trust_domain,
             server_address,
             server_port: overrides
@@ -417,6 +464,34 @@ plugins {
             }
         );
         assert_eq!(c.workload_attestors.len(), 1);
+    }
+
+    #[test]
+    fn rebootstrap_mode_values() {
+        assert_eq!(
+            parse(GOOD).unwrap().rebootstrap_mode,
+            RebootstrapMode::Never
+        );
+        for (text, mode) in [
+            ("never", RebootstrapMode::Never),
+            ("auto", RebootstrapMode::Auto),
+            ("always", RebootstrapMode::Always),
+        ] {
+            let conf = GOOD.replace(
+                "    data_dir = \"/tmp/x\"\n",
+                &format!("    data_dir = \"/tmp/x\"\n    rebootstrap_mode = \"{text}\"\n"),
+            );
+            assert_eq!(parse(&conf).unwrap().rebootstrap_mode, mode);
+        }
+        let bad = GOOD.replace(
+            "    data_dir = \"/tmp/x\"\n",
+            "    data_dir = \"/tmp/x\"\n    rebootstrap_mode = \"sometimes\"\n",
+        );
+        let err = parse(&bad).unwrap_err().to_string();
+        assert!(
+            err.contains("rebootstrap_mode") && err.contains("sometimes"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -13,16 +13,25 @@
 //!   evidence (the server refuses `RenewAgent` for such agents).
 //! - Failures back off (capped, jittered) while cached SVIDs keep being
 //!   served; an SVID that expires is dropped, never served.
+//! - The workload cache is saved in the key directory (`persist.rs`) so a
+//!   restarted agent serves what is still valid before it reaches the
+//!   server; a reattestable agent that cannot attest at start falls back to
+//!   its stored SVID while it lasts.
+//! - Unusable stored state, lapsed agent SVIDs, bans and evictions are
+//!   handled in `recovery.rs` (`rebootstrap_mode`); `docs/operations.md`
+//!   tells operators what they see.
 //! - It is the [`JwtSvidSource`]: JWT-SVIDs are minted by the server per
 //!   audience and cached until half their lifetime.
 
+mod persist;
+mod recovery;
 mod store;
 mod sync;
 
 pub use store::{split_der, Store, StoreError};
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -134,6 +143,8 @@ pub struct Manager {
     clock: Clock,
     cache: Cache,
     store: Store,
+    cache_file: Option<persist::CacheFile>,
+    persisted: AtomicU64,
     svid: RwLock<Arc<AgentSvid>>,
     roots: RwLock<Vec<Vec<u8>>>,
     channel: RwLock<Channel>,
@@ -153,7 +164,9 @@ impl Manager {
             crate::config::KeyManagerConfig::Memory => None,
         };
         let store = Store::new(&config.data_dir, key_dir.as_deref());
-        let roots = match store.load_bundle()? {
+        let cache_file = key_dir.as_deref().map(persist::CacheFile::new);
+        let rebootstrap = config.rebootstrap_mode;
+        let roots = match recovery::or_rebootstrap(rebootstrap, store.load_bundle())? {
             Some(roots) if !roots.is_empty() => roots,
             _ => {
                 let roots = bootstrap_roots(&config)?;
@@ -165,16 +178,15 @@ impl Manager {
         };
         let now = clock.now();
         let reattests = config.node_attestor.reattests();
-        let stored = if reattests { None } else { store.load_svid()? };
-        let stored = stored.and_then(|s| {
-            let (nb, na) = validity(s.chain.first()?)?;
-            (na > now).then_some(AgentSvid {
-                chain: s.chain,
-                key: s.key,
-                not_before: nb,
-                not_after: na,
-            })
-        });
+        let stored = if reattests {
+            None
+        } else {
+            recovery::or_rebootstrap(rebootstrap, store.load_svid())?
+        };
+        let stored = match stored {
+            Some(s) => recovery::usable_stored_svid(&config, &store, s, now)?,
+            None => None,
+        };
         if reattests {
             tracing::info!(
                 node_attestor = config.node_attestor.name(),
@@ -186,12 +198,27 @@ impl Manager {
                 tracing::info!(expires = ?svid.not_after, "using the agent SVID stored in data_dir");
                 (svid, false)
             }
+            None if reattests => match attest(&config, &roots, &store).await {
+                Ok(attested) => attested,
+                Err(e) => match recovery::fallback_svid(&config, &store, now) {
+                    Some(svid) => {
+                        tracing::warn!(error = %e, expires = ?svid.not_after, "cannot attest now (is the server unreachable?): using the stored agent SVID until attestation succeeds");
+                        (svid, true)
+                    }
+                    None => return Err(e),
+                },
+            },
             None => attest(&config, &roots, &store).await?,
         };
         let channel = mtls_channel(&config, &roots, &svid)?;
+        if let Some(file) = &cache_file {
+            recovery::restore_cache(rebootstrap, file, &cache, now)?;
+        }
         Ok(Arc::new(Manager {
             cache,
             store,
+            cache_file,
+            persisted: AtomicU64::new(0),
             svid: RwLock::new(Arc::new(svid)),
             roots: RwLock::new(roots),
             channel: RwLock::new(channel),

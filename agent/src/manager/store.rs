@@ -73,6 +73,16 @@ impl Store {
         }
     }
 
+    /// The agent SVID file.
+    pub fn svid_path(&self) -> &Path {
+        &self.svid
+    }
+
+    /// The agent key file, when keys are persisted.
+    pub fn key_path(&self) -> Option<&Path> {
+        self.key.as_deref()
+    }
+
     fn read(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
         match std::fs::read(path) {
             Ok(b) => Ok(Some(b)),

@@ -36,10 +36,15 @@ pub(super) async fn run(m: Arc<Manager>) {
                     tracing::info!("sync with the server recovered");
                 }
                 failures = 0;
+                super::recovery::persist(&m);
                 tokio::time::sleep(SYNC_INTERVAL).await;
             }
             Err(status) => {
                 drop_expired(&m);
+                if super::recovery::after_failure(&m, &status).await == super::recovery::Next::Stop
+                {
+                    return;
+                }
                 let wait = backoff(failures, rand::random::<f64>() * 0.2);
                 tracing::warn!(code = ?status.code(), error = %status.message(), retry_in = ?wait, "sync with the server failed; serving cached SVIDs");
                 failures = failures.saturating_add(1);

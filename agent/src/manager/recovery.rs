@@ -1,0 +1,303 @@
+//! What the agent does when its state or its standing is in doubt.
+//!
+//! At start ([`or_rebootstrap`], [`usable_stored_svid`], [`restore_cache`]):
+//! a stored file that does not parse stops the agent with an error naming
+//! the file, unless `rebootstrap_mode` is `auto` or `always` (then the file
+//! is discarded with a warning and the agent attests from the bootstrap
+//! bundle). An expired agent SVID is replaced by attesting again when the
+//! agent can (a reattestable attestor, or a join token in the config);
+//! otherwise the error says what the operator must do. Workload SVIDs saved
+//! by the previous run are served at once if still valid.
+//!
+//! While running ([`after_failure`]), a failed sync is classified:
+//! - *banned*: the stored SVID and the workload cache are wiped, no identity
+//!   is served any more and syncing stops;
+//! - *evicted*, *superseded or expired SVID*: a reattestable agent
+//!   (`k8s_psat`) attests again by itself; a join-token agent attests with
+//!   the configured token if `rebootstrap_mode` allows, or else logs that it
+//!   needs a new token (evicted: it wipes its state and stops syncing);
+//! - anything else is an outage: cached SVIDs keep being served until they
+//!   expire, and the sync loop backs off.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tonic::{Code, Status};
+
+use super::persist::CacheFile;
+use super::store::{StoreError, StoredSvid};
+use super::{validity, AgentSvid, Manager, ManagerError};
+use crate::cache::{Cache, Snapshot};
+use crate::config::{AgentConfig, RebootstrapMode};
+
+/// Keeps a loaded value, or, when the file is unusable and rebootstrap is
+/// opted in, discards it with a warning naming the file.
+pub(super) fn or_rebootstrap<T>(
+    mode: RebootstrapMode,
+    loaded: Result<Option<T>, StoreError>,
+) -> Result<Option<T>, ManagerError> {
+    match loaded {
+        Ok(v) => Ok(v),
+        Err(e) if mode.allows() => {
+            tracing::warn!(file = %e.path.display(), reason = %e.reason, rebootstrap_mode = ?mode, "stored agent state is unusable: discarding it and bootstrapping again");
+            let _ = std::fs::remove_file(&e.path);
+            Ok(None)
+        }
+        Err(e) => Err(ManagerError::Store(StoreError {
+            path: e.path,
+            reason: format!(
+                "{} (refusing to start: fix or remove the file, or set agent.rebootstrap_mode = \"auto\" to attest again)",
+                e.reason
+            ),
+        })),
+    }
+}
+
+fn unusable(store: &super::Store, path: Option<&std::path::Path>, reason: &str) -> StoreError {
+    StoreError {
+        path: path.unwrap_or(store.svid_path()).to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+/// Checks a stored agent SVID: its leaf parses, its key parses and matches
+/// it, and it has not expired. `None`: attest again.
+pub(super) fn usable_stored_svid(
+    config: &AgentConfig,
+    store: &super::Store,
+    s: StoredSvid,
+    now: SystemTime,
+) -> Result<Option<AgentSvid>, ManagerError> {
+    let mode = config.rebootstrap_mode;
+    let leaf = s.chain.first().and_then(|c| {
+        let (_, cert) = x509_parser::parse_x509_certificate(c).ok()?;
+        Some(cert.public_key().subject_public_key.data.to_vec())
+    });
+    let Some(spki) = leaf else {
+        return or_rebootstrap(
+            mode,
+            Err(unusable(store, None, "the leaf certificate does not parse")),
+        );
+    };
+    let key_ok =
+        rcgen::KeyPair::try_from(s.key.as_slice()).map(|k| k.public_key_raw() == spki.as_slice());
+    match key_ok {
+        Ok(true) => {}
+        Ok(false) => {
+            return or_rebootstrap(
+                mode,
+                Err(unusable(
+                    store,
+                    store.key_path(),
+                    "the key does not match the agent SVID",
+                )),
+            );
+        }
+        Err(_) => {
+            return or_rebootstrap(
+                mode,
+                Err(unusable(
+                    store,
+                    store.key_path(),
+                    "not a PKCS#8 private key (truncated or corrupt?)",
+                )),
+            );
+        }
+    }
+    let Some((not_before, not_after)) = s.chain.first().and_then(|c| validity(c)) else {
+        return or_rebootstrap(
+            mode,
+            Err(unusable(
+                store,
+                None,
+                "the leaf certificate has no readable validity",
+            )),
+        );
+    };
+    if not_after > now {
+        return Ok(Some(AgentSvid {
+            chain: s.chain,
+            key: s.key,
+            not_before,
+            not_after,
+        }));
+    }
+    let can_attest = config.node_attestor.reattests() || config.join_token.is_some();
+    if can_attest {
+        tracing::warn!(file = %store.svid_path().display(), expired = ?not_after, "the stored agent SVID has expired: attesting again");
+        return Ok(None);
+    }
+    Err(ManagerError::NoIdentity(format!(
+        "the agent SVID in {} expired at {} (the server was unreachable for longer than its lifetime): \
+         generate a new join token with `spinel-server token generate -spiffeID <agent ID>` and start the agent with -joinToken <token> \
+         (or set agent.join_token; with agent.rebootstrap_mode = \"auto\" the agent also discards unusable state by itself)",
+        store.svid_path().display(),
+        humantime_secs(not_after)
+    )))
+}
+
+/// The stored agent SVID of a reattestable agent that cannot attest now
+/// (server unreachable), if it is still usable.
+pub(super) fn fallback_svid(
+    config: &AgentConfig,
+    store: &super::Store,
+    now: SystemTime,
+) -> Option<AgentSvid> {
+    let stored = store.load_svid().ok()??;
+    usable_stored_svid(config, store, stored, now).ok()?
+}
+
+fn humantime_secs(t: SystemTime) -> String {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => format!("unix time {}", d.as_secs()),
+        Err(_) => "an unknown time".into(),
+    }
+}
+
+/// Publishes the workload cache saved by the previous run, if any.
+pub(super) fn restore_cache(
+    mode: RebootstrapMode,
+    file: &CacheFile,
+    cache: &Cache,
+    now: SystemTime,
+) -> Result<(), ManagerError> {
+    let Some(loaded) = or_rebootstrap(mode, file.load(now))? else {
+        return Ok(());
+    };
+    tracing::info!(
+        file = %file.path().display(),
+        identities = loaded.identities.len(),
+        expired_dropped = loaded.expired,
+        "serving the workload SVIDs stored by the previous run until the server is reached"
+    );
+    cache.publish(|_| Snapshot {
+        bundle: loaded.bundle,
+        federated: loaded.federated,
+        identities: loaded.identities,
+        generation: 0,
+        ready: true,
+    });
+    Ok(())
+}
+
+/// Saves the workload cache when it changed since the last save.
+pub(super) fn persist(m: &Manager) {
+    let Some(file) = &m.cache_file else {
+        return;
+    };
+    let snapshot = m.cache().snapshot();
+    if !snapshot.ready || m.persisted.load(Ordering::Relaxed) == snapshot.generation {
+        return;
+    }
+    match file.save(&snapshot) {
+        Ok(()) => m.persisted.store(snapshot.generation, Ordering::Relaxed),
+        Err(e) => tracing::warn!(error = %e, "cannot save the workload cache"),
+    }
+}
+
+/// Why the server refused this agent, from its `PermissionDenied` message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    Banned,
+    Evicted,
+    StaleSvid,
+}
+
+fn refusal(status: &Status) -> Option<Refusal> {
+    if status.code() != Code::PermissionDenied {
+        return None;
+    }
+    let msg = status.message();
+    if msg.contains("is banned") {
+        Some(Refusal::Banned)
+    } else if msg.contains("is not attested") {
+        Some(Refusal::Evicted)
+    } else if msg.contains("superseded") || msg.contains("expired") {
+        Some(Refusal::StaleSvid)
+    } else {
+        None
+    }
+}
+
+/// What the sync loop does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Next {
+    /// Back off and sync again.
+    Retry,
+    /// Stop syncing for good.
+    Stop,
+}
+
+/// Drops every identity and the stored agent state.
+fn wipe(m: &Manager) {
+    m.store.forget_svid();
+    if let Some(file) = &m.cache_file {
+        file.remove();
+    }
+    if let Ok(mut jwts) = m.jwt_cache.lock() {
+        jwts.clear();
+    }
+    m.cache().publish(|s| Snapshot {
+        bundle: s.bundle.clone(),
+        federated: s.federated.clone(),
+        identities: Default::default(),
+        generation: 0,
+        ready: true,
+    });
+}
+
+/// Reacts to a failed sync round.
+pub(super) async fn after_failure(m: &Arc<Manager>, status: &Status) -> Next {
+    let now = m.clock().now();
+    let lapsed = m.agent_svid().not_after <= now;
+    let refusal = refusal(status);
+    if refusal == Some(Refusal::Banned) {
+        wipe(m);
+        tracing::error!(
+            error = %status.message(),
+            "the server says this agent is banned: its SVID and workload SVIDs were wiped and it serves no identity. \
+             To readmit the node, delete the agent on the server (`spinel-server agent delete -spiffeID <agent ID>`) and attest it again"
+        );
+        return Next::Stop;
+    }
+    if refusal.is_none() && !lapsed {
+        return Next::Retry;
+    }
+    let why = match refusal {
+        Some(Refusal::Evicted) => "the server no longer knows this agent (evicted)",
+        Some(_) => "the server refused the agent SVID (superseded or expired)",
+        None => "the agent SVID has expired",
+    };
+    let config = &m.config;
+    let may_attest = m.reattestable()
+        || config.node_attestor.reattests()
+        || (config.join_token.is_some() && config.rebootstrap_mode == RebootstrapMode::Always)
+        || (config.join_token.is_some() && lapsed && config.rebootstrap_mode.allows());
+    if may_attest {
+        tracing::warn!(
+            reason = why,
+            node_attestor = config.node_attestor.name(),
+            "attesting again"
+        );
+        match m.reattest().await {
+            Ok(()) => return Next::Retry,
+            Err(e) => {
+                tracing::warn!(error = %e, "attesting again failed; will retry");
+            }
+        }
+        if config.node_attestor.reattests() {
+            return Next::Retry;
+        }
+    }
+    tracing::error!(
+        reason = why,
+        "this join-token agent needs a new join token: generate one with `spinel-server token generate -spiffeID <agent ID>` \
+         and restart the agent with -joinToken <token> (or set agent.join_token with agent.rebootstrap_mode = \"always\" to attest with it by itself)"
+    );
+    if refusal == Some(Refusal::Evicted) {
+        wipe(m);
+        return Next::Stop;
+    }
+    Next::Retry
+}
