@@ -8,8 +8,6 @@ use spinel_proto::spire::api::server::agent::v1::agent_client::AgentClient;
 use spinel_proto::spire::api::server::agent::v1::{AgentX509svidParams, RenewAgentRequest};
 use spinel_proto::spire::api::server::bundle::v1::bundle_client::BundleClient;
 use spinel_proto::spire::api::server::bundle::v1::{GetBundleRequest, GetFederatedBundleRequest};
-use spinel_proto::spire::api::server::entry::v1::entry_client::EntryClient;
-use spinel_proto::spire::api::server::entry::v1::GetAuthorizedEntriesRequest;
 use spinel_proto::spire::api::server::svid::v1::svid_client::SvidClient;
 use spinel_proto::spire::api::server::svid::v1::{BatchNewX509svidRequest, NewX509svidParams};
 use spinel_proto::spire::api::types;
@@ -28,6 +26,8 @@ fn jitter_for(der: &[u8]) -> f64 {
 }
 
 pub(super) async fn run(m: Arc<Manager>) {
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let _watch = spawn_change_watch(&m, wake.clone());
     let mut failures = 0u32;
     loop {
         match sync_once(&m).await {
@@ -36,7 +36,7 @@ pub(super) async fn run(m: Arc<Manager>) {
                     tracing::info!("sync with the server recovered");
                 }
                 failures = 0;
-                tokio::time::sleep(SYNC_INTERVAL).await;
+                wait_for_change(&wake, SYNC_INTERVAL).await;
             }
             Err(status) => {
                 drop_expired(&m);
@@ -47,6 +47,73 @@ pub(super) async fn run(m: Arc<Manager>) {
             }
         }
     }
+}
+
+/// Aborts the change watch when the sync loop ends.
+struct WatchGuard(tokio::task::JoinHandle<()>);
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Starts the task holding the server's change stream open; each message
+/// wakes the sync loop through `wake`.
+fn spawn_change_watch(m: &Arc<Manager>, wake: Arc<tokio::sync::Notify>) -> WatchGuard {
+    let weak = Arc::downgrade(m);
+    let fallback = m.channel();
+    WatchGuard(tokio::spawn(crate::client::watch_changes(
+        move || {
+            weak.upgrade()
+                .map_or_else(|| fallback.clone(), |m| m.channel())
+        },
+        wake,
+    )))
+}
+
+/// Sleeps until the poll interval passes or the server reports a change,
+/// whichever comes first.
+async fn wait_for_change(wake: &tokio::sync::Notify, interval: std::time::Duration) {
+    tokio::select! {
+        () = wake.notified() => {}
+        () = tokio::time::sleep(interval) => {}
+    }
+}
+
+/// The authorized entries, synced incrementally: entries already held at
+/// the same revision (the entries of the current identities) are reused,
+/// only new or changed ones are downloaded.
+async fn authorized_entries(m: &Manager, snapshot: &Snapshot) -> Result<Vec<CachedEntry>, Status> {
+    let held: std::collections::HashMap<String, &CachedEntry> = snapshot
+        .identities
+        .values()
+        .map(|i| (i.entry.id.clone(), &i.entry))
+        .collect();
+    let known = held
+        .iter()
+        .map(|(id, e)| (id.clone(), e.revision_number))
+        .collect();
+    let synced = crate::client::sync_authorized_entries(m.channel(), &known).await?;
+    let mut entries: Vec<CachedEntry> = synced
+        .unchanged
+        .iter()
+        .filter_map(|id| held.get(id).map(|e| (*e).clone()))
+        .collect();
+    entries.extend(synced.changed.iter().filter_map(|e| {
+        let cached = to_cached(e);
+        if cached.is_none() {
+            tracing::warn!(entry_id = %e.id, "skipping an entry with an invalid SPIFFE ID or selector");
+        }
+        cached
+    }));
+    entries.sort_by(|a, b| a.id.cmp(&b.id));
+    tracing::trace!(
+        entries = entries.len(),
+        downloaded = synced.changed.len(),
+        "synced authorized entries"
+    );
+    Ok(entries)
 }
 
 /// Removes identities whose SVID has expired, so none is ever served.
@@ -272,23 +339,9 @@ pub(super) async fn sync_once(m: &Arc<Manager>) -> Result<(), Status> {
         m.set_roots(bundle.x509_authorities.clone())
             .map_err(|e| Status::internal(e.to_string()))?;
     }
-    let entries = EntryClient::new(m.channel())
-        .get_authorized_entries(GetAuthorizedEntriesRequest::default())
-        .await?
-        .into_inner()
-        .entries;
-    let entries: Vec<CachedEntry> = entries
-        .iter()
-        .filter_map(|e| {
-            let cached = to_cached(e);
-            if cached.is_none() {
-                tracing::warn!(entry_id = %e.id, "skipping an entry with an invalid SPIFFE ID or selector");
-            }
-            cached
-        })
-        .collect();
-
     let snapshot = m.cache().snapshot();
+    let entries = authorized_entries(m, &snapshot).await?;
+
     let federated = federated_bundles(m, &entries, &snapshot.federated).await;
     let now = m.clock().now();
     let needs_svid = |e: &CachedEntry| match snapshot.identities.get(&e.id) {
