@@ -152,6 +152,7 @@ impl RunningServer {
     pub async fn shutdown(self) -> Result<(), RunError> {
         tracing::info!("stopping the server");
         self.state.set_serving(false);
+        self.state.changes().close();
         let _ = self.shutdown.send(true);
         let mut result = Ok(());
         for (what, handle) in self.servers {

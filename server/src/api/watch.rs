@@ -7,6 +7,7 @@
 //! value. The stream ends when the agent goes away or the server stops.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use spinel_proto::spinel::server::v1::watch_server::Watch;
@@ -17,7 +18,6 @@ use tonic::{Request, Response, Status};
 use super::auth::{method, Caller};
 use super::ApiState;
 use crate::notify::Marks;
-use std::sync::Arc;
 
 /// The Watch service.
 #[derive(Debug, Clone)]
@@ -58,7 +58,10 @@ impl Watch for WatchService {
             tracing::debug!(agent_id = %id, "agent is watching for changes");
         }
         // WatchStream yields the current value first, then every change.
-        let stream = WatchStream::new(self.state.changes.subscribe()).map(|m| Ok(to_proto(m)));
+        // It ends when the server stops.
+        let stream = WatchStream::new(self.state.changes.subscribe())
+            .map(|m| Ok(to_proto(m)))
+            .take_until(self.state.changes.closed());
         Ok(Response::new(Box::pin(stream)))
     }
 }

@@ -43,6 +43,7 @@ pub struct Marks {
 pub struct Changes {
     tx: watch::Sender<Marks>,
     poked: Notify,
+    closed: watch::Sender<bool>,
 }
 
 impl Default for Changes {
@@ -58,6 +59,7 @@ impl Changes {
         Changes {
             tx,
             poked: Notify::new(),
+            closed: watch::channel(false).0,
         }
     }
 
@@ -67,6 +69,20 @@ impl Changes {
         let mut rx = self.tx.subscribe();
         rx.mark_changed();
         rx
+    }
+
+    /// Ends every watch: the server is stopping, and long-lived streams
+    /// must not hold up its graceful shutdown.
+    pub fn close(&self) {
+        self.closed.send_replace(true);
+    }
+
+    /// Resolves once [`Changes::close`] was called.
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.closed.subscribe();
+        async move {
+            let _ = rx.wait_for(|closed| *closed).await;
+        }
     }
 
     /// The current marks.
