@@ -143,7 +143,7 @@ async fn one_changed_entry_is_the_only_one_resent() {
         .map(|e| (e.id.clone(), e.revision_number))
         .collect();
     // Also ask, by ID, for an entry of another agent: it must not come.
-    let (revisions, second) = sync(channel, &known, &[denied_id.clone()]).await;
+    let (revisions, second) = sync(channel, &known, std::slice::from_ref(&denied_id)).await;
     assert_eq!(revisions.len(), COUNT);
     assert_eq!(second.len(), 1, "only the changed entry is re-sent");
     assert_eq!(second[0].id, changed.id);
