@@ -15,7 +15,7 @@ mod entries;
 mod watch;
 
 pub use entries::{sync_authorized_entries, SyncedEntries};
-pub use watch::watch_changes;
+pub use watch::{wait_for_change, watch_changes, WatchGuard};
 
 use std::sync::Arc;
 

@@ -21,9 +21,14 @@ pub const RECONNECT_DELAY: Duration = Duration::from_secs(1);
 pub const UNSUPPORTED_DELAY: Duration = Duration::from_secs(60);
 
 /// Watches the server's change marks forever, calling `wake.notify_one()`
-/// on each message. `channel` is asked for anew on every reconnect, so a
+/// when they move. `channel` is asked for anew on every reconnect, so a
 /// renewed agent SVID is picked up.
 pub async fn watch_changes(channel: impl Fn() -> Channel, wake: Arc<Notify>) {
+    // The marks last seen: a message wakes the sync loop only when they
+    // moved, so a (re)connect or a duplicate costs no extra sync. The very
+    // first message only records them (the agent synced at start; the
+    // fallback poll covers the gap).
+    let mut last: Option<(u64, u64, u64)> = None;
     let mut announced = false;
     loop {
         let delay = match WatchClient::new(channel())
@@ -39,13 +44,21 @@ pub async fn watch_changes(channel: impl Fn() -> Channel, wake: Arc<Notify>) {
                 loop {
                     match stream.message().await {
                         Ok(Some(changes)) => {
-                            tracing::trace!(
-                                entries_revision = changes.entries_revision,
-                                bundle_sequence = changes.bundle_sequence,
-                                generation = changes.generation,
-                                "the server reported a change"
+                            let marks = (
+                                changes.entries_revision,
+                                changes.bundle_sequence,
+                                changes.generation,
                             );
-                            wake.notify_one();
+                            if last.is_some_and(|l| l != marks) {
+                                tracing::trace!(
+                                    entries_revision = marks.0,
+                                    bundle_sequence = marks.1,
+                                    generation = marks.2,
+                                    "the server reported a change"
+                                );
+                                wake.notify_one();
+                            }
+                            last = Some(marks);
                         }
                         Ok(None) => break,
                         Err(status) => {
@@ -66,5 +79,31 @@ pub async fn watch_changes(channel: impl Fn() -> Channel, wake: Arc<Notify>) {
             }
         };
         tokio::time::sleep(delay).await;
+    }
+}
+
+/// The running watch task; dropping it stops the task.
+#[derive(Debug)]
+pub struct WatchGuard(tokio::task::JoinHandle<()>);
+
+impl WatchGuard {
+    /// Spawns [`watch_changes`].
+    pub fn spawn(channel: impl Fn() -> Channel + Send + 'static, wake: Arc<Notify>) -> Self {
+        WatchGuard(tokio::spawn(watch_changes(channel, wake)))
+    }
+}
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Sleeps until `interval` passes or `wake` is notified, whichever comes
+/// first. A notification that arrived meanwhile returns at once.
+pub async fn wait_for_change(wake: &Notify, interval: Duration) {
+    tokio::select! {
+        () = wake.notified() => {}
+        () = tokio::time::sleep(interval) => {}
     }
 }

@@ -17,6 +17,7 @@ use tonic::Status;
 
 use super::{backoff, key_and_csr, renewal_due_at, validity, AgentSvid, Manager, SYNC_INTERVAL};
 use crate::cache::{CachedEntry, Identity, Snapshot, X509SvidMaterial};
+use crate::client::{wait_for_change, WatchGuard};
 
 /// A deterministic jitter in [-0.1, 0.1] for one certificate, so each SVID
 /// renews at its own moment rather than all at once.
@@ -49,36 +50,18 @@ pub(super) async fn run(m: Arc<Manager>) {
     }
 }
 
-/// Aborts the change watch when the sync loop ends.
-struct WatchGuard(tokio::task::JoinHandle<()>);
-
-impl Drop for WatchGuard {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// Starts the task holding the server's change stream open; each message
 /// wakes the sync loop through `wake`.
 fn spawn_change_watch(m: &Arc<Manager>, wake: Arc<tokio::sync::Notify>) -> WatchGuard {
     let weak = Arc::downgrade(m);
     let fallback = m.channel();
-    WatchGuard(tokio::spawn(crate::client::watch_changes(
+    WatchGuard::spawn(
         move || {
             weak.upgrade()
                 .map_or_else(|| fallback.clone(), |m| m.channel())
         },
         wake,
-    )))
-}
-
-/// Sleeps until the poll interval passes or the server reports a change,
-/// whichever comes first.
-async fn wait_for_change(wake: &tokio::sync::Notify, interval: std::time::Duration) {
-    tokio::select! {
-        () = wake.notified() => {}
-        () = tokio::time::sleep(interval) => {}
-    }
+    )
 }
 
 /// The authorized entries, synced incrementally: entries already held at

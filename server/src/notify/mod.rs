@@ -11,8 +11,9 @@
 //! ([`spawn_refresher`]):
 //! - a [`Changes::poke`] after any admin write on this server (the API
 //!   layer calls it when a mutating call completes): the refresher reads
-//!   the datastore's entry revision and the bundle sequence at once and
-//!   bumps the generation, so bans and authority changes wake agents too;
+//!   the datastore's entry revision and the bundle sequence at once, and
+//!   bumps the generation if neither moved, so bans and authority changes
+//!   wake agents too;
 //! - a periodic read ([`REFRESH_INTERVAL`]), which catches writes made by
 //!   other servers sharing the database and CA rotations.
 
@@ -34,7 +35,8 @@ pub struct Marks {
     pub entries_revision: u64,
     /// The sequence number of the server's own trust bundle.
     pub bundle_sequence: u64,
-    /// Bumped on every poke (an admin write on this server).
+    /// Bumped on a poke (an admin write on this server) that moved
+    /// neither of the other marks.
     pub generation: u64,
 }
 
@@ -97,18 +99,19 @@ impl Changes {
     }
 
     /// Records marks read from the datastore; subscribers wake only if
-    /// something moved (or `bump` is set).
+    /// something moved. With `bump` (a poke) and nothing moved, the
+    /// generation is bumped instead, so a write the marks do not show (a
+    /// ban) still wakes them, and a write they do show wakes them once.
     pub fn observe(&self, entries_revision: u64, bundle_sequence: u64, bump: bool) {
         self.tx.send_if_modified(|m| {
-            let moved = m.entries_revision != entries_revision
-                || m.bundle_sequence != bundle_sequence
-                || bump;
+            let moved =
+                m.entries_revision != entries_revision || m.bundle_sequence != bundle_sequence;
             m.entries_revision = entries_revision;
             m.bundle_sequence = bundle_sequence;
-            if bump {
+            if bump && !moved {
                 m.generation = m.generation.wrapping_add(1);
             }
-            moved
+            moved || bump
         });
     }
 
