@@ -22,6 +22,7 @@
 //! | [`spire::api::agent::delegatedidentity::v1`] | `spire.api.agent.delegatedidentity.v1` | `DelegatedIdentity` |
 //! | [`grpc::health::v1`] | `grpc.health.v1` | `Health` |
 //! | [`spinel::agent::debug::v1`] | `spinel.agent.debug.v1` | `Debug` (Spinel's own, agent admin socket) |
+//! | [`spinel::server::v1`] | `spinel.server.v1` | `Watch` (Spinel's own, change notifications for agents) |
 //!
 //! Google well-known types (`google.protobuf.Struct`, `Empty`, `BoolValue`,
 //! ...) map to [`prost_types`] and plain Rust types.
@@ -192,6 +193,20 @@ pub mod spire {
 
 /// Spinel's own APIs (package `spinel`), not part of SPIRE's wire.
 pub mod spinel {
+    /// Server APIs.
+    pub mod server {
+        /// Package `spinel.server.v1`: change notifications for agents.
+        #[allow(
+            clippy::all,
+            clippy::pedantic,
+            missing_docs,
+            missing_debug_implementations,
+            rustdoc::all
+        )]
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/spinel.server.v1.rs"));
+        }
+    }
     /// Agent APIs.
     pub mod agent {
         /// The agent's debug API, on its admin socket.

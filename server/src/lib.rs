@@ -25,6 +25,7 @@ pub mod config;
 pub mod datastore;
 pub mod federation;
 pub mod keymanager;
+pub mod notify;
 pub mod oidc;
 pub mod run;
 pub mod upstream;

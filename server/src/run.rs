@@ -152,6 +152,7 @@ impl RunningServer {
     pub async fn shutdown(self) -> Result<(), RunError> {
         tracing::info!("stopping the server");
         self.state.set_serving(false);
+        self.state.changes().close();
         let _ = self.shutdown.send(true);
         let mut result = Ok(());
         for (what, handle) in self.servers {
@@ -349,6 +350,12 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
         clock.clone(),
     );
     let routes = api::routes(state.clone());
+    background.push(crate::notify::spawn_refresher(
+        state.changes().clone(),
+        datastore.clone(),
+        config.trust_domain.to_string(),
+    ));
+    let audit = api::audit::AuditLayer::new(config.audit_log_enabled, state.changes().clone());
 
     // TLS material.
     let provider = tls::provider();
@@ -388,12 +395,14 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
 
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config));
     let tcp_server = tonic::transport::Server::builder()
+        .layer(audit.clone())
         .add_routes(routes.clone())
         .serve_with_incoming_shutdown(
             api::transport::tls_incoming(tcp, acceptor),
             stopped(shutdown.subscribe()),
         );
     let unix_server = tonic::transport::Server::builder()
+        .layer(audit)
         .add_routes(routes)
         .serve_with_incoming_shutdown(
             api::transport::local_incoming(unix),

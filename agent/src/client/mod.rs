@@ -6,6 +6,16 @@
 //! address). After attestation the agent authenticates with its own SVID.
 //! `insecure_bootstrap` skips server verification, only for the very first
 //! attestation of an agent that has no bundle yet.
+//!
+//! Over that channel: incremental entry sync ([`sync_authorized_entries`],
+//! SPIRE's `SyncAuthorizedEntries`) and Spinel's change push
+//! ([`watch_changes`]).
+
+mod entries;
+mod watch;
+
+pub use entries::{sync_authorized_entries, SyncedEntries};
+pub use watch::{wait_for_change, watch_changes, WatchGuard};
 
 use std::sync::Arc;
 

@@ -8,8 +8,6 @@ use spinel_proto::spire::api::server::agent::v1::agent_client::AgentClient;
 use spinel_proto::spire::api::server::agent::v1::{AgentX509svidParams, RenewAgentRequest};
 use spinel_proto::spire::api::server::bundle::v1::bundle_client::BundleClient;
 use spinel_proto::spire::api::server::bundle::v1::{GetBundleRequest, GetFederatedBundleRequest};
-use spinel_proto::spire::api::server::entry::v1::entry_client::EntryClient;
-use spinel_proto::spire::api::server::entry::v1::GetAuthorizedEntriesRequest;
 use spinel_proto::spire::api::server::svid::v1::svid_client::SvidClient;
 use spinel_proto::spire::api::server::svid::v1::{BatchNewX509svidRequest, NewX509svidParams};
 use spinel_proto::spire::api::types;
@@ -19,6 +17,7 @@ use tonic::Status;
 
 use super::{backoff, key_and_csr, renewal_due_at, validity, AgentSvid, Manager, SYNC_INTERVAL};
 use crate::cache::{CachedEntry, Identity, Snapshot, X509SvidMaterial};
+use crate::client::{wait_for_change, WatchGuard};
 
 /// A deterministic jitter in [-0.1, 0.1] for one certificate, so each SVID
 /// renews at its own moment rather than all at once.
@@ -28,6 +27,8 @@ fn jitter_for(der: &[u8]) -> f64 {
 }
 
 pub(super) async fn run(m: Arc<Manager>) {
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let _watch = spawn_change_watch(&m, wake.clone());
     let mut failures = 0u32;
     loop {
         match sync_once(&m).await {
@@ -37,7 +38,7 @@ pub(super) async fn run(m: Arc<Manager>) {
                 }
                 failures = 0;
                 super::recovery::persist(&m);
-                tokio::time::sleep(SYNC_INTERVAL).await;
+                wait_for_change(&wake, SYNC_INTERVAL).await;
             }
             Err(status) => {
                 drop_expired(&m);
@@ -52,6 +53,55 @@ pub(super) async fn run(m: Arc<Manager>) {
             }
         }
     }
+}
+
+/// Starts the task holding the server's change stream open; each message
+/// wakes the sync loop through `wake`.
+fn spawn_change_watch(m: &Arc<Manager>, wake: Arc<tokio::sync::Notify>) -> WatchGuard {
+    let weak = Arc::downgrade(m);
+    let fallback = m.channel();
+    WatchGuard::spawn(
+        move || {
+            weak.upgrade()
+                .map_or_else(|| fallback.clone(), |m| m.channel())
+        },
+        wake,
+    )
+}
+
+/// The authorized entries, synced incrementally: entries already held at
+/// the same revision (the entries of the current identities) are reused,
+/// only new or changed ones are downloaded.
+async fn authorized_entries(m: &Manager, snapshot: &Snapshot) -> Result<Vec<CachedEntry>, Status> {
+    let held: std::collections::HashMap<String, &CachedEntry> = snapshot
+        .identities
+        .values()
+        .map(|i| (i.entry.id.clone(), &i.entry))
+        .collect();
+    let known = held
+        .iter()
+        .map(|(id, e)| (id.clone(), e.revision_number))
+        .collect();
+    let synced = crate::client::sync_authorized_entries(m.channel(), &known).await?;
+    let mut entries: Vec<CachedEntry> = synced
+        .unchanged
+        .iter()
+        .filter_map(|id| held.get(id).map(|e| (*e).clone()))
+        .collect();
+    entries.extend(synced.changed.iter().filter_map(|e| {
+        let cached = to_cached(e);
+        if cached.is_none() {
+            tracing::warn!(entry_id = %e.id, "skipping an entry with an invalid SPIFFE ID or selector");
+        }
+        cached
+    }));
+    entries.sort_by(|a, b| a.id.cmp(&b.id));
+    tracing::trace!(
+        entries = entries.len(),
+        downloaded = synced.changed.len(),
+        "synced authorized entries"
+    );
+    Ok(entries)
 }
 
 /// Removes identities whose SVID has expired, so none is ever served.
@@ -277,23 +327,9 @@ pub(super) async fn sync_once(m: &Arc<Manager>) -> Result<(), Status> {
         m.set_roots(bundle.x509_authorities.clone())
             .map_err(|e| Status::internal(e.to_string()))?;
     }
-    let entries = EntryClient::new(m.channel())
-        .get_authorized_entries(GetAuthorizedEntriesRequest::default())
-        .await?
-        .into_inner()
-        .entries;
-    let entries: Vec<CachedEntry> = entries
-        .iter()
-        .filter_map(|e| {
-            let cached = to_cached(e);
-            if cached.is_none() {
-                tracing::warn!(entry_id = %e.id, "skipping an entry with an invalid SPIFFE ID or selector");
-            }
-            cached
-        })
-        .collect();
-
     let snapshot = m.cache().snapshot();
+    let entries = authorized_entries(m, &snapshot).await?;
+
     let federated = federated_bundles(m, &entries, &snapshot.federated).await;
     let now = m.clock().now();
     let needs_svid = |e: &CachedEntry| match snapshot.identities.get(&e.id) {

@@ -125,6 +125,8 @@ pub mod method {
     /// `Bundle/BatchDeleteFederatedBundle`.
     pub const BATCH_DELETE_FEDERATED_BUNDLE: &str =
         "/spire.api.server.bundle.v1.Bundle/BatchDeleteFederatedBundle";
+    /// `spinel.server.v1.Watch/WatchChanges` (Spinel's own).
+    pub const WATCH_CHANGES: &str = "/spinel.server.v1.Watch/WatchChanges";
     /// `Health/Check`.
     pub const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
     /// `Health/Watch`.
@@ -143,7 +145,8 @@ pub fn policy(path: &str) -> Policy {
         | NEW_JWT_SVID
         | BATCH_NEW_WIT_SVID
         | GET_AUTHORIZED_ENTRIES
-        | SYNC_AUTHORIZED_ENTRIES => Policy::Agent,
+        | SYNC_AUTHORIZED_ENTRIES
+        | WATCH_CHANGES => Policy::Agent,
         GET_FEDERATED_BUNDLE => Policy::AgentOrAdmin,
         HEALTH_CHECK | HEALTH_WATCH => Policy::Local,
         _ => Policy::Admin,

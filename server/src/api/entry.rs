@@ -144,6 +144,7 @@ impl EntryService {
         match ds.create_entry(entry).await {
             Ok(stored) => {
                 tracing::info!(entry_id = %stored.id, spiffe_id = %stored.spiffe_id, "entry created");
+                super::audit::note_entity(&stored.id);
                 batch_create_entry_response::Result {
                     status: Some(ok_status()),
                     entry: Some(entry_to_proto_masked(&stored, mask)),
@@ -187,6 +188,7 @@ impl EntryService {
             .await
             .map_err(|err| ApiError::datastore("failed to update entry", err))?;
         tracing::info!(entry_id = %updated.id, "entry updated");
+        super::audit::note_entity(&updated.id);
         Ok(updated)
     }
 
@@ -197,6 +199,7 @@ impl EntryService {
             match self.state.datastore.delete_entry(id).await {
                 Ok(_) => {
                     tracing::info!(entry_id = %id, "entry deleted");
+                    super::audit::note_entity(id);
                     ok_status()
                 }
                 Err(DataStoreError::NotFound { .. }) => {
@@ -309,6 +312,7 @@ impl Entry for EntryService {
         if req.id.is_empty() {
             return Err(ApiError::invalid_msg("missing ID").into());
         }
+        super::audit::note_entity(&req.id);
         let entry = self
             .state
             .datastore

@@ -13,6 +13,11 @@
 //! | `spire.api.server.trustdomain.v1.TrustDomain` | `trustdomain.rs` | admins |
 //! | `spire.api.server.localauthority.v1.LocalAuthority` | `localauthority.rs` | admins |
 //! | `grpc.health.v1.Health` | `health.rs` | the admin socket |
+//! | `spinel.server.v1.Watch` | `watch.rs` | agents (Spinel's own: change push) |
+//!
+//! With `audit_log_enabled`, [`audit::AuditLayer`] writes one JSON line per
+//! call; it also pokes [`crate::notify::Changes`] after every admin write,
+//! which is what wakes the `Watch` streams.
 //!
 //! Every handler starts with [`ApiState::authorize`] (the policy table is
 //! in `auth.rs`), validates its input at the edge (`validate.rs`, errors
@@ -25,6 +30,7 @@
 
 mod agent;
 mod attest;
+pub mod audit;
 mod auth;
 mod authorized;
 mod bundle;
@@ -40,6 +46,7 @@ pub mod tls;
 pub mod transport;
 mod trustdomain;
 mod validate;
+mod watch;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -47,6 +54,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use spinel_proto::grpc::health::v1::health_server::HealthServer;
+use spinel_proto::spinel::server::v1::watch_server::WatchServer;
 use spinel_proto::spire::api::server::agent::v1::agent_server::AgentServer;
 use spinel_proto::spire::api::server::bundle::v1::bundle_server::BundleServer;
 use spinel_proto::spire::api::server::entry::v1::entry_server::EntryServer;
@@ -91,6 +99,7 @@ pub struct ApiState {
     authorized: authorized::AuthorizedEntries,
     serving: AtomicBool,
     federation: OnceLock<Arc<crate::federation::Federation>>,
+    changes: Arc<crate::notify::Changes>,
 }
 
 impl ApiState {
@@ -113,6 +122,7 @@ impl ApiState {
             attestors,
             serving: AtomicBool::new(true),
             federation: OnceLock::new(),
+            changes: Arc::new(crate::notify::Changes::new()),
         })
     }
 
@@ -121,6 +131,11 @@ impl ApiState {
     /// `RefreshBundle` answers `Unavailable`.
     pub fn attach_federation(&self, federation: Arc<crate::federation::Federation>) {
         let _ = self.federation.set(federation);
+    }
+
+    /// The change marks pushed to agents.
+    pub fn changes(&self) -> &Arc<crate::notify::Changes> {
+        &self.changes
     }
 
     /// Marks the server as (not) serving, as health checks report it.
@@ -150,6 +165,7 @@ pub fn routes(state: Arc<ApiState>) -> Routes {
             trustdomain::TrustDomainService::new(state.clone()),
         ))
         .add_service(HealthServer::new(health::HealthService::new(state.clone())))
+        .add_service(WatchServer::new(watch::WatchService::new(state.clone())))
         .add_service(localauthority_server(state))
 }
 

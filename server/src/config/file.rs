@@ -71,6 +71,10 @@ pub struct ServerSection {
     /// SPIFFE IDs allowed to call the admin API over mTLS.
     #[serde(default, deserialize_with = "spiffe_ids")]
     pub admin_ids: Vec<SpiffeId>,
+    /// Log one audit line per API call (SPIRE's `audit_log_enabled`,
+    /// default false).
+    #[serde(default, deserialize_with = "de::bool_or_string")]
+    pub audit_log_enabled: bool,
     /// Federation: the bundle endpoint and foreign trust domains.
     #[serde(default)]
     pub federation: Option<super::federation::FederationSection>,

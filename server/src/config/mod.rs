@@ -193,6 +193,8 @@ pub struct ServerConfig {
     pub agent_ttl: Option<Duration>,
     /// SPIFFE IDs allowed to call the admin API over mTLS.
     pub admin_ids: Vec<SpiffeId>,
+    /// Log one audit line per API call (`audit_log_enabled`).
+    pub audit_log_enabled: bool,
     /// Plugins.
     pub plugins: Plugins,
     /// The HTTP health listener.
@@ -373,6 +375,7 @@ pub fn from_file(
         ca,
         agent_ttl: server.agent_ttl,
         admin_ids: server.admin_ids,
+        audit_log_enabled: server.audit_log_enabled,
         plugins,
         health_checks,
         warnings,

@@ -1,0 +1,307 @@
+//! The API's audit log and change poke: one tower layer around every
+//! service, on both listeners.
+//!
+//! With `audit_log_enabled = true` every call produces one `tracing` event
+//! at info with `type = "audit"` (one JSON line under `log_format =
+//! "json"`), written when the response is complete:
+//!
+//! | field | value |
+//! | --- | --- |
+//! | `method` | full gRPC path |
+//! | `caller_type` | `local` (admin socket), `spiffe` (mTLS client), `anonymous` |
+//! | `caller_id` | the client certificate's SPIFFE ID (agent or admin), if any |
+//! | `caller_addr` | the TCP peer address, if any |
+//! | `caller_uid` | the local peer's uid, if known |
+//! | `status` | `success` or `error` |
+//! | `status_code` | the gRPC status code (0 = OK) |
+//! | `entity_ids` | IDs the handler noted with [`note_entity`] (entry IDs) |
+//!
+//! Only those: no request or response bodies, so no token, key or CSR can
+//! reach the log. Whether the caller was *authorized* as what its
+//! certificate claims shows in `status_code` (7 = refused).
+//!
+//! Independently of the switch, the layer pokes [`Changes`] when a
+//! mutating admin call completes, so agents watching for changes sync at
+//! once (see `watch.rs`).
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use futures::future::BoxFuture;
+use http_body::{Body, Frame, SizeHint};
+use tonic::body::Body as TonicBody;
+use tower::{Layer, Service};
+
+use super::transport::PeerInfo;
+use crate::notify::Changes;
+
+tokio::task_local! {
+    static ENTITIES: Arc<Mutex<Vec<String>>>;
+}
+
+/// Notes `id` as an entity the current call touched, for its audit line.
+/// Outside an audited call it does nothing.
+pub fn note_entity(id: &str) {
+    let _ = ENTITIES.try_with(|ids| {
+        if let Ok(mut ids) = ids.lock() {
+            ids.push(id.to_owned());
+        }
+    });
+}
+
+/// Whether `method` (a full gRPC path) may change what agents receive.
+fn mutating(method: &str) -> bool {
+    let Some(name) = method.rsplit('/').next() else {
+        return false;
+    };
+    let service = method.split('/').nth(1).unwrap_or_default();
+    let admin_service = service.starts_with("spire.api.server.");
+    let read = [
+        "Count", "List", "Get", "Sync", "Attest", "Renew", "New", "Mint", "Post",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
+        || name.starts_with("BatchNew");
+    admin_service && !read
+}
+
+/// The layer: wrap the router with it on both listeners.
+#[derive(Debug, Clone)]
+pub struct AuditLayer {
+    enabled: bool,
+    changes: Arc<Changes>,
+}
+
+impl AuditLayer {
+    /// A layer that audits when `enabled` and always pokes `changes`.
+    pub fn new(enabled: bool, changes: Arc<Changes>) -> Self {
+        AuditLayer { enabled, changes }
+    }
+}
+
+impl<S> Layer<S> for AuditLayer {
+    type Service = Audited<S>;
+
+    fn layer(&self, inner: S) -> Audited<S> {
+        Audited {
+            inner,
+            enabled: self.enabled,
+            changes: self.changes.clone(),
+        }
+    }
+}
+
+/// A service wrapped by [`AuditLayer`].
+#[derive(Debug, Clone)]
+pub struct Audited<S> {
+    inner: S,
+    enabled: bool,
+    changes: Arc<Changes>,
+}
+
+#[derive(Debug)]
+struct Record {
+    method: String,
+    caller_type: &'static str,
+    caller_id: Option<String>,
+    caller_addr: Option<String>,
+    caller_uid: Option<u32>,
+    entities: Arc<Mutex<Vec<String>>>,
+    code: Option<i32>,
+}
+
+impl Record {
+    fn emit(&self, code: i32) {
+        let entity_ids = self
+            .entities
+            .lock()
+            .map(|ids| ids.join(","))
+            .unwrap_or_default();
+        tracing::info!(
+            target: "spinel::audit",
+            r#type = "audit",
+            method = %self.method,
+            caller_type = self.caller_type,
+            caller_id = self.caller_id.as_deref(),
+            caller_addr = self.caller_addr.as_deref(),
+            caller_uid = self.caller_uid,
+            status = if code == 0 { "success" } else { "error" },
+            status_code = code,
+            entity_ids = %entity_ids,
+            "API call"
+        );
+    }
+}
+
+fn describe_caller(record: &mut Record, peer: Option<&PeerInfo>) {
+    match peer {
+        Some(PeerInfo::Local { uid }) => {
+            record.caller_type = "local";
+            record.caller_uid = *uid;
+        }
+        Some(PeerInfo::Tcp { remote, chain }) => {
+            record.caller_addr = remote.map(|a| a.to_string());
+            record.caller_id = chain
+                .as_ref()
+                .and_then(|c| c.first())
+                .and_then(|leaf| spiffe_id_of(leaf));
+            record.caller_type = if record.caller_id.is_some() {
+                "spiffe"
+            } else {
+                "anonymous"
+            };
+        }
+        None => record.caller_type = "anonymous",
+    }
+}
+
+fn spiffe_id_of(leaf: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf).ok()?;
+    let san = cert.subject_alternative_name().ok()??;
+    san.value.general_names.iter().find_map(|n| match n {
+        x509_parser::extensions::GeneralName::URI(u) => Some((*u).to_owned()),
+        _ => None,
+    })
+}
+
+fn header_code(headers: &http::HeaderMap) -> Option<i32> {
+    headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+impl<S, B> Service<http::Request<B>> for Audited<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<TonicBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = http::Response<TonicBody>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        // The clone is ready-less; keep the one that was polled ready.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let method = request.uri().path().to_owned();
+        let poke = mutating(&method).then(|| self.changes.clone());
+        let mut record = Record {
+            method,
+            caller_type: "anonymous",
+            caller_id: None,
+            caller_addr: None,
+            caller_uid: None,
+            entities: Arc::new(Mutex::new(Vec::new())),
+            code: None,
+        };
+        let enabled = self.enabled;
+        if enabled {
+            describe_caller(&mut record, request.extensions().get::<PeerInfo>());
+        }
+        let future = ENTITIES.scope(record.entities.clone(), inner.call(request));
+        Box::pin(async move {
+            let response = future.await?;
+            // Unary handlers have finished when the response head exists.
+            if let Some(changes) = poke {
+                changes.poke();
+            }
+            if !enabled {
+                return Ok(response);
+            }
+            record.code = header_code(response.headers());
+            let (parts, body) = response.into_parts();
+            let body = AuditBody {
+                inner: body,
+                record: Some(record),
+            };
+            Ok(http::Response::from_parts(parts, TonicBody::new(body)))
+        })
+    }
+}
+
+/// A response body that writes the audit line once the final status is
+/// known: from the trailers, or the head (trailers-only errors), or, for a
+/// stream cut short, `CANCELLED` (1).
+struct AuditBody {
+    inner: TonicBody,
+    record: Option<Record>,
+}
+
+impl AuditBody {
+    fn finish(&mut self, code: Option<i32>) {
+        if let Some(record) = self.record.take() {
+            record.emit(code.or(record.code).unwrap_or(0));
+        }
+    }
+}
+
+impl Drop for AuditBody {
+    fn drop(&mut self) {
+        let code = self.record.as_ref().and_then(|r| r.code).or(Some(1));
+        self.finish(code);
+    }
+}
+
+impl Body for AuditBody {
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(trailers) = frame.trailers_ref() {
+                    let code = header_code(trailers);
+                    self.finish(code);
+                }
+            }
+            Poll::Ready(None) => {
+                let code = self.record.as_ref().and_then(|r| r.code);
+                self.finish(code);
+            }
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mutating_methods() {
+        assert!(mutating(
+            "/spire.api.server.entry.v1.Entry/BatchCreateEntry"
+        ));
+        assert!(mutating("/spire.api.server.agent.v1.Agent/BanAgent"));
+        assert!(mutating(
+            "/spire.api.server.localauthority.v1.LocalAuthority/TaintX509Authority"
+        ));
+        assert!(mutating("/spire.api.server.agent.v1.Agent/CreateJoinToken"));
+        assert!(!mutating(
+            "/spire.api.server.entry.v1.Entry/GetAuthorizedEntries"
+        ));
+        assert!(!mutating("/spire.api.server.svid.v1.SVID/BatchNewX509SVID"));
+        assert!(!mutating("/spinel.server.v1.Watch/WatchChanges"));
+        assert!(!mutating("/grpc.health.v1.Health/Check"));
+    }
+}

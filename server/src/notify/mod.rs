@@ -1,0 +1,182 @@
+//! Change notifications for agents: what makes propagation fast.
+//!
+//! SPIRE agents poll; Spinel agents also hold one `spinel.server.v1.Watch`
+//! stream open (see `api::watch`) and sync as soon as it reports a change.
+//! This component keeps the marks that stream reports ([`Marks`]) in one
+//! `tokio::sync::watch` channel: every subscriber sees only the latest
+//! value, so memory stays bounded however many agents listen or however
+//! slowly they read.
+//!
+//! The marks move in two ways, both handled by one refresher task
+//! ([`spawn_refresher`]):
+//! - a [`Changes::poke`] after any admin write on this server (the API
+//!   layer calls it when a mutating call completes): the refresher reads
+//!   the datastore's entry revision and the bundle sequence at once, and
+//!   bumps the generation if neither moved, so bans and authority changes
+//!   wake agents too;
+//! - a periodic read ([`REFRESH_INTERVAL`]), which catches writes made by
+//!   other servers sharing the database and CA rotations.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::datastore::DataStore;
+
+/// How often the refresher reads the marks without being poked.
+pub const REFRESH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// What an agent needs to know to decide whether to sync.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Marks {
+    /// The datastore's registration entry revision.
+    pub entries_revision: u64,
+    /// The sequence number of the server's own trust bundle.
+    pub bundle_sequence: u64,
+    /// Bumped on a poke (an admin write on this server) that moved
+    /// neither of the other marks.
+    pub generation: u64,
+}
+
+/// The latest [`Marks`], shared by the API and the refresher.
+#[derive(Debug)]
+pub struct Changes {
+    tx: watch::Sender<Marks>,
+    poked: Notify,
+    closed: watch::Sender<bool>,
+}
+
+impl Default for Changes {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Changes {
+    /// A hub with all marks at zero.
+    pub fn new() -> Self {
+        let (tx, _) = watch::channel(Marks::default());
+        Changes {
+            tx,
+            poked: Notify::new(),
+            closed: watch::channel(false).0,
+        }
+    }
+
+    /// A receiver of the latest marks (marked unseen, so the first
+    /// `changed()` returns at once).
+    pub fn subscribe(&self) -> watch::Receiver<Marks> {
+        let mut rx = self.tx.subscribe();
+        rx.mark_changed();
+        rx
+    }
+
+    /// Ends every watch: the server is stopping, and long-lived streams
+    /// must not hold up its graceful shutdown.
+    pub fn close(&self) {
+        self.closed.send_replace(true);
+    }
+
+    /// Resolves once [`Changes::close`] was called.
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.closed.subscribe();
+        async move {
+            let _ = rx.wait_for(|closed| *closed).await;
+        }
+    }
+
+    /// The current marks.
+    pub fn current(&self) -> Marks {
+        *self.tx.borrow()
+    }
+
+    /// Asks the refresher to read the marks now and bump the generation.
+    /// Cheap and never blocks; pokes that arrive together coalesce.
+    pub fn poke(&self) {
+        self.poked.notify_one();
+    }
+
+    /// Records marks read from the datastore; subscribers wake only if
+    /// something moved. With `bump` (a poke) and nothing moved, the
+    /// generation is bumped instead, so a write the marks do not show (a
+    /// ban) still wakes them, and a write they do show wakes them once.
+    pub fn observe(&self, entries_revision: u64, bundle_sequence: u64, bump: bool) {
+        self.tx.send_if_modified(|m| {
+            let moved =
+                m.entries_revision != entries_revision || m.bundle_sequence != bundle_sequence;
+            m.entries_revision = entries_revision;
+            m.bundle_sequence = bundle_sequence;
+            if bump && !moved {
+                m.generation = m.generation.wrapping_add(1);
+            }
+            moved || bump
+        });
+    }
+
+    /// Reads both marks from `datastore` and records them.
+    pub async fn refresh(&self, datastore: &dyn DataStore, trust_domain: &str, bump: bool) {
+        let revision = datastore.entries_revision().await;
+        let bundle = datastore.get_bundle(trust_domain).await;
+        match (revision, bundle) {
+            (Ok(revision), Ok(bundle)) => {
+                let sequence = bundle.map(|b| b.sequence_number).unwrap_or_default();
+                self.observe(revision, sequence, bump);
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "cannot read the change marks from the datastore");
+                if bump {
+                    let m = self.current();
+                    self.observe(m.entries_revision, m.bundle_sequence, true);
+                }
+            }
+        }
+    }
+}
+
+/// Starts the task that keeps `changes` current: on every poke and every
+/// [`REFRESH_INTERVAL`].
+pub fn spawn_refresher(
+    changes: Arc<Changes>,
+    datastore: Arc<dyn DataStore>,
+    trust_domain: String,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            changes
+                .refresh(datastore.as_ref(), &trust_domain, false)
+                .await;
+            let poked = tokio::select! {
+                () = changes.poked.notified() => true,
+                () = tokio::time::sleep(REFRESH_INTERVAL) => false,
+            };
+            if poked {
+                changes
+                    .refresh(datastore.as_ref(), &trust_domain, true)
+                    .await;
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn subscribers_see_only_moves() {
+        let changes = Changes::new();
+        let mut rx = changes.subscribe();
+        assert!(rx.has_changed().unwrap());
+        rx.borrow_and_update();
+        changes.observe(0, 0, false);
+        assert!(!rx.has_changed().unwrap());
+        changes.observe(3, 1, false);
+        changes.observe(4, 1, false);
+        assert!(rx.has_changed().unwrap());
+        assert_eq!(rx.borrow_and_update().entries_revision, 4);
+        changes.observe(4, 1, true);
+        assert_eq!(rx.borrow_and_update().generation, 1);
+    }
+}
