@@ -4,155 +4,16 @@
 //! restarted while the server is down, it serves from its stored state.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use spinel_test_fixtures::k8s::{
     ApiServerOptions, FakeApiServer, NodeBuilder, PodBuilder, ServiceAccountToken,
 };
-use spinel_test_fixtures::process::{free_port, write_file};
-use spinel_test_fixtures::{AgentHandle, ServerHandle};
+use spinel_test_fixtures::process::my_uid;
+use spinel_test_fixtures::AgentHandle;
 
-fn my_uid() -> u32 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().nth(1).map(str::to_owned))
-        })
-        .and_then(|v| v.parse().ok())
-        .expect("effective uid from /proc/self/status")
-}
-
-fn start_server(kubeconfig: &Path) -> ServerHandle {
-    let dir = tempfile::Builder::new()
-        .prefix("spinel-srv")
-        .tempdir_in("/tmp")
-        .unwrap();
-    let root = dir.path().to_owned();
-    let port = free_port().unwrap();
-    let socket_path = root.join("private/api.sock");
-    let config_path = root.join("server.conf");
-    let config = format!(
-        r#"server {{
-    bind_address = "127.0.0.1"
-    bind_port = "{port}"
-    socket_path = "{socket}"
-    trust_domain = "example.org"
-    data_dir = "{root}/data"
-    log_level = "DEBUG"
-    agent_ttl = "10m"
-}}
-
-plugins {{
-    DataStore "sled" {{
-        plugin_data {{}}
-    }}
-    KeyManager "disk" {{
-        plugin_data {{
-            keys_path = "{root}/data/keys.json"
-        }}
-    }}
-    NodeAttestor "k8s_psat" {{
-        plugin_data {{
-            clusters = {{
-                "demo" = {{
-                    service_account_allow_list = ["spire:spire-agent"]
-                    kube_config_file = "{kubeconfig}"
-                    allowed_node_label_keys = ["topology.kubernetes.io/zone"]
-                }}
-            }}
-        }}
-    }}
-}}
-"#,
-        socket = socket_path.display(),
-        root = root.display(),
-        kubeconfig = kubeconfig.display(),
-    );
-    write_file(&config_path, &config).unwrap();
-    let mut server = ServerHandle {
-        dir,
-        config_path,
-        socket_path,
-        port,
-        trust_domain: "example.org".into(),
-        process: None,
-    };
-    server.start_process().unwrap();
-    server
-}
-
-fn start_agent(server: &ServerHandle, token_path: &Path, dir: tempfile::TempDir) -> AgentHandle {
-    let root = dir.path().to_owned();
-    let bundle_path = root.join("bootstrap.pem");
-    write_file(&bundle_path, &server.bundle_pem().unwrap()).unwrap();
-    let socket_path = root.join("public/api.sock");
-    let config_path = root.join("agent.conf");
-    let config = format!(
-        r#"agent {{
-    data_dir = "{root}/data"
-    log_level = "DEBUG"
-    server_address = "127.0.0.1"
-    server_port = "{port}"
-    socket_path = "{socket}"
-    trust_bundle_path = "{bundle}"
-    trust_domain = "example.org"
-}}
-
-plugins {{
-    KeyManager "disk" {{
-        plugin_data {{
-            directory = "{root}/data"
-        }}
-    }}
-    NodeAttestor "k8s_psat" {{
-        plugin_data {{
-            cluster = "demo"
-            token_path = "{token}"
-        }}
-    }}
-    WorkloadAttestor "unix" {{
-        plugin_data {{}}
-    }}
-}}
-"#,
-        root = root.display(),
-        port = server.port,
-        socket = socket_path.display(),
-        bundle = bundle_path.display(),
-        token = token_path.display(),
-    );
-    write_file(&config_path, &config).unwrap();
-    let mut agent = AgentHandle {
-        dir,
-        config_path,
-        socket_path,
-        process: None,
-    };
-    agent.start_process().unwrap();
-    agent
-}
-
-/// Waits (bounded) until the agent serves an X509-SVID for `spiffe_id`.
-fn wait_for_svid(agent: &AgentHandle, spiffe_id: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = agent.cli(&["api", "fetch", "x509"]).unwrap();
-        if out.success() && out.stdout.contains(spiffe_id) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no SVID for {spiffe_id}: {}\n{}\nagent log:\n{}",
-            out.stdout,
-            out.stderr,
-            agent.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+mod psat_support;
+use psat_support::{start_agent, start_server, wait_for_svid};
 
 #[test]
 fn evicted_psat_agent_attests_again_and_restarts_while_the_server_is_down() {
@@ -174,7 +35,7 @@ fn evicted_psat_agent_attests_again_and_restarts_while_the_server_is_down() {
         .unwrap();
     let kubeconfig = work.path().join("kubeconfig");
     api.write_kubeconfig(&kubeconfig).unwrap();
-    let server = start_server(&kubeconfig);
+    let server = start_server(&kubeconfig, "10m");
     let token_path = work.path().join("spire-agent-token");
     let token = api
         .add_service_account_token(
