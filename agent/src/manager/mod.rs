@@ -288,11 +288,13 @@ impl Manager {
         self.store.save_svid(&svid.chain, &svid.key)?;
         let roots = self.roots.read().map(|r| r.clone()).unwrap_or_default();
         let channel = mtls_channel(&self.config, &roots, &svid)?;
-        if let Ok(mut s) = self.svid.write() {
-            *s = Arc::new(svid);
-        }
+        // Channel first: whoever sees the new SVID also gets the channel
+        // presenting it (see the retry in `fetch_jwt_svid`).
         if let Ok(mut c) = self.channel.write() {
             *c = channel;
+        }
+        if let Ok(mut s) = self.svid.write() {
+            *s = Arc::new(svid);
         }
         Ok(())
     }
@@ -469,12 +471,23 @@ impl JwtSvidSource for Manager {
                 }
             }
         }
-        let response = SvidClient::new(self.channel())
-            .new_jwtsvid(NewJwtsvidRequest {
-                audience: audience.to_vec(),
-                entry_id: entry.id.clone(),
-            })
-            .await
+        let request = NewJwtsvidRequest {
+            audience: audience.to_vec(),
+            entry_id: entry.id.clone(),
+        };
+        let presented = self.agent_svid();
+        let mut result = SvidClient::new(self.channel())
+            .new_jwtsvid(request.clone())
+            .await;
+        // The agent SVID may have been renewed while this call was on its
+        // way: once the server has seen the new one, the old one is
+        // superseded. Ask again, once, with the new one.
+        if matches!(&result, Err(s) if s.code() == tonic::Code::PermissionDenied)
+            && !Arc::ptr_eq(&presented, &self.agent_svid())
+        {
+            result = SvidClient::new(self.channel()).new_jwtsvid(request).await;
+        }
+        let response = result
             .map_err(|s| match s.code() {
                 tonic::Code::InvalidArgument => JwtSvidError::Invalid(s.message().to_owned()),
                 _ => JwtSvidError::Unavailable(format!("{}: {}", s.code(), s.message())),
