@@ -1,5 +1,11 @@
 //! TLS pieces both binaries need.
 //!
+//! [`SpiffeIdServerVerifier`] authenticates a server by its X509-SVID: the
+//! certificate must chain to a trust bundle and carry exactly one URI SAN,
+//! the expected SPIFFE ID (no DNS name is involved). The agent uses it for
+//! `spiffe://<td>/spire/server`, the server for `https_spiffe` federation
+//! endpoints.
+//!
 //! [`AnyServerCertificate`] backs the explicit "do not verify" switches
 //! operators set for Kubernetes endpoints with self-signed certificates
 //! (`skip_kubelet_verification`, a kubeconfig's `insecure-skip-tls-verify`):
@@ -13,6 +19,154 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
+
+/// The URI SANs of a DER certificate (none if it does not parse).
+pub fn uri_sans(der: &[u8]) -> Vec<String> {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return Vec::new();
+    };
+    cert.subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    x509_parser::extensions::GeneralName::URI(u) => Some((*u).to_owned()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Verifies a server's X509-SVID against a bundle and one SPIFFE ID.
+#[derive(Debug)]
+pub struct SpiffeIdServerVerifier {
+    roots: Vec<CertificateDer<'static>>,
+    expected_id: String,
+    provider: Arc<CryptoProvider>,
+    /// What the peer is called in errors ("server", "endpoint").
+    peer: &'static str,
+    /// What the roots are called in errors ("the trust bundle").
+    bundle: &'static str,
+    /// The error when no root is usable, if that needs its own advice.
+    no_roots: Option<&'static str>,
+}
+
+impl SpiffeIdServerVerifier {
+    /// Accepts a server whose certificate chains to `roots` (DER) and names
+    /// exactly `expected_id`.
+    pub fn new(roots: &[Vec<u8>], expected_id: String, provider: Arc<CryptoProvider>) -> Self {
+        SpiffeIdServerVerifier {
+            roots: roots
+                .iter()
+                .map(|r| CertificateDer::from(r.clone()))
+                .collect(),
+            expected_id,
+            provider,
+            peer: "server",
+            bundle: "the trust bundle",
+            no_roots: None,
+        }
+    }
+
+    /// Words errors use for the peer and its bundle, e.g. `("endpoint",
+    /// "the trust domain's known bundle")`.
+    pub fn described_as(mut self, peer: &'static str, bundle: &'static str) -> Self {
+        self.peer = peer;
+        self.bundle = bundle;
+        self
+    }
+
+    /// The error to give when no root is usable, instead of a chain error.
+    pub fn when_no_roots(mut self, message: &'static str) -> Self {
+        self.no_roots = Some(message);
+        self
+    }
+}
+
+impl ServerCertVerifier for SpiffeIdServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let peer = self.peer;
+        let anchors: Vec<_> = self
+            .roots
+            .iter()
+            .filter_map(|r| webpki::anchor_from_trusted_cert(r).ok())
+            .collect();
+        if let (true, Some(message)) = (anchors.is_empty(), self.no_roots) {
+            return Err(rustls::Error::General(message.to_owned()));
+        }
+        let cert = webpki::EndEntityCert::try_from(end_entity).map_err(|e| {
+            rustls::Error::General(format!("{peer} certificate does not parse: {e}"))
+        })?;
+        cert.verify_for_usage(
+            self.provider.signature_verification_algorithms.all,
+            &anchors,
+            intermediates,
+            now,
+            webpki::KeyUsage::server_auth(),
+            None,
+            None,
+        )
+        .map_err(|e| {
+            rustls::Error::General(format!(
+                "{peer} certificate does not chain to {}: {e}",
+                self.bundle
+            ))
+        })?;
+        let uris = uri_sans(end_entity);
+        if uris != [self.expected_id.clone()] {
+            return Err(rustls::Error::General(format!(
+                "{peer} presented SPIFFE ID {uris:?}, expected {}",
+                self.expected_id
+            )));
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
 
 /// A server certificate verifier that accepts any certificate.
 #[derive(Debug)]

@@ -1,7 +1,7 @@
 //! The TLS connection to the server.
 //!
 //! The server proves itself with an X509-SVID for `spiffe://<td>/spire/server`
-//! that chains to the trust bundle; [`SpiffeServerVerifier`] checks exactly
+//! that chains to the trust bundle; [`SpiffeIdServerVerifier`] checks exactly
 //! that (no DNS name is involved: the agent may reach the server by any
 //! address). After attestation the agent authenticates with its own SVID.
 //! `insecure_bootstrap` skips server verification, only for the very first
@@ -20,10 +20,9 @@ pub use watch::{wait_for_change, watch_changes, WatchGuard};
 use std::sync::Arc;
 
 use hyper_util::rt::TokioIo;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::ClientConfig;
+use spinel_spiffe::tls::{AnyServerCertificate, SpiffeIdServerVerifier};
 use spinel_spiffe::TrustDomain;
 use tokio::net::TcpStream;
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -40,110 +39,6 @@ pub enum ClientError {
     Address(String),
 }
 
-/// Verifies the server's X509-SVID against the bundle and its SPIFFE ID.
-#[derive(Debug)]
-pub struct SpiffeServerVerifier {
-    roots: Vec<CertificateDer<'static>>,
-    expected_id: String,
-    provider: Arc<CryptoProvider>,
-    insecure: bool,
-}
-
-impl ServerCertVerifier for SpiffeServerVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if self.insecure {
-            return Ok(ServerCertVerified::assertion());
-        }
-        let anchors: Vec<_> = self
-            .roots
-            .iter()
-            .filter_map(|r| webpki::anchor_from_trusted_cert(r).ok())
-            .collect();
-        let cert = webpki::EndEntityCert::try_from(end_entity).map_err(|e| {
-            rustls::Error::General(format!("server certificate does not parse: {e}"))
-        })?;
-        cert.verify_for_usage(
-            self.provider.signature_verification_algorithms.all,
-            &anchors,
-            intermediates,
-            now,
-            webpki::KeyUsage::server_auth(),
-            None,
-            None,
-        )
-        .map_err(|e| {
-            rustls::Error::General(format!(
-                "server certificate does not chain to the trust bundle: {e}"
-            ))
-        })?;
-        let (_, parsed) = x509_parser::parse_x509_certificate(end_entity)
-            .map_err(|_| rustls::Error::General("server certificate does not parse".into()))?;
-        let uris: Vec<String> = parsed
-            .subject_alternative_name()
-            .ok()
-            .flatten()
-            .map(|san| {
-                san.value
-                    .general_names
-                    .iter()
-                    .filter_map(|n| match n {
-                        x509_parser::extensions::GeneralName::URI(u) => Some((*u).to_owned()),
-                        _ => None,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        if uris != [self.expected_id.clone()] {
-            return Err(rustls::Error::General(format!(
-                "server presented SPIFFE ID {uris:?}, expected {}",
-                self.expected_id
-            )));
-        }
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
 /// The agent's own identity for mTLS: chain (leaf first) and PKCS#8 key.
 pub type Identity<'a> = (&'a [Vec<u8>], &'a [u8]);
 
@@ -155,20 +50,20 @@ pub fn tls_config(
     insecure: bool,
 ) -> Result<ClientConfig, ClientError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = SpiffeServerVerifier {
-        roots: roots
-            .iter()
-            .map(|r| CertificateDer::from(r.clone()))
-            .collect(),
-        expected_id: spinel_spiffe::id::server_id(trust_domain).to_string(),
-        provider: provider.clone(),
-        insecure,
+    let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = if insecure {
+        AnyServerCertificate::new(provider.clone())
+    } else {
+        Arc::new(SpiffeIdServerVerifier::new(
+            roots,
+            spinel_spiffe::id::server_id(trust_domain).to_string(),
+            provider.clone(),
+        ))
     };
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| ClientError::Tls(e.to_string()))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier));
+        .with_custom_certificate_verifier(verifier);
     let mut config = match identity {
         Some((chain, key)) => builder
             .with_client_auth_cert(

@@ -15,10 +15,10 @@ use std::time::Duration;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::crypto::CryptoProvider;
+use rustls::{ClientConfig, RootCertStore};
+use rustls_pki_types::{CertificateDer, ServerName};
+use spinel_spiffe::tls::SpiffeIdServerVerifier;
 use spinel_spiffe::{SpiffeId, TrustBundle, TrustDomain};
 use tokio::net::TcpStream;
 
@@ -145,125 +145,15 @@ fn client_config(
             .with_no_client_auth(),
         Authenticate::Spiffe { endpoint_id, roots } => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(SpiffeEndpointVerifier {
-                roots: roots
-                    .iter()
-                    .map(|d| CertificateDer::from(d.clone()))
-                    .collect(),
-                endpoint_id: endpoint_id.to_string(),
-                provider,
-            }))
+            .with_custom_certificate_verifier(Arc::new(
+                SpiffeIdServerVerifier::new(roots, endpoint_id.to_string(), provider)
+                    .described_as("endpoint", "the trust domain's known bundle")
+                    .when_no_roots(
+                        "no usable X.509 authority is known for the trust domain (seed it with `bundle set`)",
+                    ),
+            ))
             .with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
-}
-
-/// The `https_spiffe` check: chain to the known bundle, exact SPIFFE ID.
-#[derive(Debug)]
-struct SpiffeEndpointVerifier {
-    roots: Vec<CertificateDer<'static>>,
-    endpoint_id: String,
-    provider: Arc<CryptoProvider>,
-}
-
-/// The URI SANs of a DER certificate.
-pub(crate) fn uri_sans(der: &[u8]) -> Vec<String> {
-    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
-        return Vec::new();
-    };
-    cert.subject_alternative_name()
-        .ok()
-        .flatten()
-        .map(|san| {
-            san.value
-                .general_names
-                .iter()
-                .filter_map(|n| match n {
-                    x509_parser::extensions::GeneralName::URI(u) => Some((*u).to_owned()),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-impl ServerCertVerifier for SpiffeEndpointVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let anchors: Vec<_> = self
-            .roots
-            .iter()
-            .filter_map(|r| webpki::anchor_from_trusted_cert(r).ok())
-            .collect();
-        if anchors.is_empty() {
-            return Err(rustls::Error::General(
-                "no usable X.509 authority is known for the trust domain (seed it with `bundle set`)".into(),
-            ));
-        }
-        let cert = webpki::EndEntityCert::try_from(end_entity)
-            .map_err(|e| rustls::Error::General(format!("endpoint certificate: {e}")))?;
-        cert.verify_for_usage(
-            self.provider.signature_verification_algorithms.all,
-            &anchors,
-            intermediates,
-            now,
-            webpki::KeyUsage::server_auth(),
-            None,
-            None,
-        )
-        .map_err(|e| {
-            rustls::Error::General(format!(
-                "endpoint certificate does not chain to the trust domain's known bundle: {e}"
-            ))
-        })?;
-        let uris = uri_sans(end_entity);
-        if uris != [self.endpoint_id.clone()] {
-            return Err(rustls::Error::General(format!(
-                "endpoint presented SPIFFE ID {uris:?}, expected {}",
-                self.endpoint_id
-            )));
-        }
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
 }
