@@ -6,6 +6,11 @@
 //! `spiffe://<td>/spire/server`, the server for `https_spiffe` federation
 //! endpoints.
 //!
+//! A [`TrustWatch`] attached to the verifier remembers since when the
+//! server's certificate has not chained to the bundle (its issuer is not a
+//! trusted authority) and forgets it at the next handshake that verifies:
+//! the agent's `rebootstrap_delay` counts from there.
+//!
 //! [`AnyServerCertificate`] backs the explicit "do not verify" switches
 //! operators set for Kubernetes endpoints with self-signed certificates
 //! (`skip_kubelet_verification`, a kubeconfig's `insecure-skip-tls-verify`):
@@ -13,7 +18,7 @@
 //! signatures are still checked, so the session is with the holder of the
 //! presented key. Never use it for anything a SPIFFE ID must authenticate.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
@@ -53,6 +58,58 @@ pub struct SpiffeIdServerVerifier {
     bundle: &'static str,
     /// The error when no root is usable, if that needs its own advice.
     no_roots: Option<&'static str>,
+    /// Told about untrusted and verified certificates, if set.
+    watch: Option<Arc<TrustWatch>>,
+}
+
+/// Since when a server's certificate has failed to chain to the trust
+/// bundle, if it does now: set by the first such handshake, cleared by the
+/// next one whose chain verifies.
+#[derive(Debug, Default)]
+pub struct TrustWatch {
+    since: Mutex<Option<u64>>,
+}
+
+impl TrustWatch {
+    /// A watch that has seen nothing yet.
+    pub fn new() -> Arc<Self> {
+        Arc::new(TrustWatch::default())
+    }
+
+    /// Unix seconds of the first handshake, since the last verified one,
+    /// whose certificate did not chain to the bundle.
+    pub fn untrusted_since(&self) -> Option<u64> {
+        self.since
+            .lock()
+            .map(|s| *s)
+            .unwrap_or_else(|p| *p.into_inner())
+    }
+
+    /// Forgets what was seen (after the bundle itself was replaced).
+    pub fn reset(&self) {
+        self.set(None, true);
+    }
+
+    fn set(&self, value: Option<u64>, overwrite: bool) {
+        let mut since = match self.since.lock() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        };
+        if overwrite || since.is_none() {
+            *since = value;
+        }
+    }
+}
+
+/// Whether a chain error means the issuer is not among the trusted
+/// authorities (as opposed to an expired or malformed certificate).
+fn untrusted_issuer(e: &webpki::Error) -> bool {
+    matches!(
+        e,
+        webpki::Error::UnknownIssuer
+            | webpki::Error::InvalidSignatureForPublicKey
+            | webpki::Error::UnsupportedSignatureAlgorithmForPublicKeyContext(_)
+    )
 }
 
 impl SpiffeIdServerVerifier {
@@ -69,7 +126,14 @@ impl SpiffeIdServerVerifier {
             peer: "server",
             bundle: "the trust bundle",
             no_roots: None,
+            watch: None,
         }
+    }
+
+    /// Reports every handshake's chain verdict to `watch`.
+    pub fn watched_by(mut self, watch: Arc<TrustWatch>) -> Self {
+        self.watch = Some(watch);
+        self
     }
 
     /// Words errors use for the peer and its bundle, e.g. `("endpoint",
@@ -118,11 +182,17 @@ impl ServerCertVerifier for SpiffeIdServerVerifier {
             None,
         )
         .map_err(|e| {
+            if let (true, Some(watch)) = (untrusted_issuer(&e), &self.watch) {
+                watch.set(Some(now.as_secs()), false);
+            }
             rustls::Error::General(format!(
                 "{peer} certificate does not chain to {}: {e}",
                 self.bundle
             ))
         })?;
+        if let Some(watch) = &self.watch {
+            watch.set(None, true);
+        }
         let uris = uri_sans(end_entity);
         if uris != [self.expected_id.clone()] {
             return Err(rustls::Error::General(format!(
@@ -227,3 +297,7 @@ impl ServerCertVerifier for AnyServerCertificate {
             .supported_schemes()
     }
 }
+
+#[cfg(test)]
+#[path = "tls_tests.rs"]
+mod tests;

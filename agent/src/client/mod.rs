@@ -22,7 +22,7 @@ use std::sync::Arc;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::ClientConfig;
-use spinel_spiffe::tls::{AnyServerCertificate, SpiffeIdServerVerifier};
+use spinel_spiffe::tls::{AnyServerCertificate, SpiffeIdServerVerifier, TrustWatch};
 use spinel_spiffe::TrustDomain;
 use tokio::net::TcpStream;
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -42,22 +42,27 @@ pub enum ClientError {
 /// The agent's own identity for mTLS: chain (leaf first) and PKCS#8 key.
 pub type Identity<'a> = (&'a [Vec<u8>], &'a [u8]);
 
-/// A rustls client config trusting `roots` for `trust_domain`'s server.
+/// A rustls client config trusting `roots` for `trust_domain`'s server;
+/// each handshake's verdict on the chain goes to `trust`.
 pub fn tls_config(
     trust_domain: &TrustDomain,
     roots: &[Vec<u8>],
     identity: Option<Identity<'_>>,
     insecure: bool,
+    trust: &Arc<TrustWatch>,
 ) -> Result<ClientConfig, ClientError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = if insecure {
         AnyServerCertificate::new(provider.clone())
     } else {
-        Arc::new(SpiffeIdServerVerifier::new(
-            roots,
-            spinel_spiffe::id::server_id(trust_domain).to_string(),
-            provider.clone(),
-        ))
+        Arc::new(
+            SpiffeIdServerVerifier::new(
+                roots,
+                spinel_spiffe::id::server_id(trust_domain).to_string(),
+                provider.clone(),
+            )
+            .watched_by(trust.clone()),
+        )
     };
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -33,6 +33,7 @@
 //! the file ([`Overrides`]).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use spinel_config::hcl::{single_plugin, ConfigFile, PluginDecl};
@@ -93,6 +94,8 @@ struct AgentSection {
     admin_socket_path: Option<PathBuf>,
     log_selectors: Option<Vec<String>>,
     rebootstrap_mode: Option<String>,
+    #[serde(default, deserialize_with = "spinel_config::de::option_go_duration")]
+    rebootstrap_delay: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -246,7 +249,14 @@ pub struct AgentConfig {
     pub log_selectors: Option<Vec<String>>,
     /// `agent.rebootstrap_mode` (default `never`).
     pub rebootstrap_mode: RebootstrapMode,
+    /// `agent.rebootstrap_delay` (default 10m): how long the server must
+    /// keep presenting a certificate the agent's bundle does not trust
+    /// before the agent rebootstraps from `trust_bundle_path`.
+    pub rebootstrap_delay: Duration,
 }
+
+/// SPIRE's default `rebootstrap_delay`.
+pub const DEFAULT_REBOOTSTRAP_DELAY: Duration = Duration::from_secs(600);
 
 impl AgentConfig {
     /// Reads `path`, applies `overrides`, validates.
@@ -390,8 +400,20 @@ impl AgentConfig {
                 )
             })?,
         };
+        if rebootstrap_mode.allows() && insecure_bootstrap {
+            return Err(invalid(
+                "rebootstrap_mode",
+                format!(
+                    "{:?} needs a trust_bundle_path to bootstrap from again; it cannot be used with insecure_bootstrap",
+                    section.rebootstrap_mode.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
         Ok(AgentConfig {
             rebootstrap_mode,
+            rebootstrap_delay: section
+                .rebootstrap_delay
+                .unwrap_or(DEFAULT_REBOOTSTRAP_DELAY),
             trust_domain,
             server_address,
             server_port: overrides
@@ -490,6 +512,32 @@ plugins {
         let err = parse(&bad).unwrap_err().to_string();
         assert!(
             err.contains("rebootstrap_mode") && err.contains("sometimes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rebootstrap_delay_is_a_go_duration_and_needs_a_bundle() {
+        let at = "    data_dir = \"/tmp/x\"\n";
+        assert_eq!(
+            parse(GOOD).unwrap().rebootstrap_delay,
+            DEFAULT_REBOOTSTRAP_DELAY
+        );
+        let conf = GOOD.replace(at, &format!("{at}    rebootstrap_delay = \"90s\"\n"));
+        assert_eq!(
+            parse(&conf).unwrap().rebootstrap_delay,
+            Duration::from_secs(90)
+        );
+        let bad = GOOD.replace(at, &format!("{at}    rebootstrap_delay = \"soon\"\n"));
+        let err = parse(&bad).unwrap_err().to_string();
+        assert!(err.contains("rebootstrap_delay"), "{err}");
+        let insecure = GOOD.replace(
+            at,
+            &format!("{at}    rebootstrap_mode = \"auto\"\n    insecure_bootstrap = true\n"),
+        );
+        let err = parse(&insecure).unwrap_err().to_string();
+        assert!(
+            err.contains("rebootstrap_mode") && err.contains("insecure_bootstrap"),
             "{err}"
         );
     }

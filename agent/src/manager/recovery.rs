@@ -16,6 +16,8 @@
 //!   (`k8s_psat`) attests again by itself; a join-token agent attests with
 //!   the configured token if `rebootstrap_mode` allows, or else logs that it
 //!   needs a new token (evicted: it wipes its state and stops syncing);
+//! - a server whose certificate the agent's bundle does not trust: see
+//!   `rebootstrap.rs` (`rebootstrap_delay`);
 //! - anything else is an outage: cached SVIDs keep being served until they
 //!   expire, and the sync loop backs off.
 
@@ -225,6 +227,8 @@ fn refusal(status: &Status) -> Option<Refusal> {
 pub(super) enum Next {
     /// Back off and sync again.
     Retry,
+    /// The agent has a new identity: sync again at once.
+    Resync,
     /// Stop syncing for good.
     Stop,
 }
@@ -249,6 +253,9 @@ fn wipe(m: &Manager) {
 
 /// Reacts to a failed sync round.
 pub(super) async fn after_failure(m: &Arc<Manager>, status: &Status) -> Next {
+    if m.trust.untrusted_since().is_some() {
+        return super::rebootstrap::untrusted(m).await;
+    }
     let now = m.clock().now();
     let lapsed = m.agent_svid().not_after <= now;
     let refusal = refusal(status);
@@ -281,7 +288,7 @@ pub(super) async fn after_failure(m: &Arc<Manager>, status: &Status) -> Next {
             "attesting again"
         );
         match m.reattest().await {
-            Ok(()) => return Next::Retry,
+            Ok(()) => return Next::Resync,
             Err(e) => {
                 tracing::warn!(error = %e, "attesting again failed; will retry");
             }

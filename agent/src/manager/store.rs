@@ -73,6 +73,11 @@ impl Store {
         }
     }
 
+    /// The stored bundle file.
+    pub fn bundle_path(&self) -> &Path {
+        &self.bundle
+    }
+
     /// The agent SVID file.
     pub fn svid_path(&self) -> &Path {
         &self.svid

@@ -15,6 +15,10 @@ use spinel_spiffe::bundle::JwtAuthority;
 use spinel_spiffe::{Selector, SpiffeId, TrustBundle, TrustDomain};
 use tonic::Status;
 
+use super::authorities::{
+    drop_tainted_jwts, issued_by_any, signed_by_tainted, tainted_authorities,
+};
+use super::recovery::Next;
 use super::{backoff, key_and_csr, renewal_due_at, validity, AgentSvid, Manager, SYNC_INTERVAL};
 use crate::cache::{CachedEntry, Identity, Snapshot, X509SvidMaterial};
 use crate::client::{wait_for_change, WatchGuard};
@@ -42,9 +46,13 @@ pub(super) async fn run(m: Arc<Manager>) {
             }
             Err(status) => {
                 drop_expired(&m);
-                if super::recovery::after_failure(&m, &status).await == super::recovery::Next::Stop
-                {
-                    return;
+                match super::recovery::after_failure(&m, &status).await {
+                    Next::Stop => return,
+                    Next::Resync => {
+                        failures = 0;
+                        continue;
+                    }
+                    Next::Retry => {}
                 }
                 let wait = backoff(failures, rand::random::<f64>() * 0.2);
                 tracing::warn!(code = ?status.code(), error = %status.message(), retry_in = ?wait, "sync with the server failed; serving cached SVIDs");
@@ -253,67 +261,6 @@ async fn renew_agent_if_due(m: &Manager, tainted: &[Vec<u8>]) -> Result<(), Stat
     Ok(())
 }
 
-/// DER of the X.509 authorities the server flagged as tainted.
-fn tainted_authorities(b: &types::Bundle) -> Vec<Vec<u8>> {
-    b.x509_authorities
-        .iter()
-        .filter(|a| a.tainted)
-        .map(|a| a.asn1.clone())
-        .collect()
-}
-
-/// Whether any certificate of `chain` is a tainted authority or was signed
-/// by one: such an SVID must be replaced at once, not at half-life.
-fn signed_by_tainted(chain: &[Vec<u8>], tainted: &[Vec<u8>]) -> bool {
-    if tainted.is_empty() {
-        return false;
-    }
-    let parsed: Vec<_> = tainted
-        .iter()
-        .filter_map(|der| {
-            x509_parser::parse_x509_certificate(der)
-                .ok()
-                .map(|(_, c)| c)
-        })
-        .collect();
-    chain.iter().any(|der| {
-        tainted.contains(der)
-            || x509_parser::parse_x509_certificate(der).is_ok_and(|(_, cert)| {
-                parsed
-                    .iter()
-                    .any(|ca| cert.verify_signature(Some(ca.public_key())).is_ok())
-            })
-    })
-}
-
-/// Drops cached JWT-SVIDs signed with a JWT key the server flagged as
-/// tainted, so the next fetch gets one signed with the active key.
-fn drop_tainted_jwts(m: &Manager, b: &types::Bundle) {
-    use base64::Engine;
-    let tainted: Vec<&str> = b
-        .jwt_authorities
-        .iter()
-        .filter(|k| k.tainted)
-        .map(|k| k.key_id.as_str())
-        .collect();
-    if tainted.is_empty() {
-        return;
-    }
-    let kid_of = |token: &str| -> Option<String> {
-        let header = token.split('.').next()?;
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(header)
-            .ok()?;
-        let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-        value.get("kid")?.as_str().map(str::to_owned)
-    };
-    if let Ok(mut cache) = m.jwt_cache.lock() {
-        cache.retain(|_, (token, _, _)| {
-            kid_of(token).is_none_or(|kid| !tainted.contains(&kid.as_str()))
-        });
-    }
-}
-
 pub(super) async fn sync_once(m: &Arc<Manager>) -> Result<(), Status> {
     let bundle = BundleClient::new(m.channel())
         .get_bundle(GetBundleRequest::default())
@@ -332,12 +279,17 @@ pub(super) async fn sync_once(m: &Arc<Manager>) -> Result<(), Status> {
 
     let federated = federated_bundles(m, &entries, &snapshot.federated).await;
     let now = m.clock().now();
+    // Checking every SVID's issuer costs a signature check each: only when
+    // the roots moved.
+    let roots_moved = snapshot.bundle.x509_authorities != bundle.x509_authorities
+        && !bundle.x509_authorities.is_empty();
     let needs_svid = |e: &CachedEntry| match snapshot.identities.get(&e.id) {
         None => true,
         Some(i) => {
             i.entry != *e
                 || i.svid.not_after <= now
                 || signed_by_tainted(&i.svid.chain, &tainted)
+                || (roots_moved && !issued_by_any(&i.svid.chain, &bundle.x509_authorities))
                 || renewal_due_at(
                     i.svid.not_before,
                     i.svid.not_after,

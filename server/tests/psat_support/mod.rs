@@ -77,6 +77,16 @@ pub fn start_agent(
     token_path: &Path,
     dir: tempfile::TempDir,
 ) -> AgentHandle {
+    start_agent_with(server, token_path, dir, "")
+}
+
+/// [`start_agent`] with `agent_extra` lines inside `agent { ... }`.
+pub fn start_agent_with(
+    server: &ServerHandle,
+    token_path: &Path,
+    dir: tempfile::TempDir,
+    agent_extra: &str,
+) -> AgentHandle {
     let root = dir.path().to_owned();
     let bundle_path = root.join("bootstrap.pem");
     write_file(&bundle_path, &server.bundle_pem().unwrap()).unwrap();
@@ -91,6 +101,7 @@ pub fn start_agent(
     socket_path = "{socket}"
     trust_bundle_path = "{bundle}"
     trust_domain = "example.org"
+{agent_extra}
 }}
 
 plugins {{
