@@ -46,6 +46,13 @@ pub struct RunArgs {
           default_value = "false", default_missing_value = "true",
           value_parser = spinel_config::flags::parse_go_bool)]
     pub insecure_bootstrap: bool,
+    /// 'never', 'auto' or 'always' (overrides agent.rebootstrap_mode).
+    #[arg(long = "rebootstrapMode")]
+    pub rebootstrap_mode: Option<String>,
+    /// Time to wait after the server is first seen untrusted before
+    /// rebootstrapping, e.g. 10m (overrides agent.rebootstrap_delay).
+    #[arg(long = "rebootstrapDelay", value_parser = parse_delay)]
+    pub rebootstrap_delay: Option<std::time::Duration>,
     /// Expand environment variables in the config file.
     #[arg(long = "expandEnv", action = ArgAction::Set, num_args = 0..=1, require_equals = true,
           default_value = "false", default_missing_value = "true",
@@ -71,6 +78,10 @@ pub struct HealthcheckArgs {
     pub verbose: bool,
 }
 
+fn parse_delay(text: &str) -> Result<std::time::Duration, String> {
+    spinel_config::duration::parse_go_duration(text).map_err(|e| e.to_string())
+}
+
 /// Runs the agent until it is stopped.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let overrides = Overrides {
@@ -83,6 +94,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         trust_bundle_path: args.trust_bundle,
         trust_domain: args.trust_domain,
         insecure_bootstrap: args.insecure_bootstrap,
+        rebootstrap_mode: args.rebootstrap_mode,
+        rebootstrap_delay: args.rebootstrap_delay,
     };
     let config = AgentConfig::load(&args.config, &overrides, args.expand_env)?;
     spinel_config::logging::init(

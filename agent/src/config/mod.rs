@@ -205,6 +205,10 @@ pub struct Overrides {
     pub trust_domain: Option<String>,
     /// `-insecureBootstrap`.
     pub insecure_bootstrap: bool,
+    /// `-rebootstrapMode`.
+    pub rebootstrap_mode: Option<String>,
+    /// `-rebootstrapDelay`.
+    pub rebootstrap_delay: Option<Duration>,
 }
 
 /// The resolved configuration.
@@ -391,7 +395,11 @@ impl AgentConfig {
                 ));
             }
         }
-        let rebootstrap_mode = match section.rebootstrap_mode.as_deref() {
+        let mode_text = overrides
+            .rebootstrap_mode
+            .clone()
+            .or(section.rebootstrap_mode);
+        let rebootstrap_mode = match mode_text.as_deref() {
             None => RebootstrapMode::Never,
             Some(text) => RebootstrapMode::parse(text).ok_or_else(|| {
                 invalid(
@@ -405,14 +413,15 @@ impl AgentConfig {
                 "rebootstrap_mode",
                 format!(
                     "{:?} needs a trust_bundle_path to bootstrap from again; it cannot be used with insecure_bootstrap",
-                    section.rebootstrap_mode.as_deref().unwrap_or_default()
+                    mode_text.as_deref().unwrap_or_default()
                 ),
             ));
         }
         Ok(AgentConfig {
             rebootstrap_mode,
-            rebootstrap_delay: section
+            rebootstrap_delay: overrides
                 .rebootstrap_delay
+                .or(section.rebootstrap_delay)
                 .unwrap_or(DEFAULT_REBOOTSTRAP_DELAY),
             trust_domain,
             server_address,
@@ -531,6 +540,15 @@ plugins {
         let bad = GOOD.replace(at, &format!("{at}    rebootstrap_delay = \"soon\"\n"));
         let err = parse(&bad).unwrap_err().to_string();
         assert!(err.contains("rebootstrap_delay"), "{err}");
+        let flags = Overrides {
+            rebootstrap_mode: Some("always".into()),
+            rebootstrap_delay: Some(Duration::from_secs(5)),
+            ..Overrides::default()
+        };
+        let file = ConfigFile::parse(Path::new("agent.conf"), &conf).unwrap();
+        let c = AgentConfig::from_file(&file, &flags).unwrap();
+        assert_eq!(c.rebootstrap_mode, RebootstrapMode::Always);
+        assert_eq!(c.rebootstrap_delay, Duration::from_secs(5));
         let insecure = GOOD.replace(
             at,
             &format!("{at}    rebootstrap_mode = \"auto\"\n    insecure_bootstrap = true\n"),

@@ -105,7 +105,10 @@ mod tests {
         // During a rotation both CAs are in the bundle: nothing to re-sign.
         assert!(issued_by_any(&old_svid, &[old_root.clone(), new_root]));
         // A chain carrying its intermediate counts by it.
-        assert!(issued_by_any(&[vec![1, 2, 3], old_root.clone()], &[old_root]));
+        assert!(issued_by_any(
+            &[vec![1, 2, 3], old_root.clone()],
+            &[old_root]
+        ));
         assert!(!signed_by_tainted(&old_svid, &[]));
     }
 }
