@@ -309,3 +309,74 @@ async fn without_rebootstrap_the_agent_keeps_serving_and_says_what_to_do() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restarted_with_an_expired_svid_and_a_stale_bundle_it_bootstraps_again() {
+    let mut server = ServerHandle::start(ServerOptions {
+        server_extra: "    agent_ttl = \"12s\"".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    let alias = "spiffe://example.org/node";
+    let token = server.generate_token(Some(alias)).unwrap();
+    let mut agent = AgentHandle::start(
+        &server,
+        AgentOptions {
+            join_token: Some(token.clone()),
+            agent_extra: "    rebootstrap_mode = \"auto\"\n    rebootstrap_delay = \"2s\"".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let workload_entry = |server: &ServerHandle| {
+        server
+            .create_entry(&[
+                "-parentID",
+                alias,
+                "-spiffeID",
+                WORKLOAD,
+                "-selector",
+                &format!("unix:uid:{}", my_uid()),
+            ])
+            .unwrap();
+    };
+    workload_entry(&server);
+    wait_for_context(&agent, "a first SVID", chains_to_bundle).await;
+
+    // A long outage: the agent is down until its SVID has expired, and the
+    // server comes back reinstalled. The operator gives a new token and
+    // refreshes trust_bundle_path, nothing else: data_dir is left as is.
+    agent.stop().unwrap();
+    let svid = std::fs::read(agent.dir.path().join("data/agent_svid.der")).unwrap();
+    let (_, leaf) = x509_parser::parse_x509_certificate(&svid).unwrap();
+    let expiry = u64::try_from(leaf.validity().not_after.timestamp()).unwrap();
+    reinstall(&mut server);
+    let fresh = server.generate_token(Some(alias)).unwrap();
+    workload_entry(&server);
+    let config = std::fs::read_to_string(&agent.config_path).unwrap();
+    write_file(&agent.config_path, &config.replace(&token, &fresh)).unwrap();
+    write_file(
+        &agent.dir.path().join("bootstrap.pem"),
+        &server.bundle_pem().unwrap(),
+    )
+    .unwrap();
+    while std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        <= expiry
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    agent.start_process().unwrap();
+    let new_roots = pem_roots(&server.bundle_pem().unwrap());
+    wait_for_context(&agent, "an SVID from the reinstalled server", |ctx| {
+        authorities(ctx) == new_roots && chains_to_bundle(ctx)
+    })
+    .await;
+    let log = agent.log();
+    assert!(log.contains("the stored agent SVID has expired"), "{log}");
+    assert!(log.contains("rebootstrap_in"), "{log}");
+    assert!(log.contains("rebootstrapped"), "{log}");
+}
