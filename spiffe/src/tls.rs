@@ -20,6 +20,8 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::Clock;
+
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -65,15 +67,19 @@ pub struct SpiffeIdServerVerifier {
 /// Since when a server's certificate has failed to chain to the trust
 /// bundle, if it does now: set by the first such handshake, cleared by the
 /// next one whose chain verifies.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TrustWatch {
+    clock: Clock,
     since: Mutex<Option<u64>>,
 }
 
 impl TrustWatch {
-    /// A watch that has seen nothing yet.
-    pub fn new() -> Arc<Self> {
-        Arc::new(TrustWatch::default())
+    /// A watch that has seen nothing yet, telling time by `clock`.
+    pub fn new(clock: Clock) -> Arc<Self> {
+        Arc::new(TrustWatch {
+            clock,
+            since: Mutex::new(None),
+        })
     }
 
     /// Unix seconds of the first handshake, since the last verified one,
@@ -85,7 +91,21 @@ impl TrustWatch {
             .unwrap_or_else(|p| *p.into_inner())
     }
 
-    /// Forgets what was seen (after the bundle itself was replaced).
+    /// How long the server has been untrusted, if it is.
+    pub fn untrusted_for(&self) -> Option<std::time::Duration> {
+        let since = self.untrusted_since()?;
+        let now = u64::try_from(self.clock.unix_seconds()).unwrap_or_default();
+        Some(std::time::Duration::from_secs(now.saturating_sub(since)))
+    }
+
+    /// Records an untrusted certificate now (keeps an earlier time).
+    pub fn saw_untrusted(&self) {
+        let now = u64::try_from(self.clock.unix_seconds()).unwrap_or_default();
+        self.set(Some(now), false);
+    }
+
+    /// Forgets what was seen: a chain verified, or the bundle itself was
+    /// replaced.
     pub fn reset(&self) {
         self.set(None, true);
     }
@@ -183,7 +203,7 @@ impl ServerCertVerifier for SpiffeIdServerVerifier {
         )
         .map_err(|e| {
             if let (true, Some(watch)) = (untrusted_issuer(&e), &self.watch) {
-                watch.set(Some(now.as_secs()), false);
+                watch.saw_untrusted();
             }
             rustls::Error::General(format!(
                 "{peer} certificate does not chain to {}: {e}",
@@ -191,7 +211,7 @@ impl ServerCertVerifier for SpiffeIdServerVerifier {
             ))
         })?;
         if let Some(watch) = &self.watch {
-            watch.set(None, true);
+            watch.reset();
         }
         let uris = uri_sans(end_entity);
         if uris != [self.expected_id.clone()] {

@@ -45,13 +45,14 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-#[test]
-fn watch_remembers_the_first_untrusted_handshake_until_one_verifies() {
+#[tokio::test(start_paused = true)]
+async fn watch_remembers_the_first_untrusted_handshake_until_one_verifies() {
     let (old_root, _) = ca();
     let (new_root, new_issuer) = ca();
     let leaf = server_cert(&new_issuer);
     let now = rustls::pki_types::UnixTime::now().as_secs();
-    let watch = TrustWatch::new();
+    let clock = Clock::starting_at(std::time::UNIX_EPOCH + std::time::Duration::from_secs(now));
+    let watch = TrustWatch::new(clock);
     let stale = SpiffeIdServerVerifier::new(&[old_root], SERVER_ID.into(), provider())
         .watched_by(watch.clone());
     assert_eq!(watch.untrusted_since(), None);
@@ -60,8 +61,13 @@ fn watch_remembers_the_first_untrusted_handshake_until_one_verifies() {
     assert!(err.contains("does not chain to the trust bundle"), "{err}");
     assert_eq!(watch.untrusted_since(), Some(now));
     // Later failures keep the first time: the delay counts from it.
+    tokio::time::advance(std::time::Duration::from_secs(30)).await;
     assert!(verify(&stale, &leaf, now + 30).is_err());
     assert_eq!(watch.untrusted_since(), Some(now));
+    assert_eq!(
+        watch.untrusted_for(),
+        Some(std::time::Duration::from_secs(30))
+    );
 
     let fresh = SpiffeIdServerVerifier::new(&[new_root], SERVER_ID.into(), provider())
         .watched_by(watch.clone());
@@ -74,7 +80,7 @@ fn a_wrong_id_or_an_expired_certificate_is_not_a_trust_mismatch() {
     let (root, issuer) = ca();
     let leaf = server_cert(&issuer);
     let now = rustls::pki_types::UnixTime::now().as_secs();
-    let watch = TrustWatch::new();
+    let watch = TrustWatch::new(Clock::system());
     let other_id = SpiffeIdServerVerifier::new(
         std::slice::from_ref(&root),
         "spiffe://example.org/other".into(),

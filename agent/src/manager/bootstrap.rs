@@ -36,7 +36,7 @@ impl Manager {
         let store = Store::new(&config.data_dir, key_dir.as_deref());
         let cache_file = key_dir.as_deref().map(persist::CacheFile::new);
         let rebootstrap = config.rebootstrap_mode;
-        let trust = TrustWatch::new();
+        let trust = TrustWatch::new(clock.clone());
         let mut roots = match recovery::or_rebootstrap(rebootstrap, store.load_bundle())? {
             Some(roots) if !roots.is_empty() => roots,
             _ => {
@@ -78,8 +78,7 @@ impl Manager {
                     }
                     None => {
                         let (svid, reattestable, fresh) =
-                            rebootstrap::at_start(&config, &store, &trust, &clock, &roots, e)
-                                .await?;
+                            rebootstrap::at_start(&config, &store, &trust, &roots, e).await?;
                         roots = fresh;
                         (svid, reattestable)
                     }
@@ -89,7 +88,7 @@ impl Manager {
                 Ok(attested) => attested,
                 Err(e) => {
                     let (svid, reattestable, fresh) =
-                        rebootstrap::at_start(&config, &store, &trust, &clock, &roots, e).await?;
+                        rebootstrap::at_start(&config, &store, &trust, &roots, e).await?;
                     roots = fresh;
                     (svid, reattestable)
                 }

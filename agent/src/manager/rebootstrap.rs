@@ -27,7 +27,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use spinel_spiffe::tls::TrustWatch;
-use spinel_spiffe::Clock;
 
 use super::bootstrap::{attest, bootstrap_roots};
 use super::recovery::Next;
@@ -53,11 +52,25 @@ fn advice(config: &AgentConfig, store: &Store) -> String {
     )
 }
 
-/// How long the server has been untrusted, if it is.
-fn untrusted_for(trust: &TrustWatch, clock: &Clock) -> Option<Duration> {
-    let since = trust.untrusted_since()?;
-    let now = u64::try_from(clock.unix_seconds()).unwrap_or_default();
-    Some(Duration::from_secs(now.saturating_sub(since)))
+/// What to do about a server untrusted for `waited`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Rebootstrap is not opted in: say what the operator must do.
+    Advise,
+    /// Keep trying with the stored bundle for this long.
+    Wait(Duration),
+    /// The delay has passed: bootstrap again.
+    Rebootstrap,
+}
+
+fn step(config: &AgentConfig, waited: Duration) -> Step {
+    if !config.rebootstrap_mode.allows() {
+        return Step::Advise;
+    }
+    match config.rebootstrap_delay.checked_sub(waited) {
+        Some(left) if !left.is_zero() => Step::Wait(left),
+        _ => Step::Rebootstrap,
+    }
 }
 
 /// Attests from `trust_bundle_path`, as on a first start. Returns the SVID,
@@ -99,67 +112,61 @@ pub(super) async fn at_start(
     config: &AgentConfig,
     store: &Store,
     trust: &Arc<TrustWatch>,
-    clock: &Clock,
     roots: &[Vec<u8>],
     error: ManagerError,
 ) -> Result<(AgentSvid, bool, Vec<Vec<u8>>), ManagerError> {
-    if untrusted_for(trust, clock).is_none() {
-        return Err(error);
-    }
-    if !config.rebootstrap_mode.allows() {
-        return Err(ManagerError::Untrusted(advice(config, store)));
-    }
     let mut attempt = 0u32;
     loop {
-        let waited = untrusted_for(trust, clock).unwrap_or_default();
-        let Some(left) = config.rebootstrap_delay.checked_sub(waited) else {
-            break;
+        let Some(waited) = trust.untrusted_for() else {
+            return Err(error);
         };
-        if left.is_zero() {
-            break;
-        }
-        tracing::warn!(
-            rebootstrap_in = ?left,
-            "the server's certificate does not chain to the stored trust bundle; retrying, and rebootstrapping from trust_bundle_path once rebootstrap_delay has passed"
-        );
-        tokio::time::sleep(backoff(attempt, rand::random::<f64>() * 0.2).min(left)).await;
-        attempt = attempt.saturating_add(1);
-        match attest(config, roots, store, trust).await {
-            Ok((svid, reattestable)) => return Ok((svid, reattestable, roots.to_vec())),
-            Err(e) if trust.untrusted_since().is_none() => return Err(e),
-            Err(_) => {}
+        match step(config, waited) {
+            Step::Advise => return Err(ManagerError::Untrusted(advice(config, store))),
+            Step::Rebootstrap => return attest_from_bootstrap(config, store, trust).await,
+            Step::Wait(left) => {
+                tracing::warn!(
+                    rebootstrap_in = ?left,
+                    "the server's certificate does not chain to the stored trust bundle; retrying, and rebootstrapping from trust_bundle_path once rebootstrap_delay has passed"
+                );
+                tokio::time::sleep(backoff(attempt, rand::random::<f64>() * 0.2).min(left)).await;
+                attempt = attempt.saturating_add(1);
+                match attest(config, roots, store, trust).await {
+                    Ok((svid, reattestable)) => return Ok((svid, reattestable, roots.to_vec())),
+                    Err(e) if trust.untrusted_since().is_none() => return Err(e),
+                    Err(_) => {}
+                }
+            }
         }
     }
-    attest_from_bootstrap(config, store, trust).await
 }
 
 /// A sync failed while the server is untrusted: wait out the delay, then
 /// rebootstrap (when opted in).
 pub(super) async fn untrusted(m: &Arc<Manager>) -> Next {
     let config = &m.config;
-    let Some(waited) = untrusted_for(&m.trust, m.clock()) else {
+    let Some(waited) = m.trust.untrusted_for() else {
         return Next::Retry;
     };
-    if !config.rebootstrap_mode.allows() {
-        tracing::error!(untrusted_for = ?waited, "{}", advice(config, &m.store));
-        return Next::Retry;
-    }
-    if let Some(left) = config.rebootstrap_delay.checked_sub(waited) {
-        if !left.is_zero() {
+    match step(config, waited) {
+        Step::Advise => {
+            tracing::error!(untrusted_for = ?waited, "{}", advice(config, &m.store));
+            Next::Retry
+        }
+        Step::Wait(left) => {
             tracing::warn!(
                 untrusted_for = ?waited,
                 rebootstrap_in = ?left,
                 "the server's certificate does not chain to the agent's trust bundle; rebootstrapping from trust_bundle_path unless it is trusted again"
             );
-            return Next::Retry;
-        }
-    }
-    match m.rebootstrap().await {
-        Ok(()) => Next::Resync,
-        Err(e) => {
-            tracing::error!(error = %e, "rebootstrap failed; will retry");
             Next::Retry
         }
+        Step::Rebootstrap => match m.rebootstrap().await {
+            Ok(()) => Next::Resync,
+            Err(e) => {
+                tracing::error!(error = %e, "rebootstrap failed; will retry");
+                Next::Retry
+            }
+        },
     }
 }
 
@@ -177,5 +184,53 @@ impl Manager {
             jwts.clear();
         }
         self.set_agent_svid(svid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RebootstrapMode;
+
+    fn config(mode: RebootstrapMode, delay: u64) -> AgentConfig {
+        let file = spinel_config::ConfigFile::parse(
+            std::path::Path::new("agent.conf"),
+            "agent {\n trust_domain = \"example.org\"\n server_address = \"127.0.0.1\"\n data_dir = \"/tmp/x\"\n trust_bundle_path = \"/tmp/b.pem\"\n}\nplugins {\n KeyManager \"memory\" {\n plugin_data {}\n }\n NodeAttestor \"join_token\" {\n plugin_data {}\n }\n}\n",
+        )
+        .unwrap();
+        let mut c = AgentConfig::from_file(&file, &Default::default()).unwrap();
+        c.rebootstrap_mode = mode;
+        c.rebootstrap_delay = Duration::from_secs(delay);
+        c
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_delay_counts_from_the_first_untrusted_handshake() {
+        let clock = spinel_spiffe::Clock::system();
+        let trust = TrustWatch::new(clock);
+        let auto = config(RebootstrapMode::Auto, 600);
+        assert_eq!(trust.untrusted_for(), None);
+        trust.saw_untrusted();
+        let waited = trust.untrusted_for().unwrap();
+        assert_eq!(step(&auto, waited), Step::Wait(Duration::from_secs(600)));
+        tokio::time::advance(Duration::from_secs(599)).await;
+        trust.saw_untrusted();
+        let waited = trust.untrusted_for().unwrap();
+        assert_eq!(step(&auto, waited), Step::Wait(Duration::from_secs(1)));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(
+            step(&auto, trust.untrusted_for().unwrap()),
+            Step::Rebootstrap
+        );
+        // One trusted handshake in between starts the count again.
+        trust.reset();
+        tokio::time::advance(Duration::from_secs(900)).await;
+        trust.saw_untrusted();
+        assert_eq!(
+            step(&auto, trust.untrusted_for().unwrap()),
+            Step::Wait(Duration::from_secs(600))
+        );
+        let never = config(RebootstrapMode::Never, 0);
+        assert_eq!(step(&never, Duration::from_secs(3600)), Step::Advise);
     }
 }
