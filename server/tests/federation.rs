@@ -13,10 +13,11 @@
 
 use std::time::{Duration, Instant};
 
-use rustls_pki_types::{CertificateDer, UnixTime};
+use rustls_pki_types::CertificateDer;
 use spiffe::{TrustDomain, WorkloadApiClient, X509Context};
 use spinel_test_fixtures::process::free_port;
 use spinel_test_fixtures::process::my_uid;
+use spinel_test_fixtures::x509::verify_chain;
 use spinel_test_fixtures::{AgentHandle, AgentOptions, ServerHandle, ServerOptions};
 
 const TD_A: &str = "td-a.test";
@@ -81,33 +82,13 @@ fn verify_with_bundle(ctx: &X509Context, td: &str, chain: &[CertificateDer<'_>])
         .bundle_set()
         .get(&td)
         .expect("bundle of the trust domain");
-    let roots: Vec<CertificateDer<'static>> = bundle
+    let roots: Vec<Vec<u8>> = bundle
         .authorities()
         .iter()
-        .map(|c| CertificateDer::from(c.as_bytes().to_vec()))
+        .map(|c| c.as_bytes().to_vec())
         .collect();
-    let anchors: Vec<_> = roots
-        .iter()
-        .map(|r| webpki::anchor_from_trusted_cert(r).unwrap())
-        .collect();
-    let leaf = webpki::EndEntityCert::try_from(&chain[0]).unwrap();
-    let now = UnixTime::since_unix_epoch(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap(),
-    );
-    leaf.verify_for_usage(
-        rustls::crypto::ring::default_provider()
-            .signature_verification_algorithms
-            .all,
-        &anchors,
-        &chain[1..],
-        now,
-        webpki::KeyUsage::client_auth(),
-        None,
-        None,
-    )
-    .expect("the peer's SVID chains to the federated bundle");
+    let chain: Vec<Vec<u8>> = chain.iter().map(|c| c.to_vec()).collect();
+    verify_chain(&chain, &roots).expect("the peer's SVID chains to the federated bundle");
 }
 
 fn svid_chain(ctx: &X509Context, id: &str) -> Vec<CertificateDer<'static>> {

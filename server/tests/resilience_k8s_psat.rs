@@ -9,11 +9,10 @@ use std::time::{Duration, Instant};
 use spinel_test_fixtures::k8s::{
     ApiServerOptions, FakeApiServer, NodeBuilder, PodBuilder, ServiceAccountToken,
 };
-use spinel_test_fixtures::process::my_uid;
 use spinel_test_fixtures::AgentHandle;
 
 mod psat_support;
-use psat_support::{start_agent, start_server, wait_for_svid};
+use psat_support::{register_cluster_workload, start_agent, start_server, wait_for_svid};
 
 #[test]
 fn evicted_psat_agent_attests_again_and_restarts_while_the_server_is_down() {
@@ -52,27 +51,7 @@ fn evicted_psat_agent_attests_again_and_restarts_while_the_server_is_down() {
         "spiffe://example.org/spire/agent/k8s_psat/demo/{}",
         node.node_uid()
     );
-    let alias = "spiffe://example.org/k8s/demo";
-    server
-        .create_entry(&[
-            "-parentID",
-            "spiffe://example.org/spire/server",
-            "-spiffeID",
-            alias,
-            "-selector",
-            "k8s_psat:cluster:demo",
-        ])
-        .unwrap();
-    server
-        .create_entry(&[
-            "-parentID",
-            alias,
-            "-spiffeID",
-            "spiffe://example.org/workload",
-            "-selector",
-            &format!("unix:uid:{}", my_uid()),
-        ])
-        .unwrap();
+    register_cluster_workload(&server, "spiffe://example.org/workload");
     wait_for_svid(&agent, "spiffe://example.org/workload");
 
     server

@@ -13,16 +13,16 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::{CertificateDer, UnixTime};
 use spiffe::{TrustDomain, WorkloadApiClient, X509Context};
 use spinel_test_fixtures::k8s::{
     ApiServerOptions, FakeApiServer, NodeBuilder, PodBuilder, ServiceAccountToken,
 };
 use spinel_test_fixtures::process::{my_uid, write_file};
+use spinel_test_fixtures::x509::verify_chain;
 use spinel_test_fixtures::{AgentHandle, AgentOptions, ServerHandle, ServerOptions};
 
 mod psat_support;
-use psat_support::{start_agent_with, start_server};
+use psat_support::{register_cluster_workload, start_agent_with, start_server};
 
 const WORKLOAD: &str = "spiffe://example.org/workload";
 
@@ -57,39 +57,13 @@ fn chains_to_bundle(ctx: &X509Context) -> bool {
     else {
         return false;
     };
-    let roots: Vec<CertificateDer<'static>> = authorities(ctx)
-        .into_iter()
-        .map(CertificateDer::from)
-        .collect();
-    let anchors: Vec<_> = roots
-        .iter()
-        .filter_map(|r| webpki::anchor_from_trusted_cert(r).ok())
-        .collect();
-    let chain: Vec<CertificateDer<'static>> = svid
+    let chain: Vec<Vec<u8>> = svid
         .cert_chain()
         .iter()
-        .map(|c| CertificateDer::from(c.as_bytes().to_vec()))
+        .map(|c| c.as_bytes().to_vec())
         .collect();
-    let Ok(leaf) = webpki::EndEntityCert::try_from(&chain[0]) else {
-        return false;
-    };
-    let now = UnixTime::since_unix_epoch(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap(),
-    );
-    leaf.verify_for_usage(
-        rustls::crypto::ring::default_provider()
-            .signature_verification_algorithms
-            .all,
-        &anchors,
-        &chain[1..],
-        now,
-        webpki::KeyUsage::client_auth(),
-        None,
-        None,
-    )
-    .is_ok()
+    let roots: Vec<Vec<u8>> = authorities(ctx).into_iter().collect();
+    verify_chain(&chain, &roots).is_ok()
 }
 
 /// Waits (bounded) for a context with the workload's SVID passing `check`.
@@ -128,30 +102,6 @@ fn reinstall(server: &mut ServerHandle) {
     server.stop().unwrap();
     std::fs::remove_dir_all(server.dir.path().join("data")).unwrap();
     server.start_process().unwrap();
-}
-
-fn create_psat_entries(server: &ServerHandle) {
-    let alias = "spiffe://example.org/k8s/demo";
-    server
-        .create_entry(&[
-            "-parentID",
-            "spiffe://example.org/spire/server",
-            "-spiffeID",
-            alias,
-            "-selector",
-            "k8s_psat:cluster:demo",
-        ])
-        .unwrap();
-    server
-        .create_entry(&[
-            "-parentID",
-            alias,
-            "-spiffeID",
-            WORKLOAD,
-            "-selector",
-            &format!("unix:uid:{}", my_uid()),
-        ])
-        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -193,12 +143,12 @@ async fn psat_agent_rebootstraps_from_the_refreshed_bundle_after_the_delay() {
         "    rebootstrap_mode = \"auto\"\n    rebootstrap_delay = \"3s\"",
     );
     let pid = agent.process.as_ref().and_then(|p| p.pid());
-    create_psat_entries(&server);
+    register_cluster_workload(&server, WORKLOAD);
     let before = wait_for_context(&agent, "a first SVID", chains_to_bundle).await;
     let old_roots = authorities(&before);
 
     reinstall(&mut server);
-    create_psat_entries(&server);
+    register_cluster_workload(&server, WORKLOAD);
     let new_roots = pem_roots(&server.bundle_pem().unwrap());
     assert!(
         old_roots.is_disjoint(&new_roots),
@@ -212,11 +162,7 @@ async fn psat_agent_rebootstraps_from_the_refreshed_bundle_after_the_delay() {
     )
     .unwrap();
 
-    let after = wait_for_context(&agent, "an SVID from the reinstalled server", |ctx| {
-        authorities(ctx) == new_roots && chains_to_bundle(ctx)
-    })
-    .await;
-    assert!(authorities(&after).is_disjoint(&old_roots));
+    wait_for_new_ca(&agent, &server).await;
     let log = agent.log();
     let waited = log.find("rebootstrap_in").expect("the delay was announced");
     let done = log.find("rebootstrapped").expect("rebootstrapped");
@@ -232,34 +178,73 @@ async fn psat_agent_rebootstraps_from_the_refreshed_bundle_after_the_delay() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn without_rebootstrap_the_agent_keeps_serving_and_says_what_to_do() {
-    let mut server = ServerHandle::start(ServerOptions::default()).unwrap();
-    let alias = "spiffe://example.org/node";
-    let token = server.generate_token(Some(alias)).unwrap();
-    let mut agent = AgentHandle::start(
+const NODE: &str = "spiffe://example.org/node";
+
+/// The workload's entry under the join-token agent's alias.
+fn workload_entry(server: &ServerHandle) {
+    server
+        .create_entry(&[
+            "-parentID",
+            NODE,
+            "-spiffeID",
+            WORKLOAD,
+            "-selector",
+            &format!("unix:uid:{}", my_uid()),
+            "-x509SVIDTTL",
+            "3600",
+        ])
+        .unwrap();
+}
+
+/// A server, a join-token agent aliased `NODE` and the workload's entry;
+/// returns the (spent) token too.
+fn join_token_domain(server_extra: &str, agent_extra: &str) -> (ServerHandle, AgentHandle, String) {
+    let server = ServerHandle::start(ServerOptions {
+        server_extra: server_extra.into(),
+        ..Default::default()
+    })
+    .unwrap();
+    let token = server.generate_token(Some(NODE)).unwrap();
+    let agent = AgentHandle::start(
         &server,
         AgentOptions {
             join_token: Some(token.clone()),
+            agent_extra: agent_extra.into(),
             ..Default::default()
         },
     )
     .unwrap();
-    let workload_entry = |server: &ServerHandle| {
-        server
-            .create_entry(&[
-                "-parentID",
-                alias,
-                "-spiffeID",
-                WORKLOAD,
-                "-selector",
-                &format!("unix:uid:{}", my_uid()),
-                "-x509SVIDTTL",
-                "3600",
-            ])
-            .unwrap();
-    };
     workload_entry(&server);
+    (server, agent, token)
+}
+
+/// What an operator does for a join-token agent of a reinstalled server:
+/// a new token in the agent's config, the server's bundle in
+/// `trust_bundle_path`, the workload registered again.
+fn new_token_and_bundle(server: &ServerHandle, agent: &AgentHandle, old_token: &str) {
+    let fresh = server.generate_token(Some(NODE)).unwrap();
+    let config = std::fs::read_to_string(&agent.config_path).unwrap();
+    write_file(&agent.config_path, &config.replace(old_token, &fresh)).unwrap();
+    write_file(
+        &agent.dir.path().join("bootstrap.pem"),
+        &server.bundle_pem().unwrap(),
+    )
+    .unwrap();
+    workload_entry(server);
+}
+
+/// Waits for the workload's SVID from `server`'s current CA.
+async fn wait_for_new_ca(agent: &AgentHandle, server: &ServerHandle) {
+    let new_roots = pem_roots(&server.bundle_pem().unwrap());
+    wait_for_context(agent, "an SVID from the reinstalled server", |ctx| {
+        authorities(ctx) == new_roots && chains_to_bundle(ctx)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_rebootstrap_the_agent_keeps_serving_and_says_what_to_do() {
+    let (mut server, mut agent, token) = join_token_domain("", "");
     let before = wait_for_context(&agent, "a first SVID", chains_to_bundle).await;
     let stored_bundle = agent.dir.path().join("data/bundle.der");
     let bundle_before = std::fs::read(&stored_bundle).unwrap();
@@ -291,56 +276,19 @@ async fn without_rebootstrap_the_agent_keeps_serving_and_says_what_to_do() {
     // What the log says to do: refresh trust_bundle_path, delete the stored
     // bundle and agent SVID, restart (a join-token agent with a new token).
     agent.stop().unwrap();
-    write_file(
-        &agent.dir.path().join("bootstrap.pem"),
-        &server.bundle_pem().unwrap(),
-    )
-    .unwrap();
     std::fs::remove_file(&stored_bundle).unwrap();
     std::fs::remove_file(agent.dir.path().join("data/agent_svid.der")).unwrap();
-    let fresh = server.generate_token(Some(alias)).unwrap();
-    let config = std::fs::read_to_string(&agent.config_path).unwrap();
-    write_file(&agent.config_path, &config.replace(&token, &fresh)).unwrap();
-    workload_entry(&server);
+    new_token_and_bundle(&server, &agent, &token);
     agent.start_process().unwrap();
-    let new_roots = pem_roots(&server.bundle_pem().unwrap());
-    wait_for_context(&agent, "an SVID from the reinstalled server", |ctx| {
-        authorities(ctx) == new_roots && chains_to_bundle(ctx)
-    })
-    .await;
+    wait_for_new_ca(&agent, &server).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn restarted_with_an_expired_svid_and_a_stale_bundle_it_bootstraps_again() {
-    let mut server = ServerHandle::start(ServerOptions {
-        server_extra: "    agent_ttl = \"12s\"".into(),
-        ..Default::default()
-    })
-    .unwrap();
-    let alias = "spiffe://example.org/node";
-    let token = server.generate_token(Some(alias)).unwrap();
-    let mut agent = AgentHandle::start(
-        &server,
-        AgentOptions {
-            join_token: Some(token.clone()),
-            agent_extra: "    rebootstrap_mode = \"auto\"\n    rebootstrap_delay = \"2s\"".into(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let workload_entry = |server: &ServerHandle| {
-        server
-            .create_entry(&[
-                "-parentID",
-                alias,
-                "-spiffeID",
-                WORKLOAD,
-                "-selector",
-                &format!("unix:uid:{}", my_uid()),
-            ])
-            .unwrap();
-    };
-    workload_entry(&server);
+    let (mut server, mut agent, token) = join_token_domain(
+        "    agent_ttl = \"12s\"",
+        "    rebootstrap_mode = \"auto\"\n    rebootstrap_delay = \"2s\"",
+    );
     wait_for_context(&agent, "a first SVID", chains_to_bundle).await;
 
     // A long outage: the agent is down until its SVID has expired, and the
@@ -351,15 +299,7 @@ async fn restarted_with_an_expired_svid_and_a_stale_bundle_it_bootstraps_again()
     let (_, leaf) = x509_parser::parse_x509_certificate(&svid).unwrap();
     let expiry = u64::try_from(leaf.validity().not_after.timestamp()).unwrap();
     reinstall(&mut server);
-    let fresh = server.generate_token(Some(alias)).unwrap();
-    workload_entry(&server);
-    let config = std::fs::read_to_string(&agent.config_path).unwrap();
-    write_file(&agent.config_path, &config.replace(&token, &fresh)).unwrap();
-    write_file(
-        &agent.dir.path().join("bootstrap.pem"),
-        &server.bundle_pem().unwrap(),
-    )
-    .unwrap();
+    new_token_and_bundle(&server, &agent, &token);
     while std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -370,11 +310,7 @@ async fn restarted_with_an_expired_svid_and_a_stale_bundle_it_bootstraps_again()
     }
 
     agent.start_process().unwrap();
-    let new_roots = pem_roots(&server.bundle_pem().unwrap());
-    wait_for_context(&agent, "an SVID from the reinstalled server", |ctx| {
-        authorities(ctx) == new_roots && chains_to_bundle(ctx)
-    })
-    .await;
+    wait_for_new_ca(&agent, &server).await;
     let log = agent.log();
     assert!(log.contains("the stored agent SVID has expired"), "{log}");
     assert!(log.contains("rebootstrap_in"), "{log}");

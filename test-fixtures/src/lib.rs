@@ -21,6 +21,7 @@ pub mod k8s;
 pub mod manifests;
 pub mod process;
 pub mod spinel;
+pub mod x509;
 
 pub use process::{bin_path, Process};
 pub use spinel::{AgentHandle, AgentOptions, CliOutput, ServerHandle, ServerOptions};

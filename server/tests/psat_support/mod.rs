@@ -138,6 +138,32 @@ plugins {{
     agent
 }
 
+/// Registers a node alias for every agent of cluster `demo` and, under it,
+/// `workload` for this process's uid.
+pub fn register_cluster_workload(server: &ServerHandle, workload: &str) {
+    let alias = "spiffe://example.org/k8s/demo";
+    server
+        .create_entry(&[
+            "-parentID",
+            "spiffe://example.org/spire/server",
+            "-spiffeID",
+            alias,
+            "-selector",
+            "k8s_psat:cluster:demo",
+        ])
+        .unwrap();
+    server
+        .create_entry(&[
+            "-parentID",
+            alias,
+            "-spiffeID",
+            workload,
+            "-selector",
+            &format!("unix:uid:{}", spinel_test_fixtures::process::my_uid()),
+        ])
+        .unwrap();
+}
+
 /// Waits (bounded) until the agent serves an X509-SVID for `spiffe_id`.
 pub fn wait_for_svid(agent: &AgentHandle, spiffe_id: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
