@@ -274,13 +274,20 @@ async fn without_rebootstrap_the_agent_keeps_serving_and_says_what_to_do() {
     assert_eq!(std::fs::read(&stored_bundle).unwrap(), bundle_before);
 
     // What the log says to do: refresh trust_bundle_path, delete the stored
-    // bundle and agent SVID, restart (a join-token agent with a new token).
+    // bundle, restart (a join-token agent with a new token). The stored
+    // agent SVID, from the old CA, is set aside by itself.
     agent.stop().unwrap();
     std::fs::remove_file(&stored_bundle).unwrap();
-    std::fs::remove_file(agent.dir.path().join("data/agent_svid.der")).unwrap();
     new_token_and_bundle(&server, &agent, &token);
     agent.start_process().unwrap();
     wait_for_new_ca(&agent, &server).await;
+    assert!(
+        agent
+            .log()
+            .contains("the stored agent SVID was not issued by a CA of the trust bundle"),
+        "{}",
+        agent.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

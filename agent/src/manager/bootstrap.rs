@@ -55,7 +55,7 @@ impl Manager {
             recovery::or_rebootstrap(rebootstrap, store.load_svid())?
         };
         let stored = match stored {
-            Some(s) => recovery::usable_stored_svid(&config, &store, s, now)?,
+            Some(s) => recovery::usable_stored_svid(&config, &store, s, &roots, now)?,
             None => None,
         };
         if reattests {
@@ -71,7 +71,7 @@ impl Manager {
             }
             None if reattests => match attest(&config, &roots, &store, &trust).await {
                 Ok(attested) => attested,
-                Err(e) => match recovery::fallback_svid(&config, &store, now) {
+                Err(e) => match recovery::fallback_svid(&config, &store, &roots, now) {
                     Some(svid) => {
                         tracing::warn!(error = %e, expires = ?svid.not_after, "cannot attest now (is the server unreachable?): using the stored agent SVID until attestation succeeds");
                         (svid, true)

@@ -42,12 +42,11 @@ fn advice(config: &AgentConfig, store: &Store) -> String {
     format!(
         "the server's certificate does not chain to the agent's trust bundle {} (the server's CA changed while the \
          agent was away, or something else answers at the server's address). To recover: put the server's current \
-         bundle (`spinel-server bundle show -format pem`) in {bundle}, then either delete {} and {} and restart the \
-         agent (a join_token agent with a new join token), or set agent.rebootstrap_mode = \"auto\" to bootstrap \
+         bundle (`spinel-server bundle show -format pem`) in {bundle}, then either delete {} and restart the agent \
+         (a join_token agent with a new join token), or set agent.rebootstrap_mode = \"auto\" to bootstrap \
          again from it by itself after agent.rebootstrap_delay (now {:?})",
         store.bundle_path().display(),
         store.bundle_path().display(),
-        store.svid_path().display(),
         config.rebootstrap_delay,
     )
 }

@@ -27,6 +27,7 @@ use std::time::SystemTime;
 
 use tonic::{Code, Status};
 
+use super::authorities::issued_by_any;
 use super::persist::CacheFile;
 use super::store::{StoreError, StoredSvid};
 use super::{validity, AgentSvid, Manager, ManagerError};
@@ -69,6 +70,7 @@ pub(super) fn usable_stored_svid(
     config: &AgentConfig,
     store: &super::Store,
     s: StoredSvid,
+    roots: &[Vec<u8>],
     now: SystemTime,
 ) -> Result<Option<AgentSvid>, ManagerError> {
     let mode = config.rebootstrap_mode;
@@ -117,6 +119,21 @@ pub(super) fn usable_stored_svid(
             )),
         );
     };
+    let can_attest = config.node_attestor.reattests() || config.join_token.is_some();
+    if !roots.is_empty() && !issued_by_any(&s.chain, roots) {
+        // Presented, the server would refuse it in the handshake, and the
+        // agent would retry forever: say so now.
+        if can_attest {
+            tracing::warn!(file = %store.svid_path().display(), bundle = %store.bundle_path().display(), "the stored agent SVID was not issued by a CA of the trust bundle: attesting again");
+            return Ok(None);
+        }
+        return Err(ManagerError::NoIdentity(format!(
+            "the agent SVID in {} was not issued by any CA of the trust bundle {} (the server's CA changed): \
+             generate a new join token with `spinel-server token generate -spiffeID <agent ID>` and start the agent with -joinToken <token>",
+            store.svid_path().display(),
+            store.bundle_path().display(),
+        )));
+    }
     if not_after > now {
         return Ok(Some(AgentSvid {
             chain: s.chain,
@@ -125,7 +142,6 @@ pub(super) fn usable_stored_svid(
             not_after,
         }));
     }
-    let can_attest = config.node_attestor.reattests() || config.join_token.is_some();
     if can_attest {
         tracing::warn!(file = %store.svid_path().display(), expired = ?not_after, "the stored agent SVID has expired: attesting again");
         return Ok(None);
@@ -144,10 +160,11 @@ pub(super) fn usable_stored_svid(
 pub(super) fn fallback_svid(
     config: &AgentConfig,
     store: &super::Store,
+    roots: &[Vec<u8>],
     now: SystemTime,
 ) -> Option<AgentSvid> {
     let stored = store.load_svid().ok()??;
-    usable_stored_svid(config, store, stored, now).ok()?
+    usable_stored_svid(config, store, stored, roots, now).ok()?
 }
 
 fn humantime_secs(t: SystemTime) -> String {
