@@ -10,9 +10,11 @@
 //! - [`clock`]: the one clock seam; it follows tokio's clock so that rotation
 //!   and expiry are tested with paused time.
 //! - [`keyfile`]: atomic, durable, mode-0600 writes for key material.
+//! - [`failpoint`]: named pause points for kill -9 tests (debug builds only).
 
 pub mod bundle;
 pub mod clock;
+pub mod failpoint;
 pub mod id;
 pub mod jwt;
 pub mod keyfile;

@@ -61,9 +61,15 @@ pub fn run_cli(program: &Path, args: &[&str]) -> Result<CliOutput> {
 /// Starts `<binary> run -config <config>` and waits until
 /// `<binary> healthcheck -socketPath <socket>` succeeds; fails at once if
 /// the process exits, with its log.
-fn run_until_healthy(binary: &str, config: &Path, socket: &Path, log: &Path) -> Result<Process> {
+fn run_until_healthy(
+    binary: &str,
+    config: &Path,
+    socket: &Path,
+    log: &Path,
+    envs: &[(&str, &str)],
+) -> Result<Process> {
     let config = config.display().to_string();
-    let mut process = Process::spawn(&bin_path(binary), &["run", "-config", &config], &[], log)?;
+    let mut process = Process::spawn(&bin_path(binary), &["run", "-config", &config], envs, log)?;
     let socket = socket.display().to_string();
     let ready = poll(
         READY_TIMEOUT,
@@ -127,6 +133,13 @@ pub struct ServerHandle {
 impl ServerHandle {
     /// Writes a config and starts the server, waiting until it is healthy.
     pub fn start(opts: ServerOptions) -> Result<Self> {
+        let mut server = Self::configure(opts)?;
+        server.start_process()?;
+        Ok(server)
+    }
+
+    /// Writes a config in a new directory without starting the server.
+    pub fn configure(opts: ServerOptions) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("spinel-srv")
             .tempdir_in("/tmp")?;
@@ -170,28 +183,57 @@ plugins {{
             extra = opts.server_extra,
         );
         write_file(&config_path, &config)?;
-        let mut server = ServerHandle {
+        Ok(ServerHandle {
             dir,
             config_path,
             socket_path,
             port,
             trust_domain: opts.trust_domain,
             process: None,
-        };
-        server.start_process()?;
-        Ok(server)
+        })
     }
 
     /// Starts the server process on the existing config and waits for health.
     pub fn start_process(&mut self) -> Result<()> {
+        self.start_process_with_env(&[])
+    }
+
+    /// [`ServerHandle::start_process`] with extra environment variables
+    /// (e.g. `SPINEL_PAUSE_AT` to arm a failpoint).
+    pub fn start_process_with_env(&mut self, envs: &[(&str, &str)]) -> Result<()> {
         let log = self.dir.path().join("server.log");
         self.process = Some(run_until_healthy(
             "spinel-server",
             &self.config_path,
             &self.socket_path,
             &log,
+            envs,
         )?);
         Ok(())
+    }
+
+    /// Starts the server process with extra environment variables without
+    /// waiting for it to become healthy (a start meant to stop at a
+    /// failpoint).
+    pub fn spawn_process_with_env(&mut self, envs: &[(&str, &str)]) -> Result<()> {
+        let log = self.dir.path().join("server.log");
+        let config = self.config_path.display().to_string();
+        self.process = Some(Process::spawn(
+            &bin_path("spinel-server"),
+            &["run", "-config", &config],
+            envs,
+            &log,
+        )?);
+        Ok(())
+    }
+
+    /// Waits until the server's log contains `needle`; fails if the server
+    /// exits or is stopped first.
+    pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> Result<()> {
+        match self.process.as_mut() {
+            Some(p) => p.wait_for_log(needle, timeout),
+            None => bail!("the server is not running"),
+        }
     }
 
     /// Stops the server gracefully (SIGTERM).
@@ -379,6 +421,7 @@ plugins {{
             &self.config_path,
             &self.socket_path,
             &log,
+            &[],
         )?);
         Ok(())
     }

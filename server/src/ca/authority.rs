@@ -194,17 +194,23 @@ pub(super) fn new_jwt(
 }
 
 impl Authorities {
-    /// A new CA and JWT key in slot A.
+    /// A new CA and JWT key in slot A. Nothing is journaled yet: a crash
+    /// before the journal is written makes the next start create them again
+    /// (failpoints `ca:create:x509-key-stored`, `ca:create:keys-stored`).
     pub fn create(
         config: &CaConfig,
         keys: &dyn KeyManager,
         now: SystemTime,
     ) -> Result<Self, CaError> {
+        let x509_active = new_x509(config, keys, "A", now)?;
+        spinel_spiffe::failpoint::hit("ca:create:x509-key-stored");
+        let jwt_active = new_jwt(config, keys, "A", now)?;
+        spinel_spiffe::failpoint::hit("ca:create:keys-stored");
         Ok(Authorities {
-            x509_active: new_x509(config, keys, "A", now)?,
+            x509_active,
             x509_prepared: None,
             x509_old: Vec::new(),
-            jwt_active: new_jwt(config, keys, "A", now)?,
+            jwt_active,
             jwt_prepared: None,
             jwt_old: Vec::new(),
         })

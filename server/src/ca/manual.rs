@@ -155,6 +155,19 @@ impl Authorities {
         }
     }
 
+    /// Drops the prepared authority of `kind` (it never signed anything);
+    /// false if there was none.
+    pub fn withdraw_prepared(&mut self, kind: AuthorityKind) -> bool {
+        let withdrawn = match kind {
+            AuthorityKind::X509 => self.x509_prepared.take().is_some(),
+            AuthorityKind::Jwt => self.jwt_prepared.take().is_some(),
+        };
+        if withdrawn {
+            tracing::info!(kind = ?kind, "withdrew the prepared authority before preparing another");
+        }
+        withdrawn
+    }
+
     /// Makes the prepared authority `id` the active one; the active one
     /// becomes old (kept in the bundle, no longer signing).
     pub fn activate(&mut self, kind: AuthorityKind, id: &str) -> Result<AuthorityInfo, CaError> {

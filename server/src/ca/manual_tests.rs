@@ -328,3 +328,61 @@ async fn upstream_intermediate_chains_and_bundle() {
         .unwrap_err();
     assert!(err.to_string().contains("UpstreamAuthority"), "{err}");
 }
+
+/// A disk key manager that stores a new key and then fails, as a server
+/// killed (or a datastore failing) right after the key write would.
+#[derive(Debug)]
+struct FailsAfterStoring(DiskKeyManager);
+
+impl crate::keymanager::KeyManager for FailsAfterStoring {
+    fn generate_key(
+        &self,
+        id: &str,
+        key_type: KeyType,
+    ) -> Result<Arc<crate::keymanager::SigningKey>, crate::keymanager::KeyError> {
+        self.0.generate_key(id, key_type)?;
+        Err(crate::keymanager::KeyError::Key {
+            id: id.to_owned(),
+            reason: "stopped after storing the key".into(),
+        })
+    }
+
+    fn get_key(
+        &self,
+        id: &str,
+    ) -> Result<Option<Arc<crate::keymanager::SigningKey>>, crate::keymanager::KeyError> {
+        self.0.get_key(id)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn preparing_again_never_journals_a_prepared_authority_whose_key_was_replaced() {
+    for kind in [AuthorityKind::X509, AuthorityKind::Jwt] {
+        let fx = Fixture::new();
+        let ca = fx.start().await;
+        ca.prepare_authority(kind).await.unwrap();
+        drop(ca);
+        // The second prepare writes its key into the prepared one's slot
+        // and stops before journaling.
+        let ca = Ca::start(
+            config(),
+            Arc::new(FailsAfterStoring(
+                DiskKeyManager::open(&fx.keys_path).unwrap(),
+            )),
+            fx.ds.clone(),
+            fx.clock.clone(),
+        )
+        .await
+        .unwrap();
+        assert!(ca.prepare_authority(kind).await.is_err());
+        // The withdrawal was journaled first, in memory and in the store:
+        // nothing prepared, and a restart finds every journaled key.
+        assert!(ca.authority_state(kind).unwrap().prepared.is_none());
+        drop(ca);
+        let ca = fx.start().await;
+        assert!(ca.authority_state(kind).unwrap().prepared.is_none());
+        ca.prepare_authority(kind).await.unwrap();
+        drop(ca);
+        fx.start().await;
+    }
+}

@@ -200,9 +200,11 @@ impl Ca {
     }
 
     /// Saves the journal and publishes the bundle (datastore + watchers).
+    /// Failpoint `ca:start:journal-written` between the two.
     async fn persist_and_publish(&self) -> Result<(), CaError> {
         let journal = self.read()?.journal()?;
         self.datastore.set_ca_journal(journal).await?;
+        spinel_spiffe::failpoint::hit("ca:start:journal-written");
         self.publish_bundle().await
     }
 
@@ -339,7 +341,7 @@ impl Ca {
     /// Returns whether anything changed.
     async fn rotate_if_due(&self) -> Result<bool, CaError> {
         let now = self.clock.now();
-        self.change(|next, config, keys| {
+        self.change("ca:rotate:journal-written", |next, config, keys| {
             let changed = next.advance(config, keys, now)?;
             Ok((changed, changed))
         })

@@ -4,7 +4,8 @@
 //! is rewritten whole, atomically and with mode 0600, before a new key is
 //! handed out. A file that does not parse, or that other users can read, is
 //! refused with an error naming it: silently replacing a CA key would break
-//! the trust domain.
+//! the trust domain. Temporary files left by a write that was killed before
+//! its rename are deleted when the file is opened.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -44,6 +45,22 @@ impl DiskKeyManager {
             path: path.to_owned(),
             reason,
         };
+        // A server killed inside a key-file write leaves its temporary file
+        // (a whole key file, mode 0600); this server is the file's only
+        // writer, so such leftovers are deleted before anything is written.
+        match spinel_spiffe::keyfile::remove_stale_temp_files(path) {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(
+                path = %path.display(),
+                removed,
+                "removed temporary key files left by an interrupted write"
+            ),
+            Err(e) => tracing::warn!(
+                path = %path.display(),
+                error = %e,
+                "could not remove temporary key files left by an interrupted write"
+            ),
+        }
         let mut keys = BTreeMap::new();
         match std::fs::metadata(path) {
             Ok(meta) => {
@@ -156,6 +173,19 @@ mod tests {
         let loaded = again.get_key("x509-CA-A").unwrap().unwrap();
         assert_eq!(loaded.public_key_der(), key.public_key_der());
         assert!(!format!("{loaded:?}").contains(&STANDARD.encode(key.pkcs8_der())));
+    }
+
+    #[test]
+    fn temp_files_of_an_interrupted_write_are_removed_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let km = DiskKeyManager::open(&path).unwrap();
+        km.generate_key("x509-CA-A", KeyType::EcP256).unwrap();
+        let stale = dir.path().join(".keys.json.tmp999999");
+        std::fs::copy(&path, &stale).unwrap();
+        let again = DiskKeyManager::open(&path).unwrap();
+        assert!(again.get_key("x509-CA-A").unwrap().is_some());
+        assert!(!stale.exists());
     }
 
     #[test]
