@@ -35,6 +35,14 @@ impl Manager {
         };
         let store = Store::new(&config.data_dir, key_dir.as_deref());
         let cache_file = key_dir.as_deref().map(persist::CacheFile::new);
+        let cache_path = cache_file.as_ref().map(|f| f.path());
+        let removed = store.remove_interrupted_writes(cache_path.as_slice());
+        if removed > 0 {
+            tracing::info!(
+                files = removed,
+                "removed temporary files of writes interrupted by a crash"
+            );
+        }
         let rebootstrap = config.rebootstrap_mode;
         let trust = TrustWatch::new(clock.clone());
         let mut roots = match recovery::or_rebootstrap(rebootstrap, store.load_bundle())? {

@@ -73,6 +73,25 @@ impl Store {
         }
     }
 
+    /// Removes temporary files left by a previous run killed in the middle
+    /// of a write (one may hold a whole private key); `extra` names more
+    /// files written the same way. Returns how many were removed.
+    pub fn remove_interrupted_writes(&self, extra: &[&Path]) -> usize {
+        let mut paths: Vec<&Path> = vec![&self.svid, &self.bundle];
+        paths.extend(self.key.as_deref());
+        paths.extend_from_slice(extra);
+        paths
+            .into_iter()
+            .map(|p| match keyfile::remove_stale_temp_files(p) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(file = %p.display(), error = %e, "cannot remove temporary files of an interrupted write");
+                    0
+                }
+            })
+            .sum()
+    }
+
     /// The stored bundle file.
     pub fn bundle_path(&self) -> &Path {
         &self.bundle
@@ -169,5 +188,27 @@ impl Store {
         if let Some(k) = &self.key {
             let _ = std::fs::remove_file(k);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_files_of_interrupted_writes_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path(), Some(dir.path()));
+        std::fs::write(dir.path().join(".agent_svid.key.tmp4242"), b"key").unwrap();
+        std::fs::write(dir.path().join(".bundle.der.tmp7"), b"b").unwrap();
+        std::fs::write(dir.path().join(".workload_cache.json.tmp9"), b"c").unwrap();
+        std::fs::write(dir.path().join("agent_svid.key"), b"kept").unwrap();
+        let cache = dir.path().join("workload_cache.json");
+        assert_eq!(store.remove_interrupted_writes(&[&cache]), 3);
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("agent_svid.key")]);
     }
 }
