@@ -156,7 +156,10 @@ impl AgentService {
             .await
             .map_err(|e| ApiError::datastore("failed to fetch agent", e))?;
         if existing.as_ref().is_some_and(|a| a.banned) {
-            return Err(ApiError::denied("failed to attest: agent is banned"));
+            return Err(ApiError::refused(
+                spinel_proto::refusal::AgentRefusal::Banned,
+                "failed to attest: agent is banned",
+            ));
         }
         let svid = self.sign_agent_svid(&agent_id, public_key)?;
         let mut selectors: Vec<StoredSelector> =
