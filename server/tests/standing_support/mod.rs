@@ -74,3 +74,55 @@ pub async fn attest(server: &ServerHandle, token: &str) -> Result<Agent, tonic::
         key_der: key.serialize_der(),
     })
 }
+
+/// A channel over the server's admin Unix socket (a local admin).
+pub async fn admin(server: &ServerHandle) -> Channel {
+    use hyper_util::rt::TokioIo;
+    use tonic::transport::{Endpoint, Uri};
+    let path = server.socket_path.clone();
+    Endpoint::from_static("http://localhost")
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+            }
+        }))
+        .await
+        .unwrap()
+}
+
+/// The audit records in the server log, as JSON `fields` objects (the
+/// server must run with `audit_log_enabled` and `log_format = "json"`).
+pub fn audit_lines(server: &ServerHandle) -> Vec<serde_json::Value> {
+    server
+        .log()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["fields"]["type"] == "audit")
+        .map(|v| v["fields"].clone())
+        .collect()
+}
+
+/// Waits (bounded, as a failure guard) for the audit line of `method`
+/// (a path suffix) matching `keep`.
+pub async fn audit_line(
+    server: &ServerHandle,
+    method: &str,
+    keep: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(line) = audit_lines(server)
+            .into_iter()
+            .find(|l| l["method"].as_str().is_some_and(|m| m.ends_with(method)) && keep(l))
+        {
+            return line;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no audit line for {method}:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
