@@ -24,12 +24,17 @@
 //! | [`spinel::agent::debug::v1`] | `spinel.agent.debug.v1` | `Debug` (Spinel's own, agent admin socket) |
 //! | [`spinel::server::v1`] | `spinel.server.v1` | `Watch` (Spinel's own, change notifications for agents) |
 //!
+//! Hand-written, not generated: [`refusal`] (the `spinel-agent-refusal`
+//! metadata entry telling an agent why the server refused it).
+//!
 //! Google well-known types (`google.protobuf.Struct`, `Empty`, `BoolValue`,
 //! ...) map to [`prost_types`] and plain Rust types.
 //!
 //! Messages derive `Debug` for all fields, including private keys (e.g.
 //! [`workload::X509svid::x509_svid_key`]): do not log messages that carry key
 //! material.
+
+pub mod refusal;
 
 /// Encoded `google.protobuf.FileDescriptorSet` of every file compiled into
 /// this crate (with their imports, without source info), for gRPC server

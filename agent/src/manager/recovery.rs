@@ -227,6 +227,18 @@ fn refusal(status: &Status) -> Option<Refusal> {
     if status.code() != Code::PermissionDenied {
         return None;
     }
+    // A Spinel server names the reason in the `spinel-agent-refusal`
+    // metadata; trust that first.
+    if let Some(reason) = spinel_proto::refusal::AgentRefusal::from_status(status) {
+        use spinel_proto::refusal::AgentRefusal;
+        return Some(match reason {
+            AgentRefusal::Banned => Refusal::Banned,
+            AgentRefusal::Evicted => Refusal::Evicted,
+            AgentRefusal::Superseded | AgentRefusal::Expired => Refusal::StaleSvid,
+        });
+    }
+    // Without it (a SPIRE server, or a Spinel server older than the
+    // metadata), the message text is all there is: SPIRE's wording.
     let msg = status.message();
     if msg.contains("is banned") {
         Some(Refusal::Banned)
@@ -236,6 +248,42 @@ fn refusal(status: &Status) -> Option<Refusal> {
         Some(Refusal::StaleSvid)
     } else {
         None
+    }
+}
+
+/// `refusal()`: the metadata first, the message text without it.
+#[cfg(test)]
+mod refusal_tests {
+    use spinel_proto::refusal::AgentRefusal;
+    use tonic::{Code, Status};
+
+    use super::{refusal, Refusal};
+
+    #[test]
+    fn metadata_wins_over_the_text() {
+        // A message that reads as "banned", metadata saying evicted.
+        let status = AgentRefusal::Evicted.status("agent \"x\" is banned");
+        assert_eq!(refusal(&status), Some(Refusal::Evicted));
+        for (reason, expected) in [
+            (AgentRefusal::Banned, Refusal::Banned),
+            (AgentRefusal::Superseded, Refusal::StaleSvid),
+            (AgentRefusal::Expired, Refusal::StaleSvid),
+        ] {
+            assert_eq!(refusal(&reason.status("refused")), Some(expected));
+        }
+    }
+
+    #[test]
+    fn without_metadata_the_text_decides() {
+        let text = |m: &str| refusal(&Status::new(Code::PermissionDenied, m));
+        assert_eq!(text("agent \"x\" is banned"), Some(Refusal::Banned));
+        assert_eq!(text("agent \"x\" is not attested"), Some(Refusal::Evicted));
+        assert_eq!(
+            text("agent \"x\" SVID is expired"),
+            Some(Refusal::StaleSvid)
+        );
+        assert_eq!(text("authorization denied for method /m"), None);
+        assert_eq!(refusal(&Status::unavailable("agent is banned")), None);
     }
 }
 

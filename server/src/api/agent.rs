@@ -161,6 +161,11 @@ impl AgentService {
                 ),
                 other => ApiError::datastore("failed to create token", other),
             })?;
+        if let Some(alias_id) = &alias_id {
+            // The agent ID the token is for; never the token (nor the
+            // token's own agent ID, which contains it).
+            super::audit::note_entity(&alias_id.to_string());
+        }
         if let Some(alias_id) = alias_id {
             // As SPIRE: an entry giving the agent that attests with this
             // token the requested ID, selected by the agent's own ID.
@@ -251,6 +256,7 @@ impl Agent for AgentService {
         let req = request.into_inner();
         let id = validate::agent_id(&self.state.trust_domain, req.id.as_ref())
             .map_err(|e| ApiError::invalid("invalid agent ID", e))?;
+        super::audit::note_entity(&id.to_string());
         let agent = self
             .state
             .datastore
@@ -273,6 +279,7 @@ impl Agent for AgentService {
             .await?;
         let id = validate::agent_id(&self.state.trust_domain, request.get_ref().id.as_ref())
             .map_err(|e| ApiError::invalid("invalid agent ID", e))?;
+        super::audit::note_entity(&id.to_string());
         match self.state.datastore.delete_agent(&id.to_string()).await {
             Ok(_) => {
                 tracing::info!(agent_id = %id, "agent deleted");
@@ -291,6 +298,7 @@ impl Agent for AgentService {
             .await?;
         let id = validate::agent_id(&self.state.trust_domain, request.get_ref().id.as_ref())
             .map_err(|e| ApiError::invalid("invalid agent ID", e))?;
+        super::audit::note_entity(&id.to_string());
         let mut agent = self
             .state
             .datastore

@@ -81,12 +81,13 @@ impl AgentService {
     ) -> impl Stream<Item = Result<AttestAgentResponse, Status>> + Send + 'static {
         let (tx, rx) = mpsc::channel(4);
         let service = self.clone();
-        tokio::spawn(async move {
+        // In this call's audit scope, so the agent ID it notes is audited.
+        tokio::spawn(super::audit::in_this_call(async move {
             let mut inbound = inbound;
             let outcome = service.attest(&mut inbound, &tx, remote).await;
             let message = outcome.map_err(Status::from);
             let _ = tx.send(message).await;
-        });
+        }));
         ReceiverStream::new(rx)
     }
 
@@ -148,6 +149,9 @@ impl AgentService {
                 format!("node attestor produced an agent ID outside the agent namespace: \"{agent_id}\""),
             ));
         }
+        // A join token is spent by now: the ID it is part of reveals
+        // nothing usable.
+        super::audit::note_entity(&agent_id.to_string());
         let key = agent_id.to_string();
         let existing = self
             .state
@@ -156,7 +160,10 @@ impl AgentService {
             .await
             .map_err(|e| ApiError::datastore("failed to fetch agent", e))?;
         if existing.as_ref().is_some_and(|a| a.banned) {
-            return Err(ApiError::denied("failed to attest: agent is banned"));
+            return Err(ApiError::refused(
+                spinel_proto::refusal::AgentRefusal::Banned,
+                "failed to attest: agent is banned",
+            ));
         }
         let svid = self.sign_agent_svid(&agent_id, public_key)?;
         let mut selectors: Vec<StoredSelector> =
@@ -222,6 +229,7 @@ impl AgentService {
         let Caller::Agent { id, agent } = caller else {
             return Err(ApiError::new(Code::Internal, "caller is not an agent"));
         };
+        super::audit::note_entity(&id.to_string());
         if agent.can_reattest {
             return Err(ApiError::denied("agent must reattest instead of renew"));
         }

@@ -14,7 +14,23 @@
 //! | `caller_uid` | the local peer's uid, if known |
 //! | `status` | `success` or `error` |
 //! | `status_code` | the gRPC status code (0 = OK) |
-//! | `entity_ids` | IDs the handler noted with [`note_entity`] (entry IDs) |
+//! | `entity_ids` | what the call names or creates, noted by the handler with [`note_entity`], comma-separated |
+//!
+//! `entity_ids` by service (noted once the input is validated, whether the
+//! call then succeeds or not):
+//!
+//! | calls | entities |
+//! | --- | --- |
+//! | `Entry` create, update, delete, get | entry IDs |
+//! | `Agent` get, ban, delete | the agent's SPIFFE ID |
+//! | `CreateJoinToken` | the agent ID the token is for (`agent_id`), if any; never the token |
+//! | `AttestAgent` | the resulting agent ID (a join token is spent by then) |
+//! | `RenewAgent` | the caller's agent ID |
+//! | `BatchNewX509SVID`, `NewJWTSVID` | the entry IDs asked for |
+//! | `MintX509SVID`, `MintJWTSVID` | the SPIFFE ID minted |
+//! | `LocalAuthority` prepare, activate, taint, revoke | the authority ID (upstream: subject key ID) |
+//! | `TrustDomain` create, update, delete, get, refresh | trust domain names |
+//! | `Bundle` get, append (own); federated get, create, update, set, delete | trust domain names |
 //!
 //! Only those: no request or response bodies, so no token, key or CSR can
 //! reach the log. Whether the caller was *authorized* as what its
@@ -24,6 +40,7 @@
 //! mutating admin call completes, so agents watching for changes sync at
 //! once (see `watch.rs`).
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -40,14 +57,31 @@ tokio::task_local! {
     static ENTITIES: Arc<Mutex<Vec<String>>>;
 }
 
-/// Notes `id` as an entity the current call touched, for its audit line.
-/// Outside an audited call it does nothing.
+/// Notes `id` as an entity the current call names or creates, for its
+/// audit line (once, however often it is noted). Outside an audited call it
+/// does nothing. Never pass a secret: a join token is noted only once spent
+/// (inside the agent ID it became).
 pub fn note_entity(id: &str) {
     let _ = ENTITIES.try_with(|ids| {
         if let Ok(mut ids) = ids.lock() {
-            ids.push(id.to_owned());
+            if !ids.iter().any(|known| known == id) {
+                ids.push(id.to_owned());
+            }
         }
     });
+}
+
+/// Runs `future` (typically spawned on its own task) as part of the
+/// current call, so that its [`note_entity`] calls reach this call's audit
+/// line. Outside an audited call it runs `future` as is.
+pub fn in_this_call<F: Future>(future: F) -> impl Future<Output = F::Output> {
+    let ids = ENTITIES.try_with(Arc::clone).ok();
+    async move {
+        match ids {
+            Some(ids) => ENTITIES.scope(ids, future).await,
+            None => future.await,
+        }
+    }
 }
 
 /// Whether `method` (a full gRPC path) may change what agents receive.

@@ -14,10 +14,24 @@
 //!   sync for the trust domains their entries federate with.
 //!
 //! Refusals are `PermissionDenied`, logged at info with the caller and the
-//! method (never a token or key).
+//! method (never a token or key). Refusals of an agent's standing also name
+//! their reason in the status metadata ([`AgentRefusal`], key
+//! `spinel-agent-refusal`), beside SPIRE's message text:
+//!
+//! | message | reason |
+//! | --- | --- |
+//! | `agent "<id>" SVID is expired` | `expired` |
+//! | `agent "<id>" is not attested` (evicted, deleted) | `evicted` |
+//! | `agent "<id>" is banned` | `banned` |
+//! | `agent "<id>" expected to have serial number ...` | `superseded` |
+//!
+//! Open `WatchChanges` streams are checked again with
+//! [`ApiState::authorize_peer`] whenever the change marks move, so a ban or
+//! an eviction also ends them (see `watch.rs`).
 
 use std::collections::BTreeSet;
 
+use spinel_proto::refusal::AgentRefusal;
 use spinel_spiffe::{id, SpiffeId};
 use tonic::Extensions;
 use x509_parser::prelude::parse_x509_certificate;
@@ -213,7 +227,17 @@ impl ApiState {
         extensions: &Extensions,
         method: &'static str,
     ) -> ApiResult<Caller> {
-        let peer = extensions.get::<PeerInfo>();
+        self.authorize_peer(extensions.get::<PeerInfo>(), method)
+            .await
+    }
+
+    /// [`ApiState::authorize`] for a connection's `peer` (kept by a
+    /// long-lived stream to check its caller again later).
+    pub async fn authorize_peer(
+        &self,
+        peer: Option<&PeerInfo>,
+        method: &'static str,
+    ) -> ApiResult<Caller> {
         self.check(peer, method).await.map_err(|e| {
             if e.code == tonic::Code::PermissionDenied {
                 tracing::info!(caller = %describe(peer), method, reason = %e.message, "permission denied");
@@ -246,15 +270,18 @@ impl ApiState {
         };
         let svid = peer_svid(leaf).map_err(|_| denied(method))?;
         if svid.not_after < self.clock.unix_seconds() {
+            let agent = svid.id.is_member_of(&self.trust_domain) && id::is_agent(&svid.id);
             let who = if policy == Policy::Agent {
                 "agent "
             } else {
                 ""
             };
-            return Err(ApiError::denied(format!(
-                "{who}\"{}\" SVID is expired",
-                svid.id
-            )));
+            let message = format!("{who}\"{}\" SVID is expired", svid.id);
+            return Err(if agent {
+                ApiError::refused(AgentRefusal::Expired, message)
+            } else {
+                ApiError::denied(message)
+            });
         }
         match policy {
             Policy::Agent => self.check_agent(svid, method).await,
@@ -277,9 +304,17 @@ impl ApiState {
             .get_agent(&key)
             .await
             .map_err(|e| ApiError::internal("unable to look up agent information", e))?
-            .ok_or_else(|| ApiError::denied(format!("agent \"{key}\" is not attested")))?;
+            .ok_or_else(|| {
+                ApiError::refused(
+                    AgentRefusal::Evicted,
+                    format!("agent \"{key}\" is not attested"),
+                )
+            })?;
         if agent.banned {
-            return Err(ApiError::denied(format!("agent \"{key}\" is banned")));
+            return Err(ApiError::refused(
+                AgentRefusal::Banned,
+                format!("agent \"{key}\" is banned"),
+            ));
         }
         if agent.cert_serial_number == svid.serial {
             return Ok(Caller::Agent { id: svid.id, agent });
@@ -299,7 +334,7 @@ impl ApiState {
                 agent: promoted,
             });
         }
-        Err(ApiError::denied(format!(
+        Err(ApiError::refused(AgentRefusal::Superseded, format!(
             "agent \"{key}\" expected to have serial number \"{}\"; has \"{}\" (superseded or unknown SVID)",
             agent.cert_serial_number, svid.serial
         )))

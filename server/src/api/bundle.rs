@@ -68,6 +68,7 @@ impl BundleService {
     fn federated_td(&self, input: &str, action: &str) -> ApiResult<String> {
         let td = validate::federated_trust_domain(input)
             .map_err(|e| ApiError::invalid("malformed trust domain", e))?;
+        super::audit::note_entity(&td);
         if td == self.own_td() {
             return Err(ApiError::invalid_msg(format!(
                 "{action} a federated bundle for the server's own trust domain is not allowed"
@@ -233,6 +234,7 @@ impl Bundle for BundleService {
         self.state
             .authorize(request.extensions(), method::GET_BUNDLE)
             .await?;
+        super::audit::note_entity(self.own_td());
         let bundle = self.own_bundle().await?;
         let mut bundle = bundle_to_proto(&bundle, request.get_ref().output_mask.as_ref());
         super::localauthority::mark_tainted(&self.state.ca, &mut bundle);
@@ -246,6 +248,7 @@ impl Bundle for BundleService {
         self.state
             .authorize(request.extensions(), method::APPEND_BUNDLE)
             .await?;
+        super::audit::note_entity(self.own_td());
         let req = request.into_inner();
         if req.x509_authorities.is_empty() && req.jwt_authorities.is_empty() {
             return Err(ApiError::invalid_msg("no authorities to append").into());

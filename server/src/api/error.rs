@@ -7,6 +7,7 @@
 
 use std::fmt::Display;
 
+use spinel_proto::refusal::AgentRefusal;
 use spinel_proto::spire::api::types;
 use tonic::{Code, Status};
 
@@ -20,6 +21,9 @@ pub struct ApiError {
     pub code: Code,
     /// What the caller is told.
     pub message: String,
+    /// Why an agent was refused, for the `spinel-agent-refusal` metadata
+    /// of the status (only on `PermissionDenied` refusals of agents).
+    pub refusal: Option<AgentRefusal>,
     /// Already logged where it arose (with more context than the
     /// conversion has).
     logged: bool,
@@ -31,8 +35,17 @@ impl ApiError {
         ApiError {
             code,
             message: message.into(),
+            refusal: None,
             logged: false,
         }
+    }
+
+    /// `PermissionDenied` for an agent, carrying `reason` to the client in
+    /// the status metadata (see [`spinel_proto::refusal`]).
+    pub fn refused(reason: AgentRefusal, msg: impl Into<String>) -> Self {
+        let mut err = Self::new(Code::PermissionDenied, msg);
+        err.refusal = Some(reason);
+        err
     }
 
     /// Marks the error as logged where it arose, so the conversion does
@@ -117,9 +130,32 @@ pub fn ok_status() -> types::Status {
 impl From<ApiError> for Status {
     fn from(err: ApiError) -> Status {
         err.log();
-        Status::new(err.code, err.message)
+        let mut status = Status::new(err.code, err.message);
+        if let Some(reason) = err.refusal {
+            reason.attach(&mut status);
+        }
+        status
     }
 }
 
 /// Shorthand for API results.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_refusal_reaches_the_status() {
+        let err = ApiError::refused(AgentRefusal::Evicted, "agent \"x\" is not attested");
+        let status = Status::from(err.logged());
+        assert_eq!(status.code(), Code::PermissionDenied);
+        assert_eq!(status.message(), "agent \"x\" is not attested");
+        assert_eq!(
+            AgentRefusal::from_status(&status),
+            Some(AgentRefusal::Evicted)
+        );
+        let plain = Status::from(ApiError::denied("authorization denied").logged());
+        assert_eq!(AgentRefusal::from_status(&plain), None);
+    }
+}

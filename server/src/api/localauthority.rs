@@ -144,7 +144,9 @@ impl LocalAuthorityService {
             .prepare_authority(kind)
             .await
             .map_err(|e| refused("prepare", kind, e))?;
-        Ok(Some(to_proto(&info)))
+        let state = to_proto(&info);
+        super::audit::note_entity(&state.authority_id);
+        Ok(Some(state))
     }
 
     async fn activate(
@@ -152,6 +154,7 @@ impl LocalAuthorityService {
         kind: AuthorityKind,
         id: &str,
     ) -> Result<Option<AuthorityState>, Status> {
+        note_authority(id);
         let info = self
             .ca()
             .activate_authority(kind, id)
@@ -161,6 +164,7 @@ impl LocalAuthorityService {
     }
 
     async fn taint(&self, kind: AuthorityKind, id: &str) -> Result<Option<AuthorityState>, Status> {
+        note_authority(id);
         let info = self
             .ca()
             .taint_authority(kind, id)
@@ -174,12 +178,21 @@ impl LocalAuthorityService {
         kind: AuthorityKind,
         id: &str,
     ) -> Result<Option<AuthorityState>, Status> {
+        note_authority(id);
         let info = self
             .ca()
             .revoke_authority(kind, id)
             .await
             .map_err(|e| refused("revoke", kind, e))?;
         Ok(Some(to_proto(&info)))
+    }
+}
+
+/// Notes the authority a call names (an authority ID, or an upstream
+/// authority's subject key ID) for the audit line.
+fn note_authority(id: &str) {
+    if !id.is_empty() {
+        super::audit::note_entity(id);
     }
 }
 
@@ -304,6 +317,7 @@ impl LocalAuthority for LocalAuthorityService {
         request: Request<TaintX509UpstreamAuthorityRequest>,
     ) -> Result<Response<TaintX509UpstreamAuthorityResponse>, Status> {
         self.admin(&request, path::TAINT_UPSTREAM).await?;
+        note_authority(&request.get_ref().subject_key_id);
         Err(Status::unimplemented(
             "tainting an upstream authority is not supported yet",
         ))
@@ -325,6 +339,7 @@ impl LocalAuthority for LocalAuthorityService {
         request: Request<RevokeX509UpstreamAuthorityRequest>,
     ) -> Result<Response<RevokeX509UpstreamAuthorityResponse>, Status> {
         self.admin(&request, path::REVOKE_UPSTREAM).await?;
+        note_authority(&request.get_ref().subject_key_id);
         Err(Status::unimplemented(
             "revoking an upstream authority is not supported yet",
         ))

@@ -116,6 +116,7 @@ impl SvidService {
         };
         let spiffe_id = spinel_spiffe::id::parse_id(uri)
             .map_err(|e| ApiError::invalid("CSR URI SAN is invalid", e))?;
+        super::audit::note_entity(&spiffe_id.to_string());
         let td = &self.state.trust_domain;
         if !spiffe_id.is_member_of(td) || spiffe_id.path().is_empty() {
             return Err(ApiError::invalid(
@@ -195,6 +196,7 @@ impl Svid for SvidService {
         let req = request.into_inner();
         let id = validate::member_id(&self.state.trust_domain, req.id.as_ref())
             .map_err(|e| ApiError::invalid("invalid SPIFFE ID", e))?;
+        super::audit::note_entity(&id.to_string());
         if req.ttl < 0 {
             return Err(ApiError::invalid_msg("ttl must not be negative").into());
         }
@@ -224,6 +226,9 @@ impl Svid for SvidService {
         let req = request.into_inner();
         if req.params.is_empty() {
             return Err(ApiError::invalid_msg("missing parameters").into());
+        }
+        for p in req.params.iter().filter(|p| !p.entry_id.is_empty()) {
+            super::audit::note_entity(&p.entry_id);
         }
         let set = EntryService::authorized(&self.state, &caller).await?;
         let results = req
@@ -255,6 +260,7 @@ impl Svid for SvidService {
         if req.entry_id.is_empty() {
             return Err(ApiError::invalid_msg("missing entry ID").into());
         }
+        super::audit::note_entity(&req.entry_id);
         let set = EntryService::authorized(&self.state, &caller).await?;
         let entry = set
             .get(&req.entry_id)

@@ -78,6 +78,7 @@ impl TrustDomainService {
     fn trust_domain(&self, input: &str) -> ApiResult<String> {
         let td = validate::federated_trust_domain(input)
             .map_err(|e| ApiError::invalid("failed to parse trust domain", e))?;
+        super::audit::note_entity(&td);
         if td == self.state.trust_domain.as_str() {
             return Err(ApiError::invalid_msg(
                 "unable to create federation relationship for the server's own trust domain",
@@ -238,6 +239,7 @@ impl TrustDomainService {
     async fn delete(&self, input: &str) -> ApiResult<String> {
         let td = validate::federated_trust_domain(input)
             .map_err(|e| ApiError::invalid("failed to parse trust domain", e))?;
+        super::audit::note_entity(&td);
         self.state
             .datastore
             .delete_federation_relationship(&td)
@@ -306,6 +308,7 @@ impl TrustDomain for TrustDomainService {
         let req = request.into_inner();
         let td = validate::federated_trust_domain(&req.trust_domain)
             .map_err(|e| ApiError::invalid("failed to parse trust domain", e))?;
+        super::audit::note_entity(&td);
         let stored = self
             .state
             .datastore
@@ -396,6 +399,7 @@ impl TrustDomain for TrustDomainService {
         let req = request.into_inner();
         let td = validate::federated_trust_domain(&req.trust_domain)
             .map_err(|e| ApiError::invalid("failed to parse trust domain", e))?;
+        super::audit::note_entity(&td);
         let Some(federation) = self.state.federation.get() else {
             return Err(ApiError::new(Code::Unavailable, "federation is not running").into());
         };
