@@ -4,11 +4,14 @@
 //! [`watch_changes`] holds one stream open and wakes the sync loop on every
 //! message. When the stream is down it reconnects after a pause; the sync
 //! loop keeps polling meanwhile, so a server without the service (SPIRE,
-//! or an older Spinel) only costs propagation speed.
+//! or an older Spinel) only costs propagation speed. A stream the server
+//! ends by refusing the agent (a ban or an eviction, see
+//! `spinel_proto::refusal`) wakes the sync loop at once.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use spinel_proto::refusal::AgentRefusal;
 use spinel_proto::spinel::server::v1::watch_client::WatchClient;
 use spinel_proto::spinel::server::v1::WatchChangesRequest;
 use tokio::sync::Notify;
@@ -19,6 +22,24 @@ use tonic::Code;
 pub const RECONNECT_DELAY: Duration = Duration::from_secs(1);
 /// Pause before trying again a server that does not offer the service.
 pub const UNSUPPORTED_DELAY: Duration = Duration::from_secs(60);
+/// Pause before reopening a stream the server ended by refusing the agent
+/// (banned, evicted, stale SVID): the sync loop, woken at once, handles
+/// the refusal and re-attests or stops.
+pub const REFUSED_DELAY: Duration = Duration::from_secs(10);
+
+/// Whether `status` refuses this agent; if so the sync loop is woken so it
+/// reacts now rather than at its next poll.
+fn refused(status: &tonic::Status, wake: &Notify) -> bool {
+    let Some(reason) = AgentRefusal::from_status(status) else {
+        return false;
+    };
+    tracing::info!(
+        reason = reason.as_str(),
+        "the server refused this agent on the change stream"
+    );
+    wake.notify_one();
+    true
+}
 
 /// Watches the server's change marks forever, calling `wake.notify_one()`
 /// when they move. `channel` is asked for anew on every reconnect, so a
@@ -41,6 +62,7 @@ pub async fn watch_changes(channel: impl Fn() -> Channel, wake: Arc<Notify>) {
                     announced = true;
                 }
                 let mut stream = response.into_inner();
+                let mut delay = RECONNECT_DELAY;
                 loop {
                     match stream.message().await {
                         Ok(Some(changes)) => {
@@ -61,18 +83,23 @@ pub async fn watch_changes(channel: impl Fn() -> Channel, wake: Arc<Notify>) {
                             last = Some(marks);
                         }
                         Ok(None) => break,
+                        Err(status) if refused(&status, &wake) => {
+                            delay = REFUSED_DELAY;
+                            break;
+                        }
                         Err(status) => {
                             tracing::debug!(code = ?status.code(), error = %status.message(), "the change stream broke; polling until it is back");
                             break;
                         }
                     }
                 }
-                RECONNECT_DELAY
+                delay
             }
             Err(status) if status.code() == Code::Unimplemented => {
                 tracing::info!("the server does not push changes; polling only");
                 UNSUPPORTED_DELAY
             }
+            Err(status) if refused(&status, &wake) => REFUSED_DELAY,
             Err(status) => {
                 tracing::debug!(code = ?status.code(), error = %status.message(), "cannot open the change stream");
                 RECONNECT_DELAY
