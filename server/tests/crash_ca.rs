@@ -1,8 +1,8 @@
 //! `kill -9` of a real server between the steps of a CA change: on the very
 //! first start (keys stored / journal written / bundle published), inside
 //! `localauthority prepare` (previous prepared withdrawn / new key stored /
-//! journal written) and inside `activate` (journal written, bundle not yet
-//! published). The restarted server's bundle holds every authority that
+//! journal written), inside `activate` (journal written, bundle not yet
+//! published) and after the journal write of `taint` and `revoke`. The restarted server's bundle holds every authority that
 //! signed an SVID still valid, `localauthority show` names only authorities
 //! whose keys are there, and the operation runs again.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
@@ -255,4 +255,69 @@ async fn x509_activate_killed_after_the_journal_was_written_keeps_the_workload_t
     assert_eq!(ski(&issuer), first);
     tokio::task::block_in_place(|| check_consistent_and_rotate(&server, &mut Minted::default()));
     drop(agent);
+}
+
+/// `localauthority <kind> <op> -authorityID <id>` killed after its journal
+/// write; after the restart the operation is done (or can be done again).
+fn op_killed_after_journal(server: &mut ServerHandle, kind: &str, op: &str, id: &str) {
+    let point = format!("ca:{op}:journal-written");
+    let out = crash_during(
+        server,
+        &point,
+        &["localauthority", kind, op, "-authorityID", id],
+    );
+    assert!(!out.success(), "{op} answered although killed");
+    let again = server
+        .cli(&["localauthority", kind, op, "-authorityID", id])
+        .unwrap();
+    match op {
+        // Journaled, so done: tainting again says so.
+        "taint" => assert!(
+            !again.success() && again.stderr.contains("already tainted"),
+            "{kind}: the journaled taint was lost: {}{}",
+            again.stdout,
+            again.stderr
+        ),
+        // Journaled, so the authority is gone: nothing old is left to revoke.
+        _ => assert!(!again.success(), "{kind}: the journaled revoke was lost"),
+    }
+}
+
+#[test]
+fn taint_and_revoke_killed_after_the_journal_was_written() {
+    if !failpoints_compiled() {
+        return;
+    }
+    for kind in ["x509", "jwt"] {
+        let mut server = ServerHandle::start(ServerOptions::default()).unwrap();
+        let first = id_of(&json(&server, &["localauthority", kind, "show"]), "active").unwrap();
+        let next = id_of(
+            &json(&server, &["localauthority", kind, "prepare"]),
+            "prepared_authority",
+        )
+        .unwrap();
+        activate(&server, kind, &next);
+        // What the new authority signs must survive both crashes.
+        let mut minted = Minted::default();
+        minted.mint(&server);
+
+        op_killed_after_journal(&mut server, kind, "taint", &first);
+        let b = bundle(&server);
+        let in_bundle = |b: &spinel_spiffe::TrustBundle, id: &str| match kind {
+            "x509" => b.x509_authorities.iter().any(|ca| ski(ca) == id),
+            _ => b.jwt_authorities.iter().any(|k| k.key_id == id),
+        };
+        assert!(in_bundle(&b, &first), "{kind}: tainted is still trusted");
+
+        op_killed_after_journal(&mut server, kind, "revoke", &first);
+        let b = bundle(&server);
+        assert!(
+            !in_bundle(&b, &first),
+            "{kind}: the revoked authority is still in the bundle after the restart"
+        );
+        let state = json(&server, &["localauthority", kind, "show"]);
+        assert!(id_of(&state, "old").is_none(), "{kind}: {state}");
+        assert_eq!(id_of(&state, "active").as_deref(), Some(next.as_str()));
+        check_consistent_and_rotate(&server, &mut minted);
+    }
 }
