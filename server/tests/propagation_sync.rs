@@ -1,5 +1,5 @@
 //! Incremental entry sync (`SyncAuthorizedEntries`) over real mTLS: with
-//! 2,000 authorized entries and one changed, the second sync re-sends one
+//! 10,000 authorized entries (the figure) and one changed, the second sync re-sends one
 //! entry; an entry the agent is not authorized for never arrives, even when
 //! asked for by ID (invariant 2).
 
@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
-const COUNT: usize = 2_000;
+const COUNT: usize = 10_000;
 
 /// One sync as an agent does it: revisions first, then the entries whose
 /// revision differs from `known` (plus `extra` IDs). Returns every
