@@ -40,6 +40,7 @@ mod error;
 mod health;
 pub mod health_http;
 pub mod localauthority;
+mod policy;
 mod svid;
 mod sync;
 pub mod tls;
