@@ -77,28 +77,26 @@ impl Manager {
                 tracing::info!(expires = ?svid.not_after, "using the agent SVID stored in data_dir");
                 (svid, false)
             }
-            None if reattests => match attest(&config, &roots, &store, &trust).await {
-                Ok(attested) => attested,
-                Err(e) => match recovery::fallback_svid(&config, &store, &roots, now) {
-                    Some(svid) => {
-                        tracing::warn!(error = %e, expires = ?svid.not_after, "cannot attest now (is the server unreachable?): using the stored agent SVID until attestation succeeds");
-                        (svid, true)
-                    }
-                    None => {
-                        let (svid, reattestable, fresh) =
-                            rebootstrap::at_start(&config, &store, &trust, &roots, e).await?;
-                        roots = fresh;
-                        (svid, reattestable)
-                    }
-                },
-            },
             None => match attest(&config, &roots, &store, &trust).await {
                 Ok(attested) => attested,
                 Err(e) => {
-                    let (svid, reattestable, fresh) =
-                        rebootstrap::at_start(&config, &store, &trust, &roots, e).await?;
-                    roots = fresh;
-                    (svid, reattestable)
+                    // A reattestable agent skipped its stored SVID above; it
+                    // may still serve with it while attestation fails.
+                    let fallback = reattests
+                        .then(|| recovery::fallback_svid(&config, &store, &roots, now))
+                        .flatten();
+                    match fallback {
+                        Some(svid) => {
+                            tracing::warn!(error = %e, expires = ?svid.not_after, "cannot attest now (is the server unreachable?): using the stored agent SVID until attestation succeeds");
+                            (svid, true)
+                        }
+                        None => {
+                            let (svid, reattestable, fresh) =
+                                rebootstrap::at_start(&config, &store, &trust, &roots, e).await?;
+                            roots = fresh;
+                            (svid, reattestable)
+                        }
+                    }
                 }
             },
         };

@@ -33,20 +33,24 @@ use super::recovery::Next;
 use super::{backoff, AgentSvid, Manager, ManagerError, Store};
 use crate::config::AgentConfig;
 
-/// What the operator reads when the server is not trusted.
-fn advice(config: &AgentConfig, store: &Store) -> String {
-    let bundle = config.trust_bundle_path.as_ref().map_or_else(
+/// `trust_bundle_path` as the logs name it.
+fn bootstrap_file(config: &AgentConfig) -> String {
+    config.trust_bundle_path.as_ref().map_or_else(
         || "agent.trust_bundle_path".into(),
         |p| p.display().to_string(),
-    );
+    )
+}
+
+/// What the operator reads when the server is not trusted.
+fn advice(config: &AgentConfig, store: &Store) -> String {
+    let bundle = bootstrap_file(config);
+    let stored = store.bundle_path().display();
     format!(
-        "the server's certificate does not chain to the agent's trust bundle {} (the server's CA changed while the \
+        "the server's certificate does not chain to the agent's trust bundle {stored} (the server's CA changed while the \
          agent was away, or something else answers at the server's address). To recover: put the server's current \
-         bundle (`spinel-server bundle show -format pem`) in {bundle}, then either delete {} and restart the agent \
+         bundle (`spinel-server bundle show -format pem`) in {bundle}, then either delete {stored} and restart the agent \
          (a join_token agent with a new join token), or set agent.rebootstrap_mode = \"auto\" to bootstrap \
          again from it by itself after agent.rebootstrap_delay (now {:?})",
-        store.bundle_path().display(),
-        store.bundle_path().display(),
         config.rebootstrap_delay,
     )
 }
@@ -95,10 +99,7 @@ async fn attest_from_bootstrap(
         Err(_) if trust.untrusted_since().is_some() => Err(ManagerError::Untrusted(format!(
             "cannot rebootstrap: the server's certificate does not chain to {} either; put the server's current \
              bundle there (`spinel-server bundle show -format pem`)",
-            config
-                .trust_bundle_path
-                .as_ref()
-                .map_or_else(|| "trust_bundle_path".into(), |p| p.display().to_string())
+            bootstrap_file(config)
         ))),
         Err(e) => Err(e),
     }
