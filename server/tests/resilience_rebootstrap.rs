@@ -316,10 +316,49 @@ async fn restarted_with_an_expired_svid_and_a_stale_bundle_it_bootstraps_again()
         std::thread::sleep(Duration::from_millis(200));
     }
 
+    // A write the crash of some earlier run cut short: its temporary file
+    // may hold a whole key, and the restarted agent removes it.
+    let interrupted = agent.dir.path().join("data/.agent_svid.key.tmp99999");
+    std::fs::write(&interrupted, b"half a key").unwrap();
     agent.start_process().unwrap();
+    assert!(!interrupted.exists(), "{}", agent.log());
     wait_for_new_ca(&agent, &server).await;
     let log = agent.log();
     assert!(log.contains("the stored agent SVID has expired"), "{log}");
     assert!(log.contains("rebootstrap_in"), "{log}");
     assert!(log.contains("rebootstrapped"), "{log}");
+}
+
+#[test]
+fn rebootstrap_flags_are_checked_like_the_config_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("agent.conf");
+    write_file(
+        &conf,
+        "agent {\n    trust_domain = \"example.org\"\n    server_address = \"127.0.0.1\"\n    data_dir = \"/nonexistent\"\n    trust_bundle_path = \"/nonexistent/b.pem\"\n}\nplugins {\n    KeyManager \"memory\" {\n        plugin_data {}\n    }\n    NodeAttestor \"join_token\" {\n        plugin_data {}\n    }\n}\n",
+    )
+    .unwrap();
+    let run = |flags: &[&str]| {
+        let mut args = vec!["run", "-config", conf.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        let out = spinel_test_fixtures::spinel::run_cli(
+            &spinel_test_fixtures::bin_path("spinel-agent"),
+            &args,
+        )
+        .unwrap();
+        assert!(!out.success(), "{flags:?} must be refused");
+        out.stderr
+    };
+    let err = run(&["-rebootstrapDelay", "soon"]);
+    assert!(err.contains("rebootstrapDelay"), "{err}");
+    let err = run(&["-rebootstrapMode", "sometimes"]);
+    assert!(
+        err.contains("rebootstrap_mode") && err.contains("sometimes"),
+        "{err}"
+    );
+    let err = run(&["-rebootstrapMode", "auto", "-insecureBootstrap"]);
+    assert!(
+        err.contains("rebootstrap_mode") && err.contains("insecure_bootstrap"),
+        "{err}"
+    );
 }

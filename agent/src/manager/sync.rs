@@ -281,8 +281,8 @@ pub(super) async fn sync_once(m: &Arc<Manager>) -> Result<(), Status> {
     let now = m.clock().now();
     // Checking every SVID's issuer costs a signature check each: only when
     // the roots moved.
-    let roots_moved = snapshot.bundle.x509_authorities != bundle.x509_authorities
-        && !bundle.x509_authorities.is_empty();
+    let same_roots = snapshot.bundle.x509_authorities == bundle.x509_authorities;
+    let roots_moved = !same_roots && !bundle.x509_authorities.is_empty();
     let needs_svid = |e: &CachedEntry| match snapshot.identities.get(&e.id) {
         None => true,
         Some(i) => {
@@ -360,8 +360,7 @@ pub(super) async fn sync_once(m: &Arc<Manager>) -> Result<(), Status> {
             .iter()
             .zip(snapshot.identities.iter())
             .all(|((k1, v1), (k2, v2))| k1 == k2 && Arc::ptr_eq(v1, v2));
-    let same_bundle = snapshot.bundle.x509_authorities == bundle.x509_authorities
-        && snapshot.bundle.jwt_authorities == bundle.jwt_authorities;
+    let same_bundle = same_roots && snapshot.bundle.jwt_authorities == bundle.jwt_authorities;
     let same_federated = snapshot.federated == federated;
     if !(same_identities && same_bundle && same_federated && snapshot.ready) {
         let count = identities.len();
