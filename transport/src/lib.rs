@@ -1,0 +1,12 @@
+//! The connections `spinel-server` and `spinel-agent` serve on.
+//!
+//! - [`http2`]: [`Http2Guard`], which reads a client's HTTP/2 frames before
+//!   the gRPC server does: it repairs the `:authority` that C-core and
+//!   grpc-java clients send on Unix sockets (which `h2` would refuse) and
+//!   closes connections that send no request in time.
+//! - [`hpack`]: the HPACK decoder and literal encoder the guard uses.
+
+pub mod hpack;
+pub mod http2;
+
+pub use http2::{GuardOptions, Http2Guard};
