@@ -5,6 +5,8 @@
 //! - [`spinel`]: a whole local trust domain made of real processes: a
 //!   `spinel-server` with a temporary data dir and config, agents attested
 //!   with join tokens, and the CLI driven as an operator would.
+//! - [`grpc_raw`]: a gRPC client written frame by frame, to send the
+//!   `:authority` values (or none) that other languages' gRPC stacks send.
 //! - [`cgroup`]: real pod-shaped cgroups (cgroup v1 cgroupfs, v2 systemd)
 //!   to put a test process "in a pod" for the `k8s` workload attestor.
 //! - [`manifests`]: the config files embedded in `conf/k8s/` ConfigMaps.
@@ -17,6 +19,7 @@
 //! exercises exactly what an operator runs.
 
 pub mod cgroup;
+pub mod grpc_raw;
 pub mod k8s;
 pub mod manifests;
 pub mod process;
