@@ -309,9 +309,14 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
-    match spinel_transport::limits::raise_fd_limit() {
-        Some(limit) => tracing::debug!(open_files = limit, "open-file limit"),
-        None => tracing::debug!("open-file limit unknown"),
+    let fd_limit = spinel_transport::limits::raise_fd_limit();
+    let tcp_limits = config.connection_limits.within_fd_limit(fd_limit);
+    if tcp_limits != config.connection_limits {
+        tracing::warn!(
+            open_files = ?fd_limit,
+            max_connections = tcp_limits.max_connections,
+            "connection_limits.max_connections lowered to fit the open-file limit"
+        );
     }
     let clock = Clock::system();
     // Node attestors that read files (kubeconfigs) fail here, before
@@ -402,7 +407,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
         .layer(audit.clone())
         .add_routes(routes.clone())
         .serve_with_incoming_shutdown(
-            api::transport::tls_incoming(tcp, acceptor, config.connection_limits),
+            api::transport::tls_incoming(tcp, acceptor, tcp_limits),
             stopped(shutdown.subscribe()),
         );
     let unix_server = spinel_transport::server::builder(false)

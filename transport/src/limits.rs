@@ -23,6 +23,29 @@ pub struct ConnectionLimits {
     pub first_request_timeout: Duration,
 }
 
+impl ConnectionLimits {
+    /// Descriptors kept for everything but this listener's connections
+    /// (files, the server connection, other listeners).
+    pub const FD_RESERVE: u64 = 256;
+
+    /// These limits with `max_connections` lowered, if need be, to what
+    /// the process's open-file limit `fd_limit` leaves after
+    /// [`Self::FD_RESERVE`]; so that the caps, not the kernel, turn
+    /// connections away.
+    pub fn within_fd_limit(self, fd_limit: Option<u64>) -> Self {
+        let Some(fd_limit) = fd_limit else {
+            return self;
+        };
+        let room = usize::try_from(fd_limit.saturating_sub(Self::FD_RESERVE))
+            .unwrap_or(usize::MAX)
+            .max(1);
+        ConnectionLimits {
+            max_connections: self.max_connections.min(room),
+            ..self
+        }
+    }
+}
+
 /// Why a connection was turned away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -188,6 +211,15 @@ mod tests {
         drop(a1);
         assert_eq!(limiter.open(), 2);
         let _a3 = limiter.admit(1000).unwrap();
+    }
+
+    #[test]
+    fn max_connections_fits_the_open_file_limit() {
+        let l = limits(8192, 1024);
+        assert_eq!(l.within_fd_limit(Some(1024)).max_connections, 768);
+        assert_eq!(l.within_fd_limit(Some(1 << 20)).max_connections, 8192);
+        assert_eq!(l.within_fd_limit(None), l);
+        assert_eq!(l.within_fd_limit(Some(10)).max_connections, 1);
     }
 
     #[test]
