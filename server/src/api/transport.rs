@@ -5,7 +5,9 @@
 //! caller's transport in the request extensions: the admin Unix socket
 //! ([`PeerInfo::Local`]) or TCP with the client's certificate chain, if it
 //! sent one ([`PeerInfo::Tcp`]). TLS handshakes run on their own tasks,
-//! with a deadline, so a slow client never holds up the accept loop.
+//! with a deadline, so a slow client never holds up the accept loop. A TLS
+//! connection with a client certificate is closed when the bundle no
+//! longer trusts it (`revocable.rs`).
 
 use std::io;
 use std::net::SocketAddr;
@@ -15,7 +17,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::Stream;
-use rustls_pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::mpsc;
@@ -23,6 +24,9 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
+
+use super::client_trust::{ClientTrust, PeerChain};
+use super::revocable::{self, Revocable};
 
 /// How long a client may take to finish the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,26 +44,24 @@ pub enum PeerInfo {
         /// The client's address.
         remote: Option<SocketAddr>,
         /// The client's certificate chain (leaf first), verified against
-        /// the trust bundle during the handshake, if it sent one.
-        chain: Option<Arc<[CertificateDer<'static>]>>,
+        /// the trust bundle during the handshake, if it sent one; whether
+        /// it still is: [`PeerChain::trusted`].
+        chain: Option<Arc<PeerChain>>,
     },
 }
 
-/// A TLS connection from the TCP listener.
+/// A TLS connection from the TCP listener, with its client's chain.
 #[derive(Debug)]
-pub struct TlsConnection(TlsStream<TcpStream>);
+pub struct TlsConnection(Revocable<TlsStream<TcpStream>>, Option<Arc<PeerChain>>);
 
 impl Connected for TlsConnection {
     type ConnectInfo = PeerInfo;
 
     fn connect_info(&self) -> PeerInfo {
-        let (tcp, session) = self.0.get_ref();
+        let (tcp, _) = self.0.get_ref().get_ref();
         PeerInfo::Tcp {
             remote: tcp.peer_addr().ok(),
-            chain: session
-                .peer_certificates()
-                .filter(|c| !c.is_empty())
-                .map(|c| c.iter().map(|d| d.clone().into_owned()).collect()),
+            chain: self.1.clone(),
         }
     }
 }
@@ -129,12 +131,13 @@ delegate_io!(TlsConnection);
 delegate_io!(LocalConnection);
 
 /// Accepts TCP connections and completes their TLS handshakes, yielding
-/// the established connections. Failed handshakes are logged at debug and
-/// dropped; the stream ends when the listener fails for good or the
-/// returned stream is dropped.
+/// the established connections, their client chains judged by `trust`.
+/// Failed handshakes are logged at debug and dropped; the stream ends when
+/// the listener fails for good or the returned stream is dropped.
 pub fn tls_incoming(
     listener: TcpListener,
     acceptor: TlsAcceptor,
+    trust: Arc<ClientTrust>,
 ) -> impl Stream<Item = io::Result<TlsConnection>> {
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
@@ -160,10 +163,13 @@ pub fn tls_incoming(
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let tx = tx.clone();
+            let trust = trust.clone();
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => {
-                        let _ = tx.send(Ok(TlsConnection(tls))).await;
+                        let chain = revocable::peer_chain(tls.get_ref().1, &trust);
+                        let tls = revocable::wrap(tls, chain.as_ref(), Some(remote));
+                        let _ = tx.send(Ok(TlsConnection(tls, chain))).await;
                     }
                     Ok(Err(e)) => {
                         tracing::debug!(%remote, error = %e, "TLS handshake failed");
