@@ -13,3 +13,4 @@
 
 mod security;
 mod support;
+mod transport;
