@@ -4,10 +4,13 @@
 //!
 //! - `transport/`: what every listener accepts and refuses at the
 //!   connection level (`:authority` on Unix sockets, limits, timeouts).
+//! - `security/`: the attacks of the security review (issue 10), each the
+//!   regression test of a hole it found.
 //!
 //! `support/` holds what several areas share. Real processes run on the
 //! real clock, so these tests read the system time.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
+mod security;
 mod support;
 mod transport;
