@@ -7,6 +7,7 @@
 //	gospiffe-workload jwt -audience AUD
 //	gospiffe-workload validate -audience AUD -token TOKEN
 //	gospiffe-workload bundles
+//	gospiffe-workload wit
 package main
 
 import (
@@ -24,7 +25,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		out.Fail("usage: gospiffe-workload x509|jwt|validate|bundles [flags]")
+		out.Fail("usage: gospiffe-workload x509|jwt|validate|bundles|wit [flags]")
 	}
 	flags := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
 	audience := flags.String("audience", "", "JWT audience")
@@ -39,6 +40,8 @@ func main() {
 		validate(*token, *audience)
 	case "bundles":
 		bundles()
+	case "wit":
+		wit()
 	default:
 		out.Fail("unknown command %q", os.Args[1])
 	}
@@ -171,6 +174,15 @@ func bundles() {
 	sort.Strings(x)
 	sort.Strings(j)
 	out.JSON(map[string]any{"x509": x, "jwt": j})
+}
+
+// wit asks for a WIT-SVID (go-spiffe's experimental WIT-SVID profile),
+// which Spinel, like SPIRE 1.13, does not serve: the error is printed.
+func wit() {
+	ctx, cancel := out.Context(30 * time.Second)
+	defer cancel()
+	_, err := workloadapi.FetchWITSVID(ctx, "")
+	out.JSON(map[string]any{"error": errString(err)})
 }
 
 func errString(err error) string {
