@@ -146,48 +146,6 @@ async fn go_spiffetls_and_the_rust_mtls_example_authenticate_each_other() {
     let endpoint = td.agent.endpoint();
     let dir = tempfile::tempdir().unwrap();
 
-    // A Go server (spiffetls.Listen), the Rust client.
-    let (mut server, port) = start_server(
-        &go_server,
-        &["-listen", "127.0.0.1:0", "-allow", RUST_CLIENT],
-        &endpoint,
-        dir.path(),
-    );
-    let connect = format!("127.0.0.1:{port}");
-    let rust = client_ok(
-        &rust_client,
-        &[
-            "--connect",
-            &connect,
-            "--server-id",
-            GO_SERVER,
-            "--pings",
-            "3",
-        ],
-        &endpoint,
-    );
-    assert!(
-        rust.stdout.contains(&format!("connected 0 to {GO_SERVER}")),
-        "{rust:#?}"
-    );
-    assert!(
-        rust.stdout
-            .contains(&format!("pong 0.2 from {GO_SERVER} to {RUST_CLIENT}")),
-        "{rust:#?}\nserver log:\n{}",
-        server.log()
-    );
-    // The Go server refuses a client it does not allow (the Go client).
-    let refused = run_peer(
-        &go_client,
-        &["-connect", &connect, "-server-id", GO_SERVER],
-        &[("SPIFFE_ENDPOINT_SOCKET", &endpoint)],
-    );
-    assert_ne!(
-        refused.code, 0,
-        "the Go server let in an ID not in -allow: {refused:#?}"
-    );
-    server.kill();
-
     // The Rust server, a Go client (spiffetls.Dial).
     let (mut server, port) = start_server(
         &rust_server,
@@ -218,15 +176,65 @@ async fn go_spiffetls_and_the_rust_mtls_example_authenticate_each_other() {
         "{go:#?}\nserver log:\n{}",
         server.log()
     );
-    // The Go client refuses a server with another ID.
+    // The Go client (which has its SVID by now) refuses a server with
+    // another ID: the handshake fails.
     let wrong = run_peer(
         &go_client,
         &["-connect", &connect, "-server-id", GO_SERVER],
         &[("SPIFFE_ENDPOINT_SOCKET", &endpoint)],
     );
-    assert_ne!(
-        wrong.code, 0,
-        "the Go client accepted the wrong server ID: {wrong:#?}"
+    assert!(
+        wrong.code != 0 && wrong.stderr.contains("dial:"),
+        "the Go client must refuse the wrong server ID in the handshake: {wrong:#?}"
+    );
+    server.kill();
+
+    // A Go server (spiffetls.Listen), the Rust client.
+    let (mut server, port) = start_server(
+        &go_server,
+        &["-listen", "127.0.0.1:0", "-allow", RUST_CLIENT],
+        &endpoint,
+        dir.path(),
+    );
+    let connect = format!("127.0.0.1:{port}");
+    let rust = client_ok(
+        &rust_client,
+        &[
+            "--connect",
+            &connect,
+            "--server-id",
+            GO_SERVER,
+            "--pings",
+            "3",
+        ],
+        &endpoint,
+    );
+    assert!(
+        rust.stdout.contains(&format!("connected 0 to {GO_SERVER}")),
+        "{rust:#?}"
+    );
+    assert!(
+        rust.stdout
+            .contains(&format!("pong 0.2 from {GO_SERVER} to {RUST_CLIENT}")),
+        "{rust:#?}\nserver log:\n{}",
+        server.log()
+    );
+    // The Go server refuses a client it does not allow (the Go client): with
+    // TLS 1.3 the client learns it on its first read.
+    let refused = run_peer(
+        &go_client,
+        &["-connect", &connect, "-server-id", GO_SERVER],
+        &[("SPIFFE_ENDPOINT_SOCKET", &endpoint)],
+    );
+    assert!(
+        refused.code != 0 && refused.stderr.contains("tls"),
+        "the Go server must refuse an ID not in -allow: {refused:#?}\nserver log:\n{}",
+        server.log()
+    );
+    assert!(
+        server.log().contains("refused"),
+        "server log:\n{}",
+        server.log()
     );
     server.kill();
 }
