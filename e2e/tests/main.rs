@@ -14,3 +14,4 @@
 
 mod interop;
 mod support;
+mod transport;

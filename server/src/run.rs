@@ -309,6 +309,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
+    match spinel_transport::limits::raise_fd_limit() {
+        Some(limit) => tracing::debug!(open_files = limit, "open-file limit"),
+        None => tracing::debug!("open-file limit unknown"),
+    }
     let clock = Clock::system();
     // Node attestors that read files (kubeconfigs) fail here, before
     // anything is opened or started.
@@ -394,14 +398,14 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
     let (shutdown, _) = watch::channel(false);
 
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config));
-    let tcp_server = tonic::transport::Server::builder()
+    let tcp_server = spinel_transport::server::builder(true)
         .layer(audit.clone())
         .add_routes(routes.clone())
         .serve_with_incoming_shutdown(
-            api::transport::tls_incoming(tcp, acceptor),
+            api::transport::tls_incoming(tcp, acceptor, config.connection_limits),
             stopped(shutdown.subscribe()),
         );
-    let unix_server = tonic::transport::Server::builder()
+    let unix_server = spinel_transport::server::builder(false)
         .layer(audit)
         .add_routes(routes)
         .serve_with_incoming_shutdown(

@@ -2,3 +2,4 @@
 //! refuses before any service code runs.
 
 mod authority;
+mod tcp;
