@@ -2,6 +2,9 @@
 //!
 //! One binary, one folder per area:
 //!
+//! - `interop/`: SPIFFE client libraries of other languages (py-spiffe,
+//!   go-spiffe, java-spiffe), built by `interop/build`, against real
+//!   processes.
 //! - `transport/`: what every listener accepts and refuses at the
 //!   connection level (`:authority` on Unix sockets, limits, timeouts).
 //! - `security/`: the attacks of the security review (issue 10), each the
@@ -11,6 +14,7 @@
 //! real clock, so these tests read the system time.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
+mod interop;
 mod security;
 mod support;
 mod transport;
