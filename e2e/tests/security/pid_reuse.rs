@@ -9,7 +9,7 @@
 //! `/proc/sys/kernel/ns_last_pid`, which needs root.
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use spinel_test_fixtures::process::my_uid;
