@@ -48,9 +48,22 @@ fn nobody_copy(binary: &str) -> PathBuf {
     let dir = Path::new("/tmp/spinel-e2e-bin");
     std::fs::create_dir_all(dir).unwrap();
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    // One copy per test process: tests run in parallel processes.
-    let copy = dir.join(format!("{binary}-{}", std::process::id()));
-    std::fs::copy(spinel_test_fixtures::bin_path(binary), &copy).unwrap();
-    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // One copy per build of the binary, shared by the test processes that
+    // run in parallel: written under a private name, then renamed.
+    let source = spinel_test_fixtures::bin_path(binary);
+    let meta = std::fs::metadata(&source).unwrap();
+    let built = meta
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let copy = dir.join(format!("{binary}-{}-{built}", meta.len()));
+    if !copy.exists() {
+        let temp = dir.join(format!(".{binary}-{}", std::process::id()));
+        std::fs::copy(&source, &temp).unwrap();
+        std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::rename(&temp, &copy).unwrap();
+    }
     copy
 }
