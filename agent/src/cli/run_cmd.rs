@@ -134,6 +134,9 @@ pub async fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<()> {
         println!("Agent is healthy.");
         Ok(())
     } else {
-        anyhow::bail!("Agent is unhealthy: not ready (no successful sync with the server yet)")
+        anyhow::bail!(
+            "Agent is unhealthy: agent returned status \"NOT_SERVING\" (no successful sync with the server yet, \
+             or the server refused the agent: banned or evicted; see the agent log)"
+        )
     }
 }
