@@ -424,7 +424,10 @@ mod tests {
             assert_eq!(handle.current(), Level::DEBUG);
             tracing::debug!("shown at debug");
             handle.reset().unwrap();
-            assert_eq!((handle.current(), handle.launch()), (Level::INFO, Level::INFO));
+            assert_eq!(
+                (handle.current(), handle.launch()),
+                (Level::INFO, Level::INFO)
+            );
             tracing::debug!("hidden again");
         });
         let text = std::fs::read_to_string(&path).unwrap();

@@ -20,9 +20,8 @@ use tonic::{Request, Response, Status};
 pub struct LoggerService;
 
 fn handle() -> Result<LevelHandle, Status> {
-    level_handle().ok_or_else(|| {
-        Status::failed_precondition("logging was not set up by `spinel-agent run`")
-    })
+    level_handle()
+        .ok_or_else(|| Status::failed_precondition("logging was not set up by `spinel-agent run`"))
 }
 
 fn logger(handle: &LevelHandle) -> types::Logger {

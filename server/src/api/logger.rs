@@ -32,9 +32,8 @@ impl LoggerService {
 }
 
 fn handle() -> Result<LevelHandle, Status> {
-    level_handle().ok_or_else(|| {
-        Status::failed_precondition("logging was not set up by `spinel-server run`")
-    })
+    level_handle()
+        .ok_or_else(|| Status::failed_precondition("logging was not set up by `spinel-server run`"))
 }
 
 fn logger(handle: &LevelHandle) -> types::Logger {

@@ -128,9 +128,7 @@ pub fn policy(path: &str) -> Policy {
         | SYNC_AUTHORIZED_ENTRIES
         | WATCH_CHANGES => Policy::Agent,
         GET_FEDERATED_BUNDLE => Policy::AgentOrAdmin,
-        HEALTH_CHECK | HEALTH_WATCH | GET_LOGGER | SET_LOG_LEVEL | RESET_LOG_LEVEL => {
-            Policy::Local
-        }
+        HEALTH_CHECK | HEALTH_WATCH | GET_LOGGER | SET_LOG_LEVEL | RESET_LOG_LEVEL => Policy::Local,
         _ => Policy::Admin,
     }
 }

@@ -83,7 +83,11 @@ pub async fn run(cmd: JwtCommand) -> anyhow::Result<()> {
         .await
         .map_err(|s| AdminClientError::rpc_while("unable to mint SVID", s))?
         .into_inner();
-    let token = resp.svid.as_ref().map(|s| s.token.clone()).unwrap_or_default();
+    let token = resp
+        .svid
+        .as_ref()
+        .map(|s| s.token.clone())
+        .unwrap_or_default();
     if token.is_empty() {
         return Err(AdminClientError::usage("server response missing token").into());
     }
@@ -101,9 +105,8 @@ pub async fn run(cmd: JwtCommand) -> anyhow::Result<()> {
     }
     match &args.write {
         Some(path) => {
-            spinel_spiffe::keyfile::write_private(path, token.as_bytes()).map_err(|e| {
-                AdminClientError::Output(format!("unable to write token: {e}"))
-            })?;
+            spinel_spiffe::keyfile::write_private(path, token.as_bytes())
+                .map_err(|e| AdminClientError::Output(format!("unable to write token: {e}")))?;
             println!("JWT-SVID written to {}", path.display());
         }
         None => match args.common.output {

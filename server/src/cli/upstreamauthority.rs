@@ -36,7 +36,9 @@ impl SkidArgs {
     fn skid(&self) -> Result<String, AdminClientError> {
         match self.subject_key_id.as_deref() {
             Some(s) if !s.is_empty() => Ok(s.to_owned()),
-            _ => Err(AdminClientError::usage("the Subject Key ID of the X.509 upstream authority is required")),
+            _ => Err(AdminClientError::usage(
+                "the Subject Key ID of the X.509 upstream authority is required",
+            )),
         }
     }
 }
@@ -62,10 +64,9 @@ pub async fn run(cmd: UpstreamAuthorityCommand) -> anyhow::Result<()> {
                     "Tainted X.509 upstream authority:\n  Subject Key ID: {}",
                     r.upstream_authority_subject_key_id
                 ),
-                OutputFormat::Json => print_proto_json(
-                    &r,
-                    &format!("{PKG}.TaintX509UpstreamAuthorityResponse"),
-                )?,
+                OutputFormat::Json => {
+                    print_proto_json(&r, &format!("{PKG}.TaintX509UpstreamAuthorityResponse"))?
+                }
             }
         }
         UpstreamAuthorityCommand::Revoke(args) => {
@@ -84,10 +85,9 @@ pub async fn run(cmd: UpstreamAuthorityCommand) -> anyhow::Result<()> {
                     "Revoked X.509 upstream authority:\n  Subject Key ID: {}",
                     r.upstream_authority_subject_key_id
                 ),
-                OutputFormat::Json => print_proto_json(
-                    &r,
-                    &format!("{PKG}.RevokeX509UpstreamAuthorityResponse"),
-                )?,
+                OutputFormat::Json => {
+                    print_proto_json(&r, &format!("{PKG}.RevokeX509UpstreamAuthorityResponse"))?
+                }
             }
         }
     }

@@ -88,7 +88,9 @@ pub fn purge_pretty(results: &[Purged], dry_run: bool) -> String {
     out
 }
 
-async fn reattestable_agents(client: &mut AgentClient<Channel>) -> Result<Vec<Agent>, AdminClientError> {
+async fn reattestable_agents(
+    client: &mut AgentClient<Channel>,
+) -> Result<Vec<Agent>, AdminClientError> {
     let mut agents = Vec::new();
     let mut page_token = String::new();
     loop {
@@ -143,10 +145,7 @@ pub async fn purge(args: &PurgeArgs) -> Result<(), AdminClientError> {
     }
     match args.common.output {
         OutputFormat::Pretty => print!("{}", purge_pretty(&results, args.dry_run)),
-        OutputFormat::Json => println!(
-            "{}",
-            serde_json::json!({ "expired_agents": results })
-        ),
+        OutputFormat::Json => println!("{}", serde_json::json!({ "expired_agents": results })),
     }
     Ok(())
 }
@@ -185,7 +184,13 @@ mod tests {
             "Found 1 expired agent\n\n\nAgents that can be purged:\nSPIFFE ID         : spiffe://td/a\n"
         );
         assert_eq!(
-            purge_pretty(&[a("spiffe://td/a", true, ""), a("spiffe://td/b", false, "boom")], false),
+            purge_pretty(
+                &[
+                    a("spiffe://td/a", true, ""),
+                    a("spiffe://td/b", false, "boom")
+                ],
+                false
+            ),
             "Found 2 expired agents\n\nAgents purged:\nSPIFFE ID         : spiffe://td/a\n\
              Agents not purged:\nSPIFFE ID         : spiffe://td/b\nError             : boom\n"
         );

@@ -47,8 +47,7 @@ pub fn format_list(relationships: &[FederationRelationship]) -> String {
 /// `federation show`: SPIRE's header naming the trust domain asked for,
 /// then the relationship.
 pub fn format_show(trust_domain: &str, relationship: &FederationRelationship) -> String {
-    let mut out =
-        format!("Found a federation relationship with trust domain {trust_domain}:\n\n");
+    let mut out = format!("Found a federation relationship with trust domain {trust_domain}:\n\n");
     out.push_str(&format_relationship(relationship));
     out
 }
