@@ -3,10 +3,12 @@
 //! One binary, one folder per area:
 //!
 //! - `transport/`: what every listener accepts and refuses at the
-//!   connection level (`:authority` on Unix sockets, limits, timeouts).
+//!   connection level (`:authority` on Unix sockets, limits, timeouts);
+//! - `cli/`: the commands, output and log lines SPIRE operators script.
 //!
 //! `support/` holds what several areas share. Real processes run on the
 //! real clock, so these tests read the system time.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
+mod cli;
 mod support;
