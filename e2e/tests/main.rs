@@ -12,3 +12,4 @@
 
 mod cli;
 mod support;
+mod transport;
