@@ -48,7 +48,7 @@ pub struct Purged {
 }
 
 /// The agents whose SVID expired more than `expired_for` before `now`.
-pub fn expired<'a>(agents: &'a [Agent], now: i64, expired_for: Duration) -> Vec<&'a Agent> {
+pub fn expired(agents: &[Agent], now: i64, expired_for: Duration) -> Vec<&Agent> {
     let limit = i64::try_from(expired_for.as_secs()).unwrap_or(i64::MAX);
     agents
         .iter()
