@@ -2,8 +2,13 @@
 //!
 //! One binary, one folder per area:
 //!
+//! - `interop/`: SPIFFE client libraries of other languages (py-spiffe,
+//!   go-spiffe, java-spiffe), built by `interop/build`, against real
+//!   processes.
 //! - `transport/`: what every listener accepts and refuses at the
-//!   connection level (`:authority` on Unix sockets, limits, timeouts);
+//!   connection level (`:authority` on Unix sockets, limits, timeouts).
+//! - `security/`: the attacks of the security review (issue 10), each the
+//!   regression test of a hole it found.
 //! - `cli/`: the commands, output and log lines SPIRE operators script.
 //!
 //! `support/` holds what several areas share. Real processes run on the
@@ -11,5 +16,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 mod cli;
+mod interop;
+mod security;
 mod support;
 mod transport;
