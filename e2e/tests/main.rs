@@ -9,11 +9,13 @@
 //!   connection level (`:authority` on Unix sockets, limits, timeouts).
 //! - `security/`: the attacks of the security review (issue 10), each the
 //!   regression test of a hole it found.
+//! - `cli/`: the commands, output and log lines SPIRE operators script.
 //!
 //! `support/` holds what several areas share. Real processes run on the
 //! real clock, so these tests read the system time.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
+mod cli;
 mod interop;
 mod security;
 mod support;

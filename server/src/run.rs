@@ -7,8 +7,9 @@
 //!
 //! When both listeners are up, the server logs, at info:
 //!
-//! - `Starting Server APIs` with fields `address=<ip:port>` and
-//!   `socket_path=<path>`, and
+//! - `Starting Server APIs` once per API listener, as SPIRE does, with
+//!   fields `network=tcp address=<ip:port>` and `network=unix
+//!   address=<socket path>`, and
 //! - `listening on <ip>:<port>`: the exact text a harness can wait for to
 //!   learn the TCP port. With `bind_port = 0` the port is the one the OS
 //!   picked, e.g. `listening on 127.0.0.1:40551`.
@@ -443,12 +444,9 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
     background.extend(start_federation(&config, &ca, &datastore, &state, &clock, &shutdown).await?);
     background.push(tokio::spawn(prune_join_tokens(datastore, clock)));
 
-    tracing::info!(
-        address = %tcp_addr,
-        socket_path = %config.socket_path.display(),
-        trust_domain = %config.trust_domain,
-        "Starting Server APIs"
-    );
+    // One line per API listener, with SPIRE's message and fields.
+    tracing::info!(network = "tcp", address = %tcp_addr, trust_domain = %config.trust_domain, "Starting Server APIs");
+    tracing::info!(network = "unix", address = %config.socket_path.display(), trust_domain = %config.trust_domain, "Starting Server APIs");
     tracing::info!("listening on {tcp_addr}");
     Ok(RunningServer {
         tcp_addr,

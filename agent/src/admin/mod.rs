@@ -4,12 +4,17 @@
 //! its owner (mode 0600): whoever can open it may attest any process on
 //! the node and see full selector values. It serves
 //! `spinel.agent.debug.v1.Debug` (Spinel's own, for `spinel-agent debug
-//! explain -pid N`) and `grpc.health.v1.Health`.
+//! explain -pid N`), `spire.api.agent.logger.v1.Logger` (`logger.rs`, for
+//! `spinel-agent logger get|set|reset`) and `grpc.health.v1.Health`.
 //!
 //! `ExplainWorkload` attests the process the way a Workload API call from
 //! it would and answers with its selectors, the identities they give it
 //! and, when none, the closest entries with the selectors each lacks:
 //! the answer to "why does my pod get no identity issued?".
+
+mod logger;
+
+pub use logger::LoggerService;
 
 use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
@@ -117,6 +122,11 @@ pub async fn serve(
     let result = spinel_transport::server::builder(false)
         .add_service(DebugServer::new(DebugService::new(api)))
         .add_service(health)
+        .add_service(
+            spinel_proto::spire::api::agent::logger::v1::logger_server::LoggerServer::new(
+                LoggerService,
+            ),
+        )
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     if let Err(e) = std::fs::remove_file(socket_path) {

@@ -12,6 +12,7 @@
 //! | `spire.api.server.bundle.v1.Bundle` | `bundle.rs` | `GetBundle`: anyone; the rest: admins |
 //! | `spire.api.server.trustdomain.v1.TrustDomain` | `trustdomain.rs` | admins |
 //! | `spire.api.server.localauthority.v1.LocalAuthority` | `localauthority.rs` | admins |
+//! | `spire.api.server.logger.v1.Logger` | `logger.rs` | the admin socket |
 //! | `grpc.health.v1.Health` | `health.rs` | the admin socket |
 //! | `spinel.server.v1.Watch` | `watch.rs` | agents (Spinel's own: change push) |
 //!
@@ -44,6 +45,7 @@ mod error;
 mod health;
 pub mod health_http;
 pub mod localauthority;
+mod logger;
 mod policy;
 mod revocable;
 mod svid;
@@ -172,6 +174,11 @@ pub fn routes(state: Arc<ApiState>) -> Routes {
         ))
         .add_service(HealthServer::new(health::HealthService::new(state.clone())))
         .add_service(WatchServer::new(watch::WatchService::new(state.clone())))
+        .add_service(
+            spinel_proto::spire::api::server::logger::v1::logger_server::LoggerServer::new(
+                logger::LoggerService::new(state.clone()),
+            ),
+        )
         .add_service(localauthority_server(state))
 }
 
