@@ -5,8 +5,12 @@
 //!   grpc-java clients send on Unix sockets (which `h2` would refuse) and
 //!   closes connections that send no request in time.
 //! - [`hpack`]: the HPACK decoder and literal encoder the guard uses.
+//! - [`unix_socket`]: binding Unix sockets with their mode from the start,
+//!   in directories no other user can change; connecting only to sockets
+//!   of the invoking user or root.
 
 pub mod hpack;
 pub mod http2;
+pub mod unix_socket;
 
 pub use http2::{GuardOptions, Http2Guard};
