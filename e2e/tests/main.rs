@@ -13,3 +13,4 @@
 
 mod local_user;
 mod support;
+mod transport;
