@@ -121,6 +121,7 @@ pub async fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<()> {
             }
         }))
         .await
+        .map_err(crate::cli::api::client::connect_error)
         .with_context(|| {
             format!(
                 "Agent is unhealthy: cannot connect to {}",

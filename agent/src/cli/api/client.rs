@@ -73,7 +73,17 @@ pub(crate) async fn unix_channel(
     endpoint
         .connect_with_connector(UnixConnector(socket.to_owned()))
         .await
+        .map_err(connect_error)
         .with_context(|| format!("connecting to the {what} at {}", socket.display()))
+}
+
+/// A failed connection as an error: a refused socket of another user by
+/// its refusal alone (which says everything), anything else as it is.
+pub(crate) fn connect_error(e: tonic::transport::Error) -> anyhow::Error {
+    match unix_socket::untrusted(&e) {
+        Some(refusal) => anyhow::anyhow!("{refusal}"),
+        None => e.into(),
+    }
 }
 
 /// Connects to the Workload API at `socket`.
