@@ -2,15 +2,22 @@
 //!
 //! One binary, one folder per area:
 //!
+//! - `interop/`: SPIFFE client libraries of other languages (py-spiffe,
+//!   go-spiffe, java-spiffe), built by `interop/build`, against real
+//!   processes.
 //! - `transport/`: what every listener accepts and refuses at the
 //!   connection level (`:authority` on Unix sockets, limits, timeouts).
 //! - `local_user/`: a second local user against key files, socket
 //!   directories and the CLIs' sockets.
+//! - `security/`: the attacks of the security review (issue 10), each the
+//!   regression test of a hole it found.
 //!
 //! `support/` holds what several areas share. Real processes run on the
 //! real clock, so these tests read the system time.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
+mod interop;
 mod local_user;
+mod security;
 mod support;
 mod transport;

@@ -9,6 +9,8 @@
 //!   credentials read at accept, caps per uid, the guard.
 //! - [`limits`]: connection caps (in total and per peer), accept back-off,
 //!   and raising the open-file limit.
+//! - [`process`]: [`ProcessHandle`], the caller's process pinned at connect
+//!   (pidfd), so that a reused PID never inherits its identity.
 //! - [`server`]: the HTTP/2 settings every gRPC listener shares.
 //! - [`unix_socket`]: binding Unix sockets with their mode from the start,
 //!   in directories no other user can change; connecting only to sockets
@@ -17,10 +19,12 @@
 pub mod hpack;
 pub mod http2;
 pub mod limits;
+pub mod process;
 pub mod server;
 pub mod unix;
 pub mod unix_socket;
 
 pub use http2::{GuardOptions, Http2Guard};
 pub use limits::{ConnectionLimits, Limiter, Permit};
+pub use process::ProcessHandle;
 pub use unix::{UnixConnection, UnixPeer};
