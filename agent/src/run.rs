@@ -19,7 +19,7 @@ use std::sync::Arc;
 use spinel_spiffe::Clock;
 
 use crate::cache::Cache;
-use crate::config::AgentConfig;
+use crate::config::{AgentConfig, KeyManagerConfig};
 use crate::manager::{Manager, ManagerError, Refused};
 use crate::workload_api::{SelectorLog, WorkloadApi};
 
@@ -40,8 +40,8 @@ pub enum RunError {
     /// a way to attest again): it exits so that it is restarted.
     #[error(transparent)]
     Refused(#[from] Refused),
-    /// A directory could not be created.
-    #[error("cannot create {path}: {reason}")]
+    /// A directory could not be created or may not be used.
+    #[error("cannot use {path}: {reason}")]
     Dir {
         /// The directory.
         path: String,
@@ -57,6 +57,7 @@ pub async fn run(config: AgentConfig) -> Result<(), RunError> {
         path: config.data_dir.display().to_string(),
         reason: e.to_string(),
     })?;
+    check_private_dirs(&config)?;
     let attestor = crate::attestor::workload::build(&config.workload_attestors)?;
     let clock = Clock::system();
     let cache = Cache::new(config.trust_domain.clone());
@@ -134,6 +135,32 @@ pub async fn run(config: AgentConfig) -> Result<(), RunError> {
         Some(refused) => Err(refused.into()),
         None => Ok(()),
     }
+}
+
+/// Refuses, at start, a `data_dir` or key directory another user could
+/// change (every key-file write would refuse it anyway), and an admin
+/// socket whose directory is, once symbolic links and `..` are resolved,
+/// the Workload API socket's directory or inside it.
+fn check_private_dirs(config: &AgentConfig) -> Result<(), RunError> {
+    let mut dirs = vec![config.data_dir.as_path()];
+    if let KeyManagerConfig::Disk { directory } = &config.key_manager {
+        dirs.extend(Some(directory.as_path()).filter(|d| d.exists()));
+    }
+    for dir in dirs {
+        spinel_spiffe::keyfile::check_dir(dir).map_err(|e| RunError::Dir {
+            path: dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    }
+    if let Some(admin) = &config.admin_socket_path {
+        crate::config::check_admin_socket_path(&config.socket_path, admin).map_err(|reason| {
+            RunError::Dir {
+                path: admin.display().to_string(),
+                reason,
+            }
+        })?;
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -7,6 +7,8 @@
 //!   processes.
 //! - `transport/`: what every listener accepts and refuses at the
 //!   connection level (`:authority` on Unix sockets, limits, timeouts).
+//! - `local_user/`: a second local user against key files, socket
+//!   directories and the CLIs' sockets.
 //! - `security/`: the attacks of the security review (issue 10), each the
 //!   regression test of a hole it found.
 //! - `cli/`: the commands, output and log lines SPIRE operators script.
@@ -17,6 +19,7 @@
 
 mod cli;
 mod interop;
+mod local_user;
 mod security;
 mod support;
 mod transport;

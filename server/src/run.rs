@@ -19,18 +19,23 @@
 //! binary calls [`run`], which also waits for SIGINT/SIGTERM.
 //!
 //! The admin socket: its parent directory is created with mode 0700 when
-//! missing; a stale socket file left by a dead server is removed, but if a
-//! server answers on it, start-up fails; the socket itself gets mode 0770;
-//! it is removed on shutdown.
+//! missing, and refused when another user could change it (owned by
+//! someone other than this user or root, or writable by others without the
+//! sticky bit); a stale socket file left by a dead server is replaced, but
+//! if a server answers on it, start-up fails; the socket has mode 0770
+//! from the moment it exists (bound in a private directory and renamed
+//! into place, see [`spinel_transport::unix_socket`]); it is removed on
+//! shutdown.
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use spinel_spiffe::{Clock, TrustBundle};
+use spinel_transport::unix_socket::{self, BindError, SocketModes};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -567,29 +572,29 @@ async fn bind_socket(path: &Path) -> Result<UnixListener, RunError> {
         path: path.to_owned(),
         reason,
     };
-    if let Some(parent) = path.parent() {
-        create_dir(parent).map_err(|e| fail(format!("cannot create its directory: {e}")))?;
-    }
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => {
-            if tokio::net::UnixStream::connect(path).await.is_ok() {
-                return Err(fail("another server is already serving on it".into()));
-            }
-            std::fs::remove_file(path)
-                .map_err(|e| fail(format!("cannot remove the stale socket: {e}")))?;
-            tracing::info!(socket_path = %path.display(), "removed a stale admin socket");
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.file_type().is_socket() && tokio::net::UnixStream::connect(path).await.is_ok() {
+            return Err(fail("another server is already serving on it".into()));
         }
-        Ok(_) => return Err(fail("the path exists and is not a socket".into())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(fail(e.to_string())),
     }
-    let listener = UnixListener::bind(path).map_err(|source| RunError::Listen {
-        what: "the admin socket",
-        address: path.display().to_string(),
-        source,
+    let stale = std::fs::symlink_metadata(path).is_ok();
+    let listener = unix_socket::bind(path, SocketModes::SERVER_ADMIN).map_err(|e| match e {
+        BindError::CreateDir { dir, source, .. } => fail(format!(
+            "cannot create its directory {}: {source}",
+            dir.display()
+        )),
+        BindError::Untrusted { source, .. } => fail(source.to_string()),
+        BindError::NotASocket { .. } => fail("the path exists and is not a socket".into()),
+        BindError::Bind { source, .. } => RunError::Listen {
+            what: "the admin socket",
+            address: path.display().to_string(),
+            source,
+        },
+        other => fail(other.to_string()),
     })?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o770))
-        .map_err(|e| fail(format!("cannot set its permissions: {e}")))?;
+    if stale {
+        tracing::info!(socket_path = %path.display(), "replaced a stale admin socket");
+    }
     Ok(listener)
 }
 

@@ -9,7 +9,10 @@
 //! - [`jwt`]: JWT-SVID validation against a bundle.
 //! - [`clock`]: the one clock seam; it follows tokio's clock so that rotation
 //!   and expiry are tested with paused time.
-//! - [`keyfile`]: atomic, durable, mode-0600 writes for key material.
+//! - [`keyfile`]: atomic, durable, mode-0600 writes for key material,
+//!   safe against other local users.
+//! - [`trusted_dir`]: the rule for directories that hold key files and
+//!   sockets: no other user can change them.
 //! - [`failpoint`]: named pause points for kill -9 tests (debug builds only).
 
 pub mod bundle;
@@ -20,6 +23,7 @@ pub mod jwt;
 pub mod keyfile;
 pub mod selector;
 pub mod tls;
+pub mod trusted_dir;
 
 pub use bundle::{BundleError, JwtAuthority, TrustBundle};
 pub use clock::Clock;

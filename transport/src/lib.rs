@@ -12,6 +12,9 @@
 //! - [`process`]: [`ProcessHandle`], the caller's process pinned at connect
 //!   (pidfd), so that a reused PID never inherits its identity.
 //! - [`server`]: the HTTP/2 settings every gRPC listener shares.
+//! - [`unix_socket`]: binding Unix sockets with their mode from the start,
+//!   in directories no other user can change; connecting only to sockets
+//!   of the invoking user or root.
 
 pub mod hpack;
 pub mod http2;
@@ -19,6 +22,7 @@ pub mod limits;
 pub mod process;
 pub mod server;
 pub mod unix;
+pub mod unix_socket;
 
 pub use http2::{GuardOptions, Http2Guard};
 pub use limits::{ConnectionLimits, Limiter, Permit};

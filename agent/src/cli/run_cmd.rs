@@ -146,10 +146,13 @@ pub async fn healthcheck(mut args: HealthcheckArgs) -> anyhow::Result<()> {
         .connect_with_connector(tower::service_fn(move |_| {
             let path = path.clone();
             async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+                Ok::<_, std::io::Error>(TokioIo::new(
+                    spinel_transport::unix_socket::connect(&path).await?,
+                ))
             }
         }))
         .await
+        .map_err(crate::cli::api::client::connect_error)
         .with_context(|| {
             format!(
                 "Agent is unhealthy: cannot connect to {}",

@@ -42,6 +42,10 @@ use spinel_spiffe::TrustDomain;
 
 use crate::attestor::node::{k8s_psat, K8sPsatConfig, NodeAttestorConfig};
 
+mod socket_paths;
+
+pub use socket_paths::check_admin_socket_path;
+
 /// SPIRE's default is `/tmp/spire-agent/public/api.sock`; Spinel's mirrors it.
 pub const DEFAULT_SOCKET_PATH: &str = "/tmp/spinel-agent/public/api.sock";
 
@@ -394,18 +398,8 @@ impl AgentConfig {
             .or(section.socket_path)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET_PATH));
         if let Some(admin) = &section.admin_socket_path {
-            let workload_dir = socket_path.parent().unwrap_or(Path::new(""));
-            if !admin.is_absolute() || admin.starts_with(workload_dir) {
-                return Err(invalid(
-                    "admin_socket_path",
-                    format!(
-                        "{} must be an absolute path outside the Workload API socket's \
-                         directory {} (workloads can reach that directory)",
-                        admin.display(),
-                        workload_dir.display()
-                    ),
-                ));
-            }
+            check_admin_socket_path(&socket_path, admin)
+                .map_err(|reason| invalid("admin_socket_path", reason))?;
         }
         if let Some(kinds) = &section.log_selectors {
             if let Some(bad) = kinds.iter().find(|k| {
@@ -654,6 +648,15 @@ plugins {
 
         let err = parse(&with(
             "    admin_socket_path = \"/tmp/spinel-agent/public/admin.sock\"",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("agent.admin_socket_path") && err.contains("outside"),
+            "{err}"
+        );
+        let err = parse(&with(
+            "    admin_socket_path = \"/tmp/spinel-agent/private/../public/admin.sock\"",
         ))
         .unwrap_err()
         .to_string();

@@ -6,8 +6,10 @@
 //!   `KeyManager "disk"`; with `"memory"` a restart attests again);
 //! - `bundle.der`: the last trust bundle, DER CA certificates concatenated.
 //!
-//! Every file is written atomically. A file that does not parse is an error
-//! naming it, never silently dropped.
+//! Every file is written atomically, through [`keyfile`]: in a directory no
+//! other user can change (one this writer creates gets mode 0700), never
+//! through a file or link another user planted. A file that does not parse
+//! is an error naming it, never silently dropped.
 
 use std::path::{Path, PathBuf};
 
@@ -120,7 +122,12 @@ impl Store {
 
     fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError {
+            std::os::unix::fs::DirBuilderExt::mode(
+                std::fs::DirBuilder::new().recursive(true),
+                0o700,
+            )
+            .create(dir)
+            .map_err(|e| StoreError {
                 path: dir.to_owned(),
                 reason: e.to_string(),
             })?;

@@ -12,6 +12,10 @@
 //! files are refreshed at half their lifetime. If the agent goes away the
 //! helper keeps the files it wrote and reconnects with capped backoff.
 //!
+//! `cert_dir` must be a directory no other user can change
+//! ([`spinel_spiffe::trusted_dir`]); the agent socket must belong to the
+//! invoking user or root (as for the `api` commands).
+//!
 //! With `daemon_mode = false` (or `-daemonMode=false`) it writes once and
 //! exits, like `spinel-agent api fetch x509 -write`, for init containers.
 
@@ -49,6 +53,8 @@ pub async fn run(config: HelperConfig) -> anyhow::Result<()> {
             config.cert_dir.display()
         );
     }
+    // Every write would refuse it; say so before connecting.
+    spinel_spiffe::keyfile::check_dir(&config.cert_dir).context("cert_dir")?;
     if !config.daemon_mode {
         let mut client = client::connect(&config.agent_address, CALL_TIMEOUT).await?;
         let response = first_x509(&mut client).await?;

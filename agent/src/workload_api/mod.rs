@@ -41,13 +41,13 @@ mod stream;
 
 use std::future::Future;
 use std::io;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use spinel_proto::grpc::health::v1::health_server::HealthServer;
 use spinel_proto::workload::spiffe_workload_api_server::SpiffeWorkloadApiServer;
 use spinel_spiffe::Clock;
+use spinel_transport::unix_socket::{self, BindError, SocketModes};
 use spinel_transport::ConnectionLimits;
 use tokio::net::UnixListener;
 
@@ -77,33 +77,24 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The socket's directory is one another user can change.
+    #[error("socket {path}: {source}")]
+    Untrusted {
+        /// The socket path.
+        path: PathBuf,
+        /// What is wrong with the directory.
+        #[source]
+        source: spinel_spiffe::trusted_dir::UntrustedDir,
+    },
     /// Something other than a socket is in the way.
     #[error("Workload API socket path {path} exists and is not a socket")]
     NotASocket {
         /// The socket path.
         path: PathBuf,
     },
-    /// A socket left by an earlier run could not be removed.
-    #[error("removing the stale Workload API socket {path}: {source}")]
-    RemoveStale {
-        /// The socket path.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: io::Error,
-    },
     /// The socket could not be bound.
     #[error("binding the Workload API socket {path}: {source}")]
     Bind {
-        /// The socket path.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: io::Error,
-    },
-    /// The socket could not be opened to all local users.
-    #[error("setting the permissions of the Workload API socket {path}: {source}")]
-    Permissions {
         /// The socket path.
         path: PathBuf,
         /// The I/O error.
@@ -177,41 +168,25 @@ pub async fn serve_api(
     })
 }
 
-/// Creates the parent directory, removes a stale socket, binds, and opens
-/// the socket to every local user.
+/// Binds the Workload API socket, open to every local user (mode 0777
+/// from the start; see [`spinel_transport::unix_socket`]): creates its
+/// directory (0755) when missing, refuses one another user can change, and
+/// replaces a stale socket.
 pub fn bind(socket_path: &Path) -> Result<UnixListener, Error> {
-    let path = || socket_path.to_owned();
-    if let Some(dir) = socket_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| Error::CreateDir {
-            path: path(),
-            source,
-        })?;
-    }
-    match std::fs::symlink_metadata(socket_path) {
-        Ok(meta) if meta.file_type().is_socket() => {
-            std::fs::remove_file(socket_path).map_err(|source| Error::RemoveStale {
-                path: path(),
-                source,
-            })?;
-        }
-        Ok(_) => return Err(Error::NotASocket { path: path() }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(source) => {
-            return Err(Error::RemoveStale {
-                path: path(),
-                source,
-            })
-        }
-    }
-    let listener = UnixListener::bind(socket_path).map_err(|source| Error::Bind {
-        path: path(),
-        source,
-    })?;
-    std::fs::set_permissions(socket_path, std::fs::Permissions::from_mode(0o777)).map_err(
-        |source| Error::Permissions {
-            path: path(),
-            source,
+    bind_with(socket_path, SocketModes::WORKLOAD_API)
+}
+
+/// [`bind`] with other modes (the admin socket's).
+pub(crate) fn bind_with(socket_path: &Path, modes: SocketModes) -> Result<UnixListener, Error> {
+    let path = socket_path.to_owned();
+    unix_socket::bind(socket_path, modes).map_err(|e| match e {
+        BindError::CreateDir { source, .. } => Error::CreateDir { path, source },
+        BindError::Untrusted { source, .. } => Error::Untrusted { path, source },
+        BindError::NotASocket { .. } => Error::NotASocket { path },
+        BindError::Bind { source, .. } => Error::Bind { path, source },
+        other => Error::Bind {
+            path,
+            source: io::Error::other(other.to_string()),
         },
-    )?;
-    Ok(listener)
+    })
 }

@@ -4,11 +4,13 @@
 //! is rewritten whole, atomically and with mode 0600, before a new key is
 //! handed out. A file that does not parse, or that other users can read, is
 //! refused with an error naming it: silently replacing a CA key would break
-//! the trust domain. Temporary files left by a write that was killed before
-//! its rename are deleted when the file is opened.
+//! the trust domain. So is a directory another user could change
+//! ([`spinel_spiffe::trusted_dir`]); a missing one is created with mode
+//! 0700. Temporary files left by a write that was killed before its rename
+//! are deleted when the file is opened.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -60,6 +62,12 @@ impl DiskKeyManager {
                 error = %e,
                 "could not remove temporary key files left by an interrupted write"
             ),
+        }
+        // Every write would refuse a directory another user can change
+        // (they could swap the keys); refuse it now, at start.
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        if let Some(dir) = dir.filter(|d| d.exists()) {
+            spinel_spiffe::keyfile::check_dir(dir).map_err(|e| file_err(e.to_string()))?;
         }
         let mut keys = BTreeMap::new();
         match std::fs::metadata(path) {
@@ -116,10 +124,14 @@ impl DiskKeyManager {
                 })?,
             );
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| KeyError::File {
-                path: self.path.clone(),
-                reason: format!("creating {}: {e}", dir.display()),
-            })?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| KeyError::File {
+                    path: self.path.clone(),
+                    reason: format!("creating {}: {e}", dir.display()),
+                })?;
         }
         spinel_spiffe::keyfile::write_private(&self.path, &bytes).map_err(|e| KeyError::File {
             path: self.path.clone(),
@@ -203,6 +215,27 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let err = DiskKeyManager::open(&path).unwrap_err().to_string();
         assert!(err.contains("0600"), "{err}");
+    }
+
+    #[test]
+    fn a_directory_others_can_write_is_refused_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = DiskKeyManager::open(&shared.join("keys.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("keys.json") && err.contains("writable by all users"),
+            "{err}"
+        );
+        // A missing directory is created, closed to others.
+        let fresh = dir.path().join("new/keys");
+        let km = DiskKeyManager::open(&fresh.join("keys.json")).unwrap();
+        km.generate_key("x509-CA-A", KeyType::EcP256).unwrap();
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
     }
 
     #[test]

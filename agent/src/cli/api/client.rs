@@ -1,5 +1,7 @@
 //! The Workload API client of the `api` commands: gRPC over the Unix
-//! socket, every call carrying the `workload.spiffe.io: true` header.
+//! socket, every call carrying the `workload.spiffe.io: true` header. The
+//! `api`, `debug` and `healthcheck` commands talk only to a socket owned by
+//! the invoking user or root, served by a process running as one of them.
 
 use std::future::Future;
 use std::io;
@@ -11,6 +13,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use hyper_util::rt::TokioIo;
 use spinel_proto::workload::spiffe_workload_api_client::SpiffeWorkloadApiClient;
+use spinel_transport::unix_socket;
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -73,7 +76,17 @@ pub(crate) async fn unix_channel(
     endpoint
         .connect_with_connector(UnixConnector(socket.to_owned()))
         .await
+        .map_err(connect_error)
         .with_context(|| format!("connecting to the {what} at {}", socket.display()))
+}
+
+/// A failed connection as an error: a refused socket of another user by
+/// its refusal alone (which says everything), anything else as it is.
+pub(crate) fn connect_error(e: tonic::transport::Error) -> anyhow::Error {
+    match unix_socket::untrusted(&e) {
+        Some(refusal) => anyhow::anyhow!("{refusal}"),
+        None => e.into(),
+    }
 }
 
 /// Connects to the Workload API at `socket`.
@@ -86,7 +99,9 @@ pub(crate) async fn connect(socket: &Path, timeout: Duration) -> anyhow::Result<
     ))
 }
 
-/// Dials a Unix socket for tonic.
+/// Dials a Unix socket for tonic, only when it belongs to the invoking
+/// user or root (see [`unix_socket::connect`]): a socket another user
+/// planted at the path is refused before anything is sent.
 #[derive(Debug, Clone)]
 struct UnixConnector(PathBuf);
 
@@ -101,7 +116,7 @@ impl tower::Service<Uri> for UnixConnector {
 
     fn call(&mut self, _uri: Uri) -> Self::Future {
         let path = self.0.clone();
-        Box::pin(async move { Ok(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) })
+        Box::pin(async move { Ok(TokioIo::new(unix_socket::connect(&path).await?)) })
     }
 }
 

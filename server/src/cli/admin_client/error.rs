@@ -45,6 +45,10 @@ pub enum AdminClientError {
         /// The socket path.
         path: PathBuf,
     },
+    /// The socket, or the process serving it, belongs to another user
+    /// (the message names the socket, its owner and what to do).
+    #[error("cannot connect to the server admin socket: {0}")]
+    Untrusted(String),
     /// Any other connection failure.
     #[error("cannot connect to the server admin socket {}: {reason}", path.display())]
     Connect {

@@ -4,7 +4,11 @@
 //! before any connection is made, and the one error type.
 //!
 //! The socket is the admin boundary: whoever can open it is an
-//! administrator, so the channel carries no credentials.
+//! administrator, so the channel carries no credentials. For the same
+//! reason the client talks only to a socket owned by the invoking user or
+//! root and served by a process running as one of them: a socket another
+//! user planted at the path (say in a `/tmp` directory they created first)
+//! would otherwise receive the operator's commands and answer them.
 
 mod args;
 mod error;
@@ -17,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
-use tokio::net::UnixStream;
+use spinel_transport::unix_socket;
 use tonic::transport::{Channel, Endpoint};
 
 pub use args::{
@@ -48,7 +52,8 @@ pub async fn connect_admin(path: &Path) -> Result<Channel, AdminClientError> {
         Ok(meta) if !meta.file_type().is_socket() => {
             return Err(AdminClientError::NotASocket { path: owned });
         }
-        Ok(_) => {}
+        Ok(meta) => unix_socket::check_owner(path, &meta)
+            .map_err(|e| AdminClientError::Untrusted(e.to_string()))?,
     }
     // The URI is required by tonic but never resolved: the connector below
     // always dials the socket.
@@ -57,16 +62,17 @@ pub async fn connect_admin(path: &Path) -> Result<Channel, AdminClientError> {
     let connector = tower::service_fn(move |_uri: tonic::transport::Uri| {
         let dial_path = dial_path.clone();
         async move {
-            let stream = UnixStream::connect(&dial_path).await?;
+            let stream = unix_socket::connect(&dial_path).await?;
             Ok::<_, io::Error>(TokioIo::new(stream))
         }
     });
     endpoint
         .connect_with_connector(connector)
         .await
-        .map_err(|e| match find_io_error(&e) {
-            Some(io_err) => classify(&owned, io_err),
-            None => AdminClientError::Connect {
+        .map_err(|e| match (unix_socket::untrusted(&e), find_io_error(&e)) {
+            (Some(refusal), _) => AdminClientError::Untrusted(refusal.to_string()),
+            (None, Some(io_err)) => classify(&owned, io_err),
+            (None, None) => AdminClientError::Connect {
                 path: owned.clone(),
                 reason: error_chain(&e),
             },
