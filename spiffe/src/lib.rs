@@ -21,6 +21,9 @@ pub mod keyfile;
 pub mod selector;
 pub mod tls;
 
+#[cfg(test)]
+mod prop_tests;
+
 pub use bundle::{BundleError, JwtAuthority, TrustBundle};
 pub use clock::Clock;
 pub use id::{IdError, SpiffeId, TrustDomain};
