@@ -44,6 +44,7 @@ pub enum RunError {
 
 /// Runs the agent until SIGINT/SIGTERM.
 pub async fn run(config: AgentConfig) -> Result<(), RunError> {
+    let fd_limit = spinel_transport::limits::raise_fd_limit();
     std::fs::create_dir_all(&config.data_dir).map_err(|e| RunError::Dir {
         path: config.data_dir.display().to_string(),
         reason: e.to_string(),
@@ -54,6 +55,14 @@ pub async fn run(config: AgentConfig) -> Result<(), RunError> {
     let socket_path = config.socket_path.clone();
     let admin_socket_path = config.admin_socket_path.clone();
     let log_selectors = config.log_selectors.clone();
+    let limits = config.connection_limits.within_fd_limit(fd_limit);
+    if limits != config.connection_limits {
+        tracing::warn!(
+            open_files = ?fd_limit,
+            max_connections = limits.max_connections,
+            "connection_limits.max_connections lowered to fit the open-file limit"
+        );
+    }
     let manager = Manager::start(config, cache.clone(), clock.clone()).await?;
     if let Err(status) = manager.sync_once().await {
         tracing::warn!(code = ?status.code(), error = %status.message(), "first sync failed; retrying in the background");
@@ -87,7 +96,7 @@ pub async fn run(config: AgentConfig) -> Result<(), RunError> {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
-    let result = crate::workload_api::serve_api(&socket_path, api, stopped()).await;
+    let result = crate::workload_api::serve_api(&socket_path, api, limits, stopped()).await;
     sync.abort();
     if let Some(admin) = admin {
         match admin.await {

@@ -12,4 +12,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 mod support;
+mod transport;
 mod validation;

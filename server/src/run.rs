@@ -309,6 +309,15 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
+    let fd_limit = spinel_transport::limits::raise_fd_limit();
+    let tcp_limits = config.connection_limits.within_fd_limit(fd_limit);
+    if tcp_limits != config.connection_limits {
+        tracing::warn!(
+            open_files = ?fd_limit,
+            max_connections = tcp_limits.max_connections,
+            "connection_limits.max_connections lowered to fit the open-file limit"
+        );
+    }
     let clock = Clock::system();
     // Node attestors that read files (kubeconfigs) fail here, before
     // anything is opened or started.
@@ -394,14 +403,14 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
     let (shutdown, _) = watch::channel(false);
 
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config));
-    let tcp_server = tonic::transport::Server::builder()
+    let tcp_server = spinel_transport::server::builder(true)
         .layer(audit.clone())
         .add_routes(routes.clone())
         .serve_with_incoming_shutdown(
-            api::transport::tls_incoming(tcp, acceptor),
+            api::transport::tls_incoming(tcp, acceptor, tcp_limits),
             stopped(shutdown.subscribe()),
         );
-    let unix_server = tonic::transport::Server::builder()
+    let unix_server = spinel_transport::server::builder(false)
         .layer(audit)
         .add_routes(routes)
         .serve_with_incoming_shutdown(
