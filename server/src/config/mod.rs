@@ -28,6 +28,7 @@
 mod federation;
 mod file;
 pub mod k8s_psat;
+mod oidc;
 mod plugins;
 
 pub use federation::{
@@ -425,7 +426,7 @@ fn connection_limits(
 
 /// The `federation` and `oidc_discovery` blocks, checked beyond decoding
 /// (the server's own trust domain is not a federation peer; OIDC discovery
-/// knows its issuer, see [`check_oidc_issuer`]).
+/// knows its issuer, see `oidc::check_issuer`).
 fn resolve_federation_blocks(
     file: &ConfigFile,
     server: &mut file::ServerSection,
@@ -444,67 +445,7 @@ fn resolve_federation_blocks(
     };
     let oidc = server.oidc_discovery.take().map(|section| section.0);
     if let Some(oidc) = &oidc {
-        check_oidc_issuer(file, oidc, server.jwt_issuer.as_deref())?;
+        oidc::check_issuer(file, oidc, server.jwt_issuer.as_deref())?;
     }
     Ok((federation, oidc))
-}
-
-/// OIDC discovery must not take its issuer from the request: with no
-/// `domains` to check the `Host` header against, `jwt_issuer` must be set
-/// (and is then also the base of `jwks_uri`), unless the operator opted in
-/// with `insecure_allow_any_host = true`. A set `jwt_issuer` must be an
-/// absolute http(s) URL, since discovery publishes it.
-fn check_oidc_issuer(
-    file: &ConfigFile,
-    oidc: &OidcDiscoveryConfig,
-    jwt_issuer: Option<&str>,
-) -> Result<(), ConfigLoadError> {
-    let at = |path: &[&str], key_path: &str, message: String| {
-        let display = file.path().display().to_string();
-        match file.line_of(path) {
-            Some(line) => ConfigLoadError::File(ConfigError::Structure {
-                path: file.path().to_owned(),
-                line,
-                key_path: key_path.to_owned(),
-                message,
-            }),
-            None => ConfigLoadError::Invalid {
-                path: display,
-                key: "server.oidc_discovery",
-                message: format!("`{key_path}`: {message}"),
-            },
-        }
-    };
-    match jwt_issuer.filter(|i| !i.is_empty()) {
-        Some(issuer) => {
-            let uri: Option<http::Uri> = issuer.parse().ok();
-            let absolute = uri.as_ref().is_some_and(|u| {
-                matches!(u.scheme_str(), Some("https" | "http"))
-                    && u.host().is_some_and(|h| !h.is_empty())
-            });
-            if !absolute {
-                return Err(at(
-                    &["server", "jwt_issuer"],
-                    "server.jwt_issuer",
-                    format!(
-                        "{issuer:?} is not an absolute https:// (or http://) URL with a host; \
-                         OIDC discovery publishes it as the issuer"
-                    ),
-                ));
-            }
-        }
-        None if oidc.domains.is_empty() && !oidc.insecure_allow_any_host => {
-            return Err(at(
-                &["server", "oidc_discovery"],
-                "server.oidc_discovery.domains",
-                "set domains (the host names served) or server.jwt_issuer: without either, \
-                 the discovery document would take its issuer and jwks_uri from the request's \
-                 Host header; to serve any Host that way anyway (development only), set \
-                 insecure_allow_any_host = true"
-                    .to_owned(),
-            ));
-        }
-        None => {}
-    }
-    Ok(())
 }
