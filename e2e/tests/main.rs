@@ -2,8 +2,13 @@
 //!
 //! One binary, one folder per area:
 //!
+//! - `interop/`: SPIFFE client libraries of other languages (py-spiffe,
+//!   go-spiffe, java-spiffe), built by `interop/build`, against real
+//!   processes.
 //! - `transport/`: what every listener accepts and refuses at the
 //!   connection level (`:authority` on Unix sockets, limits, timeouts).
+//! - `security/`: the attacks of the security review (issue 10), each the
+//!   regression test of a hole it found.
 //! - `validation/`: what the binaries refuse to take as input (config,
 //!   OIDC requests, SPIFFE IDs, JWT-SVIDs to validate).
 //!
@@ -11,6 +16,8 @@
 //! real clock, so these tests read the system time.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
+mod interop;
+mod security;
 mod support;
 mod transport;
 mod validation;

@@ -34,6 +34,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::api::client_trust::ClientTrust;
 use crate::api::{self, tls, ApiSettings, ApiState};
 use crate::attestor::node::k8s_psat::{self, ClusterConnection, KubeClient};
 use crate::attestor::node::{JoinTokenAttestor, K8sPsatAttestor, NodeAttestors};
@@ -371,18 +372,14 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
     let dns_names = server_dns_names(&config.bind_address);
     let (key, not_after) = tls::issue_server_key(&ca, &dns_names, &provider)?;
     let resolver = Arc::new(tls::ServerCertResolver::new(key));
-    let verifier = Arc::new(tls::BundleClientVerifier::new(
-        &ca.bundle(),
-        provider.clone(),
-    )?);
-    let tls_config = tls::server_config(provider, resolver.clone(), verifier.clone())?;
+    let client_trust = ClientTrust::new(ca.watch_bundle(), provider.clone(), clock.clone());
+    let tls_config = tls::server_config(provider, resolver.clone(), client_trust.clone())?;
     background.push(tokio::spawn(tls::maintain(
         ca.clone(),
         clock.clone(),
         dns_names,
         not_after,
         resolver,
-        verifier,
     )));
 
     // Listeners.
@@ -407,7 +404,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
         .layer(audit.clone())
         .add_routes(routes.clone())
         .serve_with_incoming_shutdown(
-            api::transport::tls_incoming(tcp, acceptor, tcp_limits),
+            api::transport::tls_incoming(tcp, acceptor, tcp_limits, client_trust),
             stopped(shutdown.subscribe()),
         );
     let unix_server = spinel_transport::server::builder(false)

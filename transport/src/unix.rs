@@ -6,7 +6,9 @@
 //!
 //! - the caller's credentials are read from the socket (`SO_PEERCRED`):
 //!   they, never anything the client sends, identify the caller
-//!   ([`UnixPeer`], the connection's tonic `ConnectInfo`);
+//!   ([`UnixPeer`], the connection's tonic `ConnectInfo`), and its process
+//!   is pinned ([`ProcessHandle`]) so that a later call on the connection
+//!   can tell whether the PID still names that process;
 //! - the caps are applied ([`ConnectionLimits`]: in total and per uid); a
 //!   connection over a cap is closed at once and the refusal logged (at
 //!   most once a minute per listener);
@@ -32,10 +34,11 @@ use crate::http2::{GuardOptions, Http2Guard};
 use crate::limits::{
     is_transient_accept_error, AcceptBackoff, ConnectionLimits, Limiter, Permit, Refusal,
 };
+use crate::process::{Pinned, ProcessHandle};
 
 /// The caller of a Unix-socket connection, as the kernel reported it at
 /// accept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnixPeer {
     /// User ID.
     pub uid: u32,
@@ -43,6 +46,9 @@ pub struct UnixPeer {
     pub gid: u32,
     /// Process ID, when the kernel reports one (it does on Linux).
     pub pid: Option<i32>,
+    /// The process that connected, pinned at connect (or, before Linux
+    /// 6.5, at accept); `None` where the kernel has no pidfds.
+    pub process: Option<ProcessHandle>,
 }
 
 /// An accepted Unix-socket connection, guarded and counted.
@@ -55,8 +61,8 @@ pub struct UnixConnection {
 
 impl UnixConnection {
     /// The caller.
-    pub fn peer(&self) -> UnixPeer {
-        self.peer
+    pub fn peer(&self) -> &UnixPeer {
+        &self.peer
     }
 }
 
@@ -64,7 +70,7 @@ impl Connected for UnixConnection {
     type ConnectInfo = UnixPeer;
 
     fn connect_info(&self) -> UnixPeer {
-        self.peer
+        self.peer.clone()
     }
 }
 
@@ -83,6 +89,7 @@ pub fn incoming(
         limiter: Limiter::new(limits),
         backoff: AcceptBackoff::default(),
         last_refusal_log: None,
+        warned_pin: false,
         what,
     };
     futures::stream::unfold(Some(state), |state| async move {
@@ -99,6 +106,7 @@ struct Accepting {
     limiter: Limiter<u32>,
     backoff: AcceptBackoff,
     last_refusal_log: Option<tokio::time::Instant>,
+    warned_pin: bool,
     what: &'static str,
 }
 
@@ -128,17 +136,34 @@ impl Accepting {
                     continue;
                 }
             };
+            let permit = match self.limiter.admit(cred.uid()) {
+                Ok(permit) => permit,
+                Err(refusal) => {
+                    self.log_refusal(cred.uid(), cred.pid(), refusal);
+                    continue;
+                }
+            };
+            let process = match ProcessHandle::of_peer(&stream, cred.pid()) {
+                Some((handle, pinned)) => {
+                    if pinned == Pinned::AtAccept && !self.warned_pin {
+                        self.warned_pin = true;
+                        tracing::warn!(listener = self.what, "this kernel has no SO_PEERPIDFD (Linux 6.5): callers are pinned by pidfd_open at accept");
+                    }
+                    Some(handle)
+                }
+                None => {
+                    if !self.warned_pin {
+                        self.warned_pin = true;
+                        tracing::warn!(listener = self.what, "this kernel has no pidfds (Linux 5.3): a caller's process cannot be pinned, and a reused PID could pass for it");
+                    }
+                    None
+                }
+            };
             let peer = UnixPeer {
                 uid: cred.uid(),
                 gid: cred.gid(),
                 pid: cred.pid(),
-            };
-            let permit = match self.limiter.admit(peer.uid) {
-                Ok(permit) => permit,
-                Err(refusal) => {
-                    self.log_refusal(peer, refusal);
-                    continue;
-                }
+                process,
             };
             let limits = self.limiter.limits();
             let io = Http2Guard::new(
@@ -156,7 +181,7 @@ impl Accepting {
         }
     }
 
-    fn log_refusal(&mut self, peer: UnixPeer, refusal: Refusal) {
+    fn log_refusal(&mut self, uid: u32, pid: Option<i32>, refusal: Refusal) {
         let now = tokio::time::Instant::now();
         if self
             .last_refusal_log
@@ -173,8 +198,8 @@ impl Accepting {
             ),
             Refusal::Peer(max) => tracing::warn!(
                 listener = self.what,
-                uid = peer.uid,
-                pid = ?peer.pid,
+                uid,
+                pid = ?pid,
                 max_connections_per_uid = max,
                 "per-user connection limit reached; closing this user's new connections (logged once a minute)"
             ),

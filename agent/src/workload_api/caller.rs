@@ -46,6 +46,7 @@ pub(crate) fn caller_of<T>(request: &Request<T>) -> Result<Caller, Status> {
         pid,
         uid: peer.uid,
         gid: peer.gid,
+        process: peer.process.clone(),
     })
 }
 
@@ -82,6 +83,12 @@ impl Shared {
             .attestor
             .attest(caller)
             .await
+            .and_then(|selectors| {
+                // The selectors describe the caller only if the process
+                // that connected is still the one with its pid.
+                caller.check_still_connected()?;
+                Ok(selectors)
+            })
             .map_err(|e| attest_failure(caller, &e))?
             .into_iter()
             .collect();

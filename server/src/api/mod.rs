@@ -26,7 +26,10 @@
 //! `spire.api.types.Status` in batches) in one place (`error.rs`).
 //!
 //! The connection's [`PeerInfo`] (transport and client certificate chain)
-//! reaches handlers through the request extensions ([`transport`]).
+//! reaches handlers through the request extensions ([`transport`]). A
+//! client chain is judged against the bundle as it is at the handshake, at
+//! every request, and whenever the bundle changes; a connection whose chain
+//! stops verifying is closed ([`client_trust`], `revocable.rs`).
 
 mod agent;
 mod attest;
@@ -34,6 +37,7 @@ pub mod audit;
 mod auth;
 mod authorized;
 mod bundle;
+pub mod client_trust;
 mod convert;
 mod entry;
 mod error;
@@ -41,6 +45,7 @@ mod health;
 pub mod health_http;
 pub mod localauthority;
 mod policy;
+mod revocable;
 mod svid;
 mod sync;
 pub mod tls;

@@ -14,6 +14,9 @@
 //! validation); accept errors back off instead of spinning. Handshakes run
 //! on their own tasks, so a slow client never holds up the accept loop.
 //! The admin socket uses [`spinel_transport::unix::incoming`].
+//!
+//! A TLS connection with a client certificate is closed when the bundle no
+//! longer trusts its chain (`revocable.rs`, invariant 9).
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -23,7 +26,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::Stream;
-use rustls_pki_types::CertificateDer;
 use spinel_transport::limits::{is_transient_accept_error, AcceptBackoff, Refusal};
 use spinel_transport::{
     ConnectionLimits, GuardOptions, Http2Guard, Limiter, Permit, UnixConnection,
@@ -35,6 +37,9 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
+
+use super::client_trust::{ClientTrust, PeerChain};
+use super::revocable::{self, Revocable};
 
 /// The TCP listener's limits when the config sets none
 /// (`server.connection_limits`).
@@ -64,15 +69,18 @@ pub enum PeerInfo {
         /// The client's address.
         remote: Option<SocketAddr>,
         /// The client's certificate chain (leaf first), verified against
-        /// the trust bundle during the handshake, if it sent one.
-        chain: Option<Arc<[CertificateDer<'static>]>>,
+        /// the trust bundle during the handshake, if it sent one; whether
+        /// it still is: [`PeerChain::trusted`].
+        chain: Option<Arc<PeerChain>>,
     },
 }
 
 /// A TLS connection from the TCP listener, holding its slot.
 #[derive(Debug)]
 pub struct TlsConnection {
-    io: Http2Guard<TlsStream<TcpStream>>,
+    io: Revocable<Http2Guard<TlsStream<TcpStream>>>,
+    /// The client's chain, judged for the connection's lifetime.
+    chain: Option<Arc<PeerChain>>,
     /// The connection's place under the TCP limits, freed when it closes.
     _permit: Permit<IpAddr>,
 }
@@ -81,13 +89,10 @@ impl Connected for TlsConnection {
     type ConnectInfo = PeerInfo;
 
     fn connect_info(&self) -> PeerInfo {
-        let (tcp, session) = self.io.get_ref().get_ref();
+        let (tcp, _) = self.io.get_ref().get_ref().get_ref();
         PeerInfo::Tcp {
             remote: tcp.peer_addr().ok(),
-            chain: session
-                .peer_certificates()
-                .filter(|c| !c.is_empty())
-                .map(|c| c.iter().map(|d| d.clone().into_owned()).collect()),
+            chain: self.chain.clone(),
         }
     }
 }
@@ -157,13 +162,15 @@ delegate_io!(TlsConnection, io);
 delegate_io!(LocalConnection, 0);
 
 /// Accepts TCP connections under `limits` and completes their TLS
-/// handshakes, yielding the established connections. Refused, failed and
-/// timed-out handshakes are logged at debug and dropped; the stream ends
-/// when the listener fails for good or the returned stream is dropped.
+/// handshakes, yielding the established connections, their client chains
+/// judged by `trust`. Refused, failed and timed-out handshakes are logged
+/// at debug and dropped; the stream ends when the listener fails for good
+/// or the returned stream is dropped.
 pub fn tls_incoming(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     limits: ConnectionLimits,
+    trust: Arc<ClientTrust>,
 ) -> impl Stream<Item = io::Result<TlsConnection>> {
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
@@ -212,10 +219,12 @@ pub fn tls_incoming(
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let tx = tx.clone();
+            let trust = trust.clone();
             tokio::spawn(async move {
                 match tokio::time::timeout(limits.first_request_timeout, acceptor.accept(tcp)).await
                 {
                     Ok(Ok(tls)) => {
+                        let chain = revocable::peer_chain(tls.get_ref().1, &trust);
                         let guarded = Http2Guard::new(
                             tls,
                             GuardOptions {
@@ -225,7 +234,8 @@ pub fn tls_incoming(
                         );
                         let _ = tx
                             .send(Ok(TlsConnection {
-                                io: guarded,
+                                io: revocable::wrap(guarded, chain.as_ref(), Some(remote)),
+                                chain,
                                 _permit: permit,
                             }))
                             .await;
