@@ -12,6 +12,8 @@
 //! - `security/`: the attacks of the security review (issue 10), each the
 //!   regression test of a hole it found.
 //! - `cli/`: the commands, output and log lines SPIRE operators script.
+//! - `validation/`: what the binaries refuse to take as input (config,
+//!   OIDC requests, SPIFFE IDs, JWT-SVIDs to validate).
 //!
 //! `support/` holds what several areas share. Real processes run on the
 //! real clock, so these tests read the system time.
@@ -23,3 +25,4 @@ mod local_user;
 mod security;
 mod support;
 mod transport;
+mod validation;

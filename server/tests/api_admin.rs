@@ -535,3 +535,165 @@ async fn federated_bundles() {
         .results;
     assert_eq!(deleted[0].status.as_ref().unwrap().code, 0);
 }
+
+/// Creates `list` in one batch; the status (code, message) of each.
+async fn create_all(
+    entries: &mut EntryClient<tonic::transport::Channel>,
+    list: Vec<types::Entry>,
+) -> Vec<(i32, String, String)> {
+    entries
+        .batch_create_entry(BatchCreateEntryRequest {
+            entries: list,
+            output_mask: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .results
+        .into_iter()
+        .map(|r| {
+            let status = r.status.unwrap();
+            (
+                status.code,
+                status.message,
+                r.entry.map(|e| e.id).unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// Moves entry `entry_id` under `parent` (parent ID only, by mask).
+async fn reparent(
+    entries: &mut EntryClient<tonic::transport::Channel>,
+    entry_id: &str,
+    parent: &str,
+) -> (i32, String) {
+    let results = entries
+        .batch_update_entry(BatchUpdateEntryRequest {
+            entries: vec![types::Entry {
+                id: entry_id.into(),
+                parent_id: Some(id(parent)),
+                ..Default::default()
+            }],
+            input_mask: Some(types::EntryMask {
+                parent_id: true,
+                ..Default::default()
+            }),
+            output_mask: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    let status = results[0].status.clone().unwrap();
+    (status.code, status.message)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn entries_that_would_be_their_own_ancestors_are_refused() {
+    let server = TestServer::start().await;
+    let mut entries = server.entries().await;
+    let invalid = Code::InvalidArgument as i32;
+    let (a, b, c) = (
+        "spiffe://example.org/a",
+        "spiffe://example.org/b",
+        "spiffe://example.org/c",
+    );
+    let uid = [("unix", "uid:1")];
+
+    // Its own parent, at create.
+    let own = create_all(&mut entries, vec![entry(a, a, &uid)]).await;
+    assert_eq!(own[0].0, invalid, "{}", own[0].1);
+    assert!(
+        own[0].1.contains("own parent") && own[0].1.contains(&format!("{a} -> {a}")),
+        "{}",
+        own[0].1
+    );
+
+    // agent -> a -> b; then a second registration of a under b, in one
+    // batch with a fine entry: the fine one is created, the cycle refused.
+    let made = create_all(
+        &mut entries,
+        vec![entry(PARENT, a, &uid), entry(a, b, &uid)],
+    )
+    .await;
+    assert!(made.iter().all(|r| r.0 == 0), "{made:?}");
+    let (a_id, b_id) = (made[0].2.clone(), made[1].2.clone());
+    let batch = create_all(
+        &mut entries,
+        vec![entry(b, c, &uid), entry(b, a, &[("unix", "uid:2")])],
+    )
+    .await;
+    assert_eq!(batch[0].0, 0, "{}", batch[0].1);
+    assert_eq!(batch[1].0, invalid, "{}", batch[1].1);
+    assert!(
+        batch[1].1.contains(&format!("{a} -> {b} -> {a}")),
+        "{}",
+        batch[1].1
+    );
+
+    // At update: a under c closes a -> b -> c -> a; b under b is its own
+    // parent. Both name the entry.
+    let (code, message) = reparent(&mut entries, &a_id, c).await;
+    assert_eq!(code, invalid, "{message}");
+    assert!(
+        message.contains(&a_id) && message.contains(&format!("{a} -> {b} -> {c} -> {a}")),
+        "{message}"
+    );
+    let (code, message) = reparent(&mut entries, &b_id, b).await;
+    assert_eq!(code, invalid, "{message}");
+    assert!(
+        message.contains(&b_id) && message.contains("own parent"),
+        "{message}"
+    );
+    // Nothing moved; a move that closes nothing is fine.
+    let count = entries
+        .count_entries(CountEntriesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .count;
+    assert_eq!(count, 3);
+    assert_eq!(reparent(&mut entries, &b_id, PARENT).await.0, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spiffe_ids_over_2048_bytes_are_refused() {
+    let server = TestServer::start().await;
+    let mut entries = server.entries().await;
+    let prefix = "spiffe://example.org/";
+    let longest = format!("{prefix}{}", "a".repeat(2048 - prefix.len()));
+    let too_long = format!("{longest}b");
+    let uid = [("unix", "uid:1")];
+
+    let made = create_all(
+        &mut entries,
+        vec![
+            entry(PARENT, &longest, &uid),
+            entry(PARENT, &too_long, &uid),
+            entry(&too_long, "spiffe://example.org/w", &uid),
+        ],
+    )
+    .await;
+    assert_eq!(made[0].0, 0, "2,048 bytes is allowed: {}", made[0].1);
+    for refused in &made[1..] {
+        assert_eq!(refused.0, Code::InvalidArgument as i32, "{}", refused.1);
+        assert!(refused.1.contains("2048 bytes"), "{}", refused.1);
+    }
+    let (code, message) = reparent(&mut entries, &made[0].2, &too_long).await;
+    assert_eq!(code, Code::InvalidArgument as i32, "{message}");
+    assert!(message.contains("2048 bytes"), "{message}");
+
+    // Token generation with an over-long alias ID is refused too.
+    let err = server
+        .agents()
+        .await
+        .create_join_token(CreateJoinTokenRequest {
+            ttl: 60,
+            agent_id: Some(id(&too_long)),
+            token: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{}", err.message());
+}

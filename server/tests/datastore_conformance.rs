@@ -118,6 +118,8 @@ where
     check_similar_entries(fresh().await).await;
     check_entry_update(fresh().await).await;
     check_entry_delete(fresh().await).await;
+    check_parent_cycles(fresh().await).await;
+    check_parent_cycle_race(fresh().await).await;
     check_entry_filters(fresh().await).await;
     check_selector_match_modes(fresh().await).await;
     check_entries_revision(fresh().await).await;
@@ -224,6 +226,115 @@ async fn check_entry_update(ds: Arc<dyn DataStore>) {
 
     let ghost = with_id("no-such-entry", entry("x", AGENT, &[]));
     assert!(is_not_found(ds.update_entry(ghost).await));
+}
+
+/// The cycle a `ParentCycle` names.
+fn cycle_of<T: std::fmt::Debug>(r: Result<T, DataStoreError>) -> Vec<String> {
+    match r {
+        Err(DataStoreError::ParentCycle { cycle, .. }) => cycle,
+        other => panic!("want ParentCycle, got {other:?}"),
+    }
+}
+
+fn td(path: &str) -> String {
+    format!("spiffe://example.org/{path}")
+}
+
+async fn check_parent_cycles(ds: Arc<dyn DataStore>) {
+    // Its own parent.
+    let own = entry("a", &td("a"), &["unix:uid:1"]);
+    assert_eq!(cycle_of(ds.create_entry(own).await), [td("a"), td("a")]);
+
+    // a <- b <- c (parent -> child: agent -> a -> b -> c).
+    let a = ds
+        .create_entry(entry("a", AGENT, &["unix:uid:1"]))
+        .await
+        .unwrap();
+    let b = ds
+        .create_entry(entry("b", &td("a"), &["unix:uid:1"]))
+        .await
+        .unwrap();
+    ds.create_entry(entry("c", &td("b"), &["unix:uid:1"]))
+        .await
+        .unwrap();
+    // A second registration of a, under c, closes a -> b -> c -> a.
+    assert_eq!(
+        cycle_of(ds.create_entry(entry("a", &td("c"), &["unix:uid:2"])).await),
+        [td("a"), td("b"), td("c"), td("a")]
+    );
+    // Moving a under c does the same; moving b under itself too.
+    let mut moved = a.clone();
+    moved.parent_id = td("c");
+    assert_eq!(
+        cycle_of(ds.update_entry(moved).await),
+        [td("a"), td("b"), td("c"), td("a")]
+    );
+    let mut own = b.clone();
+    own.parent_id = td("b");
+    assert_eq!(cycle_of(ds.update_entry(own).await), [td("b"), td("b")]);
+    // Nothing was written by the refusals.
+    assert_eq!(ds.count_entries().await.unwrap(), 3);
+    assert_eq!(ds.get_entry(&a.id).await.unwrap(), Some(a.clone()));
+
+    // The entry being updated no longer holds its old place: b moved
+    // from under a to under the agent, a may then go under b.
+    let mut b2 = b.clone();
+    b2.parent_id = AGENT.into();
+    ds.update_entry(b2).await.unwrap();
+    let mut a2 = a.clone();
+    a2.parent_id = td("b");
+    ds.update_entry(a2).await.unwrap();
+    // A diamond is not a cycle: d under both b and c.
+    ds.create_entry(entry("d", &td("b"), &["unix:uid:1"]))
+        .await
+        .unwrap();
+    ds.create_entry(entry("d", &td("c"), &["unix:uid:1"]))
+        .await
+        .unwrap();
+}
+
+/// Updates that are each fine alone but together close a ring (e0 under
+/// e1, e1 under e2, ..., e7 under e0), raced many times: all but the last
+/// one applied succeed, never all of them.
+async fn check_parent_cycle_race(ds: Arc<dyn DataStore>) {
+    const RING: usize = 8;
+    for round in 0..20 {
+        let path = |i: usize| format!("r{round}/e{}", i % RING);
+        let mut ring = Vec::new();
+        for i in 0..RING {
+            ring.push(
+                ds.create_entry(entry(&path(i), AGENT, &["unix:uid:1"]))
+                    .await
+                    .unwrap(),
+            );
+        }
+        let start = Arc::new(tokio::sync::Barrier::new(RING));
+        let racers: Vec<_> = ring
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut e)| {
+                let (ds, start) = (ds.clone(), start.clone());
+                e.parent_id = td(&path(i + 1));
+                tokio::spawn(async move {
+                    start.wait().await;
+                    ds.update_entry(e).await
+                })
+            })
+            .collect();
+        let mut ok = 0;
+        for racer in racers {
+            match racer.await.unwrap() {
+                Ok(_) => ok += 1,
+                Err(DataStoreError::ParentCycle { .. }) => {}
+                Err(e) => panic!("round {round}: {e}"),
+            }
+        }
+        assert_eq!(
+            ok,
+            RING - 1,
+            "round {round}: the update that closes the ring fails"
+        );
+    }
 }
 
 async fn check_entry_delete(ds: Arc<dyn DataStore>) {

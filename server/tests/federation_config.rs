@@ -127,3 +127,50 @@ fn errors_name_key_and_line() {
         "{err}"
     );
 }
+
+#[test]
+fn oidc_discovery_needs_domains_or_an_issuer() {
+    // Neither: the Host header would become the issuer; refused, naming
+    // the key and the block's line (line 3: the first of server_extra).
+    let err = load("    oidc_discovery {\n        port = 80\n        insecure_http = true\n    }")
+        .unwrap_err();
+    assert!(
+        err.starts_with("server.conf:3:")
+            && err.contains("server.oidc_discovery.domains")
+            && err.contains("jwt_issuer")
+            && err.contains("insecure_allow_any_host"),
+        "{err}"
+    );
+    let err = load("    oidc_discovery {\n        port = 80\n        domains = []\n        insecure_http = true\n    }")
+        .unwrap_err();
+    assert!(err.starts_with("server.conf:3:"), "{err}");
+
+    // Either one is enough.
+    let config = load(
+        "    jwt_issuer = \"https://oidc.example.org\"\n    oidc_discovery {\n        port = 80\n        insecure_http = true\n    }",
+    )
+    .unwrap();
+    assert!(config.oidc_discovery.unwrap().domains.is_empty());
+    let config = load(
+        "    oidc_discovery {\n        port = 80\n        domains = [\"oidc.example.org\"]\n        insecure_http = true\n    }",
+    )
+    .unwrap();
+    assert_eq!(config.oidc_discovery.unwrap().domains, ["oidc.example.org"]);
+
+    // Or the explicit opt-in.
+    let config = load(
+        "    oidc_discovery {\n        port = 80\n        insecure_http = true\n        insecure_allow_any_host = true\n    }",
+    )
+    .unwrap();
+    assert!(config.oidc_discovery.unwrap().insecure_allow_any_host);
+
+    // The issuer discovery publishes must be an absolute URL.
+    let err = load(
+        "    jwt_issuer = \"oidc.example.org\"\n    oidc_discovery {\n        port = 80\n        insecure_http = true\n    }",
+    )
+    .unwrap_err();
+    assert!(
+        err.starts_with("server.conf:3:") && err.contains("server.jwt_issuer"),
+        "{err}"
+    );
+}

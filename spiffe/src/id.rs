@@ -6,6 +6,11 @@
 //! operator or sent to the admin API is stricter here, as in SPIRE: an
 //! upper-case scheme or trust domain is refused, so that what is stored is
 //! exactly what was asked for.
+//!
+//! The crate checks the SPIFFE spec's 2,048-byte limit only when it builds
+//! an ID from segments; [`parse_id`] checks it on every input, so an
+//! over-long ID is refused wherever one enters (entries, CSRs, JWT `sub`,
+//! Workload API requests, peer certificates, entries synced by an agent).
 
 pub use spiffe::{SpiffeId, TrustDomain};
 
@@ -15,6 +20,12 @@ pub const SERVER_PATH: &str = "/spire/server";
 pub const AGENT_PATH_PREFIX: &str = "/spire/agent/";
 /// Every path under this prefix is reserved for SPIRE-compatible components.
 pub const RESERVED_PATH_PREFIX: &str = "/spire/";
+/// The longest SPIFFE ID accepted, in bytes, `spiffe://` included (the
+/// SPIFFE ID spec's limit: implementations must support IDs up to 2,048
+/// bytes and should not make longer ones).
+pub const MAX_ID_LEN: usize = 2048;
+/// How much of a refused over-long ID an error message shows.
+const SHOWN_PREFIX_LEN: usize = 64;
 
 /// Why a SPIFFE ID or trust domain was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -42,6 +53,16 @@ pub enum IdError {
         /// The refused ID.
         id: String,
     },
+    /// The ID is longer than [`MAX_ID_LEN`] bytes.
+    #[error("SPIFFE ID {prefix:?}... is {len} bytes long; the limit is {max} bytes")]
+    TooLong {
+        /// The first bytes of the refused input (never all of it).
+        prefix: String,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit, [`MAX_ID_LEN`].
+        max: usize,
+    },
     /// The ID has no path, so it names a trust domain, not a workload.
     #[error("SPIFFE ID {id:?} has no path")]
     NoPath {
@@ -57,8 +78,26 @@ fn invalid(input: &str, reason: impl ToString) -> IdError {
     }
 }
 
-/// Parses a SPIFFE ID, refusing upper case in the scheme or trust domain.
+/// Refuses `input` when it is longer than [`MAX_ID_LEN`] bytes.
+pub fn check_length(input: &str) -> Result<(), IdError> {
+    if input.len() <= MAX_ID_LEN {
+        return Ok(());
+    }
+    let mut end = SHOWN_PREFIX_LEN;
+    while !input.is_char_boundary(end) {
+        end -= 1;
+    }
+    Err(IdError::TooLong {
+        prefix: input[..end].to_owned(),
+        len: input.len(),
+        max: MAX_ID_LEN,
+    })
+}
+
+/// Parses a SPIFFE ID, refusing upper case in the scheme or trust domain
+/// and IDs longer than [`MAX_ID_LEN`] bytes.
 pub fn parse_id(input: &str) -> Result<SpiffeId, IdError> {
+    check_length(input)?;
     let authority_end = input
         .find("://")
         .map(|i| i + 3)
@@ -192,6 +231,20 @@ mod tests {
                 "{bad}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn ids_over_2048_bytes_are_refused() {
+        let prefix = "spiffe://example.org/";
+        let at_limit = format!("{prefix}{}", "a".repeat(2048 - prefix.len()));
+        assert_eq!(parse_id(&at_limit).unwrap().to_string().len(), 2048);
+        let over = format!("{at_limit}b");
+        let err = parse_id(&over).unwrap_err();
+        assert!(err.to_string().contains("2048"), "{err}");
+        assert!(
+            err.to_string().len() < 300,
+            "the error does not echo the whole input: {err}"
+        );
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub mod selector;
 pub mod tls;
 pub mod trusted_dir;
 
+#[cfg(test)]
+mod prop_tests;
+
 pub use bundle::{BundleError, JwtAuthority, TrustBundle};
 pub use clock::Clock;
 pub use id::{IdError, SpiffeId, TrustDomain};

@@ -12,7 +12,7 @@ use spinel_proto::spire::api::server::svid::v1::svid_client::SvidClient;
 use spinel_proto::spire::api::server::svid::v1::{BatchNewX509svidRequest, NewX509svidParams};
 use spinel_proto::spire::api::types;
 use spinel_spiffe::bundle::JwtAuthority;
-use spinel_spiffe::{Selector, SpiffeId, TrustBundle, TrustDomain};
+use spinel_spiffe::{Selector, TrustBundle, TrustDomain};
 use tonic::Status;
 
 use super::authorities::{
@@ -156,7 +156,10 @@ fn to_trust_bundle(td: &TrustDomain, b: &types::Bundle) -> TrustBundle {
 
 fn to_cached(e: &types::Entry) -> Option<CachedEntry> {
     let id = e.spiffe_id.as_ref()?;
-    let spiffe_id = SpiffeId::new(format!("spiffe://{}{}", id.trust_domain, id.path)).ok()?;
+    // Strict, with the 2,048-byte limit: an entry the agent could not serve
+    // (or the CA would not sign) is left out.
+    let spiffe_id =
+        spinel_spiffe::id::parse_id(&format!("spiffe://{}{}", id.trust_domain, id.path)).ok()?;
     let selectors = e
         .selectors
         .iter()

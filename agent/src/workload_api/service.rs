@@ -10,7 +10,7 @@ use spinel_proto::workload::{
     ValidateJwtsvidRequest, ValidateJwtsvidResponse, X509BundlesRequest, X509BundlesResponse,
     X509svidRequest, X509svidResponse,
 };
-use spinel_spiffe::{Clock, Selector, SpiffeId, TrustBundle, TrustDomain};
+use spinel_spiffe::{Clock, Selector, TrustBundle, TrustDomain};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
@@ -226,7 +226,7 @@ impl SpiffeWorkloadApi for WorkloadApi {
         }
         let wanted = match request.spiffe_id.as_str() {
             "" => None,
-            id => Some(SpiffeId::new(id).map_err(|e| {
+            id => Some(spinel_spiffe::id::parse_id(id).map_err(|e| {
                 Status::invalid_argument(format!("invalid requested SPIFFE ID: {e}"))
             })?),
         };

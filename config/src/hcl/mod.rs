@@ -126,6 +126,26 @@ impl ConfigFile {
         self.root.get(name).is_some()
     }
 
+    /// The one-based line of the key or block at `key_path` (such as
+    /// `["server", "oidc_discovery"]`), for errors about a value that is
+    /// wrong only together with others; `None` when it is absent. A
+    /// repeated block gives its first occurrence.
+    pub fn line_of(&self, key_path: &[&str]) -> Option<usize> {
+        let mut node = &self.root;
+        for key in key_path {
+            node = node.get(key)?;
+            if let NodeValue::Array(items) = &node.value {
+                if items
+                    .first()
+                    .is_some_and(|i| matches!(i.value, NodeValue::Object(_)))
+                {
+                    node = items.first()?;
+                }
+            }
+        }
+        Some(node.line)
+    }
+
     /// Decodes the required top-level block `name` (such as `server`) into
     /// `T`, which should use `#[serde(deny_unknown_fields)]`.
     pub fn section<T: DeserializeOwned>(&self, name: &str) -> Result<T, ConfigError> {

@@ -384,3 +384,15 @@ fn reads_files_and_expands_the_environment() {
     assert!(matches!(err, ConfigError::Read { .. }));
     assert!(err.to_string().contains("nope.conf"), "{err}");
 }
+
+#[test]
+fn line_of_finds_keys_and_blocks() {
+    let file = ConfigFile::parse(Path::new("server.conf"), EXAMPLE).unwrap();
+    assert_eq!(file.line_of(&["server"]), Some(1));
+    assert_eq!(file.line_of(&["server", "trust_domain"]), Some(4));
+    assert_eq!(
+        file.line_of(&["health_checks", "listener_enabled"]),
+        Some(25)
+    );
+    assert_eq!(file.line_of(&["server", "nope"]), None);
+}

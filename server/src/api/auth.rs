@@ -88,7 +88,7 @@ fn peer_svid(leaf: &[u8]) -> Result<PeerSvid, String> {
         return Err(format!("certificate has {} URI SANs, not 1", uris.len()));
     };
     let id =
-        SpiffeId::new(uri).map_err(|e| format!("certificate URI SAN is not a SPIFFE ID: {e}"))?;
+        id::parse_id(uri).map_err(|e| format!("certificate URI SAN is not a SPIFFE ID: {e}"))?;
     Ok(PeerSvid {
         id,
         serial: cert.tbs_certificate.serial.to_str_radix(10),

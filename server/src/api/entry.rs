@@ -186,6 +186,8 @@ impl EntryService {
             .map_err(|err| ApiError::datastore("failed to update entry", err))?
             .ok_or_else(|| ApiError::not_found("failed to update entry: entry not found"))?;
         let merged = validate::merge_entry(&stored, update, input_mask);
+        validate::not_own_parent(&merged)
+            .map_err(|r| ApiError::invalid("failed to update entry", r))?;
         let updated = ds
             .update_entry(merged)
             .await

@@ -82,11 +82,13 @@ impl ApiError {
     }
 
     /// A datastore failure while doing `msg`: `NotFound` and
-    /// `AlreadyExists` keep their meaning, anything else is `Internal`.
+    /// `AlreadyExists` keep their meaning, a refused parent cycle is the
+    /// caller's `InvalidArgument`, anything else is `Internal`.
     pub fn datastore(msg: &str, err: DataStoreError) -> Self {
         let code = match err {
             DataStoreError::NotFound { .. } => Code::NotFound,
             DataStoreError::AlreadyExists { .. } => Code::AlreadyExists,
+            DataStoreError::ParentCycle { .. } => Code::InvalidArgument,
             _ => Code::Internal,
         };
         Self::new(code, format!("{msg}: {err}"))

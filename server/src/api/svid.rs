@@ -55,7 +55,7 @@ impl SvidService {
             .get(&p.entry_id)
             .ok_or_else(|| ApiError::not_found("entry not found or not authorized"))?;
         let public_key = verify_csr(&p.csr).map_err(|e| ApiError::invalid("invalid CSR", e))?;
-        let spiffe_id = SpiffeId::new(&entry.spiffe_id)
+        let spiffe_id = spinel_spiffe::id::parse_id(&entry.spiffe_id)
             .map_err(|e| ApiError::internal("entry has malformed SPIFFE ID", e))?;
         let svid = self
             .state
@@ -265,7 +265,7 @@ impl Svid for SvidService {
         let entry = set
             .get(&req.entry_id)
             .ok_or_else(|| ApiError::not_found("entry not found or not authorized"))?;
-        let id = SpiffeId::new(&entry.spiffe_id)
+        let id = spinel_spiffe::id::parse_id(&entry.spiffe_id)
             .map_err(|e| ApiError::internal("entry has malformed SPIFFE ID", e))?;
         let svid = self.jwt(&id, &req.audience, ttl(entry.jwt_svid_ttl), &entry.hint)?;
         Ok(Response::new(NewJwtsvidResponse { svid: Some(svid) }))

@@ -5,7 +5,10 @@
 //! - SPIFFE IDs are parsed strictly; a workload entry's `spiffe_id` must be
 //!   in our trust domain, have a path and stay out of `/spire/...`; its
 //!   `parent_id` may be any ID of our trust domain with a path (an agent,
-//!   `/spire/server` for node aliases, or another entry's ID).
+//!   `/spire/server` for node aliases, or another entry's ID), but not its
+//!   own SPIFFE ID; longer cycles need the other entries, so the datastore
+//!   refuses them (`DataStoreError::ParentCycle`, see `datastore::lineage`).
+//!   IDs over 2,048 bytes are refused by the parser.
 //! - selectors through [`Selector::new`]; DNS names as hostnames with at
 //!   most a leftmost `*` label; TTLs not negative; `federates_with` as
 //!   trust domain names; hints up to 1024 bytes.
@@ -168,6 +171,9 @@ pub fn entry(
             .map_err(|r| format!("invalid spiffe ID: {r}"))?
             .to_string();
     }
+    if m.parent_id && m.spiffe_id {
+        not_own_parent(&out)?;
+    }
     if m.selectors {
         out.selectors = selectors(&e.selectors)?;
     }
@@ -271,6 +277,24 @@ pub fn merge_entry(
         out.store_svid = update.store_svid;
     }
     out
+}
+
+/// Refuses an entry whose parent ID is its own SPIFFE ID (the shortest
+/// parent cycle).
+pub fn not_own_parent(e: &RegistrationEntry) -> Result<(), String> {
+    if e.parent_id == e.spiffe_id {
+        let which = if e.id.is_empty() {
+            String::new()
+        } else {
+            format!(" {:?}", e.id)
+        };
+        return Err(format!(
+            "entry{which} would be its own parent: parent ID and SPIFFE ID are both {:?} \
+             (parent cycle: {0} -> {0})",
+            e.spiffe_id
+        ));
+    }
+    Ok(())
 }
 
 /// A federated bundle sent by a caller: a valid trust domain, parseable CA
@@ -393,6 +417,18 @@ mod tests {
             (Box::new(|e| e.jwt_svid_ttl = -1), "jwt_svid_ttl"),
             (Box::new(|e| e.hint = "h".repeat(1025)), "hint is too long"),
             (Box::new(|e| e.id = "has space".into()), "entry ID"),
+            (
+                Box::new(|e| e.parent_id = pid("/web")),
+                "would be its own parent",
+            ),
+            (
+                Box::new(|e| e.spiffe_id = pid(&format!("/{}", "a".repeat(2048)))),
+                "the limit is 2048 bytes",
+            ),
+            (
+                Box::new(|e| e.parent_id = pid(&format!("/{}", "a".repeat(2048)))),
+                "the limit is 2048 bytes",
+            ),
         ];
         for (mutate, want) in cases {
             let mut e = good();

@@ -296,6 +296,7 @@ impl Ca {
 
     /// Signs an X509-SVID with the active X.509 CA.
     pub fn sign_x509_svid(&self, params: X509SvidParams) -> Result<X509Svid, CaError> {
+        check_id_length(&params.spiffe_id)?;
         let state = self.read()?;
         let ttl = params.ttl.unwrap_or(self.config.default_x509_svid_ttl);
         x509::sign_leaf(state.active_x509(), &params, ttl, self.clock.now())
@@ -308,6 +309,7 @@ impl Ca {
         audience: &[String],
         ttl: Option<Duration>,
     ) -> Result<JwtSvid, CaError> {
+        check_id_length(spiffe_id)?;
         let state = self.read()?;
         let ttl = ttl.unwrap_or(self.config.default_jwt_svid_ttl);
         jwt::sign(
@@ -374,6 +376,13 @@ impl Ca {
             }
         }
     }
+}
+
+/// Refuses to sign for an ID over the SPIFFE spec's 2,048 bytes, wherever
+/// it came from (an entry stored before the API checked the length).
+fn check_id_length(id: &SpiffeId) -> Result<(), CaError> {
+    spinel_spiffe::id::check_length(&id.to_string())
+        .map_err(|e| CaError::InvalidRequest(e.to_string()))
 }
 
 #[cfg(test)]

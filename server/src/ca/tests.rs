@@ -243,3 +243,29 @@ async fn jwt_svids_validate_against_the_bundle() {
         Err(CaError::InvalidRequest(_))
     ));
 }
+
+#[tokio::test(start_paused = true)]
+async fn ids_over_2048_bytes_are_never_signed() {
+    let ca = memory_ca(Duration::from_secs(24 * 3600)).await;
+    // The `spiffe` crate parses it; the CA must still refuse to sign it (an
+    // entry stored before the API checked the length).
+    let long = SpiffeId::new(format!("spiffe://example.org/{}", "a".repeat(2048))).unwrap();
+    let (csr, _) = greedy_csr();
+    let refused = ca.sign_x509_svid(X509SvidParams {
+        spiffe_id: long.clone(),
+        public_key: verify_csr(&csr).unwrap(),
+        dns_names: Vec::new(),
+        ttl: None,
+    });
+    assert!(
+        matches!(&refused, Err(CaError::InvalidRequest(m)) if m.contains("2048")),
+        "X509-SVID signed: {}",
+        refused.is_ok()
+    );
+    let refused = ca.sign_jwt_svid(&long, &["vault".to_owned()], None);
+    assert!(
+        matches!(&refused, Err(CaError::InvalidRequest(m)) if m.contains("2048")),
+        "JWT-SVID signed: {}",
+        refused.is_ok()
+    );
+}

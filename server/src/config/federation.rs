@@ -130,8 +130,12 @@ pub struct OidcDiscoveryConfig {
     pub address: String,
     /// Listening port (0: any free port, logged).
     pub port: u16,
-    /// Host names served (the `Host` header must be one); empty: any.
+    /// Host names served (the `Host` header must be one); empty: any, which
+    /// needs `server.jwt_issuer` or [`Self::insecure_allow_any_host`].
     pub domains: Vec<String>,
+    /// `insecure_allow_any_host = true`: with no `domains` and no
+    /// `jwt_issuer`, serve any `Host` and publish it as the issuer.
+    pub insecure_allow_any_host: bool,
     /// TLS from files, or `None` for plain HTTP (`insecure_http = true`).
     pub serving_cert_file: Option<ServingCertFile>,
 }
@@ -303,6 +307,10 @@ struct OidcDiscoveryRaw {
     /// Serve plain HTTP (for a TLS-terminating proxy in front, or tests).
     #[serde(default, deserialize_with = "de::bool_or_string")]
     pub insecure_http: bool,
+    /// Without `domains` and `jwt_issuer`: take the issuer from the `Host`
+    /// header anyway (development only).
+    #[serde(default, deserialize_with = "de::bool_or_string")]
+    pub insecure_allow_any_host: bool,
 }
 
 fn https_url<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -392,6 +400,7 @@ impl TryFrom<OidcDiscoveryRaw> for OidcDiscoverySection {
                 .unwrap_or_else(|| DEFAULT_BUNDLE_ENDPOINT_ADDRESS.to_owned()),
             port: raw.port,
             domains: raw.domains,
+            insecure_allow_any_host: raw.insecure_allow_any_host,
             serving_cert_file: raw.serving_cert_file,
         }))
     }

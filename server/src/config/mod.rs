@@ -28,6 +28,7 @@
 mod federation;
 mod file;
 pub mod k8s_psat;
+mod oidc;
 mod plugins;
 
 pub use federation::{
@@ -350,7 +351,7 @@ pub fn from_file(
     }
 
     let (federation, oidc_discovery) =
-        resolve_federation_blocks(&mut server, &trust_domain, &display_path)?;
+        resolve_federation_blocks(file, &mut server, &trust_domain, &display_path)?;
     let plugins = plugins::resolve(file, &data_dir)?;
     let health_checks = match health {
         Some(h) => {
@@ -424,8 +425,10 @@ fn connection_limits(
 }
 
 /// The `federation` and `oidc_discovery` blocks, checked beyond decoding
-/// (the server's own trust domain is not a federation peer).
+/// (the server's own trust domain is not a federation peer; OIDC discovery
+/// knows its issuer, see `oidc::check_issuer`).
 fn resolve_federation_blocks(
+    file: &ConfigFile,
     server: &mut file::ServerSection,
     trust_domain: &TrustDomain,
     display_path: &str,
@@ -441,5 +444,8 @@ fn resolve_federation_blocks(
         None => FederationConfig::default(),
     };
     let oidc = server.oidc_discovery.take().map(|section| section.0);
+    if let Some(oidc) = &oidc {
+        oidc::check_issuer(file, oidc, server.jwt_issuer.as_deref())?;
+    }
     Ok((federation, oidc))
 }

@@ -10,8 +10,11 @@
 //! - [`DataStore::take_join_token`] hands a token out at most once, even to
 //!   concurrent callers (invariant 7);
 //! - every entry write bumps the entry's `revision_number` and the store's
-//!   entry revision counter, so agents can sync incrementally.
+//!   entry revision counter, so agents can sync incrementally;
+//! - no entry write closes a parent cycle ([`lineage`]), even when two
+//!   writes race: [`DataStoreError::ParentCycle`].
 
+pub mod lineage;
 mod model;
 pub mod sled;
 
@@ -39,6 +42,16 @@ pub enum DataStoreError {
         /// Its key (for entries: the ID of the existing similar entry).
         id: String,
     },
+    /// The entry would be its own ancestor: its parent ID is its own SPIFFE
+    /// ID, or descends from it through other entries.
+    #[error("{} would make a parent cycle (parent -> child): {}", describe_entry(entry_id), cycle.join(" -> "))]
+    ParentCycle {
+        /// The refused entry's ID (empty for a new entry without one).
+        entry_id: String,
+        /// The cycle, from the entry's SPIFFE ID through its descendants
+        /// to its parent ID and back to the SPIFFE ID.
+        cycle: Vec<String>,
+    },
     /// The stored data could not be read back: corruption or a foreign format.
     #[error("datastore is corrupt at {location}: {reason}")]
     Corrupt {
@@ -52,6 +65,14 @@ pub enum DataStoreError {
     Backend(String),
 }
 
+fn describe_entry(id: &str) -> String {
+    if id.is_empty() {
+        "the new entry".to_owned()
+    } else {
+        format!("entry {id:?}")
+    }
+}
+
 /// Shorthand for datastore results.
 pub type Result<T> = std::result::Result<T, DataStoreError>;
 
@@ -63,11 +84,13 @@ pub trait DataStore: Send + Sync + std::fmt::Debug + 'static {
     /// Stores a new entry. An empty `id` gets a fresh UUID. An entry with the
     /// same parent ID, SPIFFE ID and selector set already present is
     /// `AlreadyExists` naming that entry's ID. Sets `created_at` (to now,
-    /// unless given) and `revision_number` (0 for a new entry). Returns the
+    /// unless given) and `revision_number` (0 for a new entry). An entry
+    /// that would close a parent cycle is `ParentCycle`. Returns the
     /// stored entry.
     async fn create_entry(&self, entry: RegistrationEntry) -> Result<RegistrationEntry>;
     /// Replaces the entry with `entry.id` (NotFound if absent), bumping its
-    /// revision number. Returns the stored entry.
+    /// revision number; `ParentCycle` as for create. Returns the stored
+    /// entry.
     async fn update_entry(&self, entry: RegistrationEntry) -> Result<RegistrationEntry>;
     /// Deletes an entry, returning it (NotFound if absent).
     async fn delete_entry(&self, id: &str) -> Result<RegistrationEntry>;

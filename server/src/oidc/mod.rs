@@ -4,7 +4,8 @@
 //! library) can verify JWT-SVIDs from the issuer URL alone.
 //!
 //! - `GET /.well-known/openid-configuration`: `issuer` (`server.jwt_issuer`,
-//!   or `<scheme>://<Host>` when unset), `jwks_uri` (`<scheme>://<Host>/keys`),
+//!   or `<scheme>://<Host>` when unset), `jwks_uri` (`<scheme>://<Host>/keys`
+//!   when `domains` vouch for the Host, else `<jwt_issuer>/keys`),
 //!   `authorization_endpoint` `""`, `response_types_supported` `["id_token"]`,
 //!   `subject_types_supported` `["public"]`,
 //!   `id_token_signing_alg_values_supported` `["RS256", "ES256", "ES384"]`.
@@ -13,7 +14,11 @@
 //!   rotated key is published as soon as the CA publishes it.
 //!
 //! When `domains` is set, a request whose `Host` (without port) is not one
-//! of them is answered 404. TLS comes from `serving_cert_file` (re-read
+//! of them is answered 404. Without `domains` the `Host` header is the
+//! caller's to choose, so nothing published comes from it: the
+//! configuration requires `jwt_issuer` then, unless
+//! `insecure_allow_any_host = true` asks for the old, reflecting behaviour
+//! (a warning is logged at start). TLS comes from `serving_cert_file` (re-read
 //! every minute), or plain HTTP with `insecure_http = true` for a
 //! TLS-terminating proxy in front.
 
@@ -133,6 +138,13 @@ impl OidcDiscovery {
             }
             _ => None,
         };
+        if self.config.domains.is_empty() && issuer.is_none() {
+            tracing::warn!(
+                "OIDC discovery publishes the request's Host header as issuer and jwks_uri \
+                 (insecure_allow_any_host = true, no domains, no jwt_issuer): \
+                 any caller chooses them; development only"
+            );
+        }
         let site = Site {
             issuer,
             domains: Arc::new(self.config.domains.clone()),
@@ -211,10 +223,10 @@ fn answer(req: &Request<Incoming>, site: &Site) -> Response<String> {
     if !site.domains.is_empty() && !site.domains.iter().any(|d| d.eq_ignore_ascii_case(&name)) {
         return respond(StatusCode::NOT_FOUND, String::new());
     }
-    let base = format!("{}://{host}", site.scheme);
     match req.uri().path() {
         "/.well-known/openid-configuration" => {
-            let doc = discovery_document(site.issuer.as_deref().unwrap_or(&base), &base);
+            let (issuer, keys_base) = urls(site, &host);
+            let doc = discovery_document(&issuer, &keys_base);
             respond(StatusCode::OK, doc.to_string())
         }
         "/keys" => {
@@ -222,6 +234,20 @@ fn answer(req: &Request<Incoming>, site: &Site) -> Response<String> {
             respond(StatusCode::OK, jwks(&bundle).to_string())
         }
         _ => respond(StatusCode::NOT_FOUND, String::new()),
+    }
+}
+
+/// The issuer and the base of `jwks_uri` for a request to `host` (as
+/// sent, already checked against `domains` when there are any). The Host
+/// is used only when `domains` vouch for it, or when no issuer is
+/// configured (which the configuration allows only with
+/// `insecure_allow_any_host`).
+fn urls(site: &Site, host: &str) -> (String, String) {
+    let from_host = format!("{}://{host}", site.scheme);
+    match &site.issuer {
+        Some(issuer) if site.domains.is_empty() => (issuer.clone(), issuer.clone()),
+        Some(issuer) => (issuer.clone(), from_host),
+        None => (from_host.clone(), from_host),
     }
 }
 
@@ -289,6 +315,38 @@ fn jwk_alg(jwk: &serde_json::Map<String, Value>) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn site(issuer: Option<&str>, domains: &[&str]) -> Site {
+        let (_, bundles) = watch::channel(TrustBundle::new(
+            spinel_spiffe::TrustDomain::new("example.org").unwrap(),
+        ));
+        Site {
+            issuer: issuer.map(str::to_owned),
+            domains: Arc::new(domains.iter().map(|d| (*d).to_owned()).collect()),
+            scheme: "https",
+            bundles,
+        }
+    }
+
+    #[test]
+    fn a_host_no_domain_vouches_for_is_never_published() {
+        let issuer = "https://oidc.example.org";
+        // No domains: any Host reaches us, so neither URL may come from it.
+        let (iss, keys) = urls(&site(Some(issuer), &[]), "evil.example:8443");
+        assert_eq!((iss.as_str(), keys.as_str()), (issuer, issuer));
+        // Domains checked the Host: keys where the caller found us.
+        let (iss, keys) = urls(
+            &site(Some(issuer), &["oidc.internal"]),
+            "oidc.internal:8443",
+        );
+        assert_eq!(iss, issuer);
+        assert_eq!(keys, "https://oidc.internal:8443");
+        let (iss, keys) = urls(&site(None, &["oidc.internal"]), "oidc.internal");
+        assert_eq!(
+            (iss.as_str(), keys.as_str()),
+            ("https://oidc.internal", "https://oidc.internal")
+        );
+    }
 
     #[test]
     fn discovery_document_has_the_oidc_fields() {

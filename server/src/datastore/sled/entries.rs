@@ -14,6 +14,7 @@ use super::codec::{
 use super::{
     Trees, BY_PARENT, BY_SPIFFE_ID, ENTRIES, ENTRIES_COUNT_KEY, ENTRIES_REVISION_KEY, META,
 };
+use crate::datastore::lineage::check_parent_cycle;
 use crate::datastore::{
     DataStoreError, EntryFilter, RegistrationEntry, Result, SelectorMatch, StoredSelector,
 };
@@ -130,11 +131,32 @@ impl Trees {
             })
     }
 
+    /// Serializes entry creates and updates (see `Trees::entry_writes`). A
+    /// panic while it was held left no partial write (the transaction is
+    /// all or nothing), so a poisoned lock is taken over.
+    fn lock_entry_writes(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.entry_writes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `(entry ID, parent ID)` of the entries whose SPIFFE ID is `id`.
+    fn parents_of(&self, id: &str) -> Result<Vec<(String, String)>> {
+        Ok(self
+            .indexed(&self.by_spiffe_id, BY_SPIFFE_ID, id)?
+            .into_iter()
+            .filter(|e| e.spiffe_id == id)
+            .map(|e| (e.id, e.parent_id))
+            .collect())
+    }
+
     pub(super) fn create_entry(
         &self,
         mut entry: RegistrationEntry,
         now: i64,
     ) -> Result<RegistrationEntry> {
+        let _serialized = self.lock_entry_writes();
+        check_parent_cycle(&entry, |id| self.parents_of(id))?;
         if entry.id.is_empty() {
             entry.id = uuid::Uuid::new_v4().to_string();
         }
@@ -157,6 +179,8 @@ impl Trees {
     /// Keeps the stored `created_at`; the revision number is the stored one
     /// plus one, whatever `entry` says.
     pub(super) fn update_entry(&self, entry: RegistrationEntry) -> Result<RegistrationEntry> {
+        let _serialized = self.lock_entry_writes();
+        check_parent_cycle(&entry, |id| self.parents_of(id))?;
         self.entry_tx(|tx| {
             let old = tx.existing(&entry.id)?;
             let mut next = entry.clone();

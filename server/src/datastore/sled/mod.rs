@@ -15,6 +15,10 @@
 //! Key parts are length-prefixed (see `codec`), so no ID can pose as the
 //! prefix of another.
 //!
+//! An entry create or update first checks for parent cycles
+//! ([`super::lineage`]) and then writes, under one lock, so that racing
+//! writes cannot together close a cycle.
+//!
 //! An entry, its index rows and the counters change in one sled transaction,
 //! so a crash never leaves them out of step, and every write is flushed to
 //! disk (fsync) before the call returns (invariant 6). A join token is taken
@@ -73,6 +77,13 @@ pub struct SledDataStore {
 /// The open trees.
 #[derive(Clone)]
 struct Trees {
+    /// Held by every entry create and update from its parent-cycle check
+    /// to the end of its transaction: the check reads other entries
+    /// outside the transaction (sled's transactions cannot scan an index),
+    /// so without it two racing updates could each pass and together
+    /// close a cycle. sled allows one process per store, so a lock in the
+    /// process is enough.
+    entry_writes: std::sync::Arc<std::sync::Mutex<()>>,
     entries: ::sled::Tree,
     by_parent: ::sled::Tree,
     by_spiffe_id: ::sled::Tree,

@@ -56,6 +56,7 @@ impl SledDataStore {
                 .map_err(|e| backend(&format!("opening tree {name}"), e))
         };
         let trees = Trees {
+            entry_writes: Default::default(),
             entries: tree(ENTRIES)?,
             by_parent: tree(BY_PARENT)?,
             by_spiffe_id: tree(BY_SPIFFE_ID)?,
