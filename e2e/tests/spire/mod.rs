@@ -11,6 +11,7 @@
 //! | `mixed.rs` | one trust domain served by both agent kinds at once |
 //! | `sample_configs.rs` | SPIRE's own `conf/server/server.conf` and `conf/agent/agent.conf` start Spinel or fail naming the key or plugin |
 //! | `harness.rs` | SPIRE processes: configs, free ports, temp dirs, kill on drop, logs on failure |
+//! | `workload.rs` | SPIRE's Workload API CLI (`spire-agent api fetch/validate`), the tests' workload |
 //!
 //! Without a SPIRE build these tests pass with a message naming
 //! `interop/spire/build`; with `SPINEL_INTEROP_REQUIRED=1` (CI) a missing
@@ -24,6 +25,7 @@ mod mixed;
 mod sample_configs;
 mod spinel_agent;
 mod spire_agent;
+mod workload;
 
 use std::path::{Path, PathBuf};
 
@@ -31,7 +33,8 @@ use spinel_test_fixtures::process::my_uid;
 use x509_parser::pem::Pem;
 use x509_parser::prelude::{FromDer, GeneralName, ParsedExtension, X509Certificate};
 
-pub use harness::{FetchedX509, Spire, SpireAgent, SpireServer};
+pub use harness::{Spire, SpireAgent, SpireServer};
+pub use workload::FetchedX509;
 
 /// The trust domain of every test here.
 pub const TD: &str = "example.org";
