@@ -8,7 +8,11 @@
 //! containing `Starting Workload API` and the socket path; harnesses may wait
 //! for it, or poll `spinel-agent healthcheck`.
 //!
-//! SIGINT and SIGTERM stop the agent gracefully and remove the socket.
+//! SIGINT and SIGTERM stop the agent gracefully and remove the socket. So
+//! does a refusal by the server (banned, or evicted with no way to attest
+//! again): the agent logs SPIRE's `Agent is banned: removing SVID and
+//! shutting down` (or the eviction's equivalent) and exits with an error,
+//! as SPIRE's agent does, so that systemd or a liveness probe restarts it.
 
 use std::sync::Arc;
 
@@ -16,7 +20,7 @@ use spinel_spiffe::Clock;
 
 use crate::cache::Cache;
 use crate::config::AgentConfig;
-use crate::manager::{Manager, ManagerError};
+use crate::manager::{Manager, ManagerError, Refused};
 use crate::workload_api::{SelectorLog, WorkloadApi};
 
 /// Why the agent stopped.
@@ -32,6 +36,10 @@ pub enum RunError {
     /// The Workload API could not be served.
     #[error(transparent)]
     WorkloadApi(#[from] crate::workload_api::Error),
+    /// The server refuses this agent for good (banned, or evicted without
+    /// a way to attest again): it exits so that it is restarted.
+    #[error(transparent)]
+    Refused(#[from] Refused),
     /// A directory could not be created.
     #[error("cannot create {path}: {reason}")]
     Dir {
@@ -44,6 +52,7 @@ pub enum RunError {
 
 /// Runs the agent until SIGINT/SIGTERM.
 pub async fn run(config: AgentConfig) -> Result<(), RunError> {
+    let fd_limit = spinel_transport::limits::raise_fd_limit();
     std::fs::create_dir_all(&config.data_dir).map_err(|e| RunError::Dir {
         path: config.data_dir.display().to_string(),
         reason: e.to_string(),
@@ -54,19 +63,37 @@ pub async fn run(config: AgentConfig) -> Result<(), RunError> {
     let socket_path = config.socket_path.clone();
     let admin_socket_path = config.admin_socket_path.clone();
     let log_selectors = config.log_selectors.clone();
+    let limits = config.connection_limits.within_fd_limit(fd_limit);
+    if limits != config.connection_limits {
+        tracing::warn!(
+            open_files = ?fd_limit,
+            max_connections = limits.max_connections,
+            "connection_limits.max_connections lowered to fit the open-file limit"
+        );
+    }
     let manager = Manager::start(config, cache.clone(), clock.clone()).await?;
     if let Err(status) = manager.sync_once().await {
         tracing::warn!(code = ?status.code(), error = %status.message(), "first sync failed; retrying in the background");
     }
-    let sync = tokio::spawn(manager.clone().run());
     tracing::info!(socket_path = %socket_path.display(), "Starting Workload API");
-    let jwt: Arc<dyn crate::cache::JwtSvidSource> = manager;
+    let jwt: Arc<dyn crate::cache::JwtSvidSource> = manager.clone();
     let selector_log = match &log_selectors {
         Some(kinds) => SelectorLog::new(kinds.iter().cloned()),
         None => SelectorLog::default(),
     };
     let api = WorkloadApi::with_selector_log(cache, jwt, attestor, clock, selector_log);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    // A refused agent stops serving and exits, as SPIRE's does.
+    let sync = {
+        let (manager, stop_tx) = (manager.clone(), stop_tx.clone());
+        tokio::spawn(async move {
+            let refused = manager.run().await;
+            tracing::error!("{refused}");
+            let _ = stop_tx.send(true);
+            refused
+        })
+    };
     let stopped = move || {
         let mut rx = stop_rx.clone();
         async move {
@@ -87,8 +114,13 @@ pub async fn run(config: AgentConfig) -> Result<(), RunError> {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
-    let result = crate::workload_api::serve_api(&socket_path, api, stopped()).await;
-    sync.abort();
+    let result = crate::workload_api::serve_api(&socket_path, api, limits, stopped()).await;
+    let refused = if sync.is_finished() {
+        sync.await.ok()
+    } else {
+        sync.abort();
+        None
+    };
     if let Some(admin) = admin {
         match admin.await {
             Ok(Err(e)) => tracing::warn!(error = %e, "the admin API failed"),
@@ -97,7 +129,11 @@ pub async fn run(config: AgentConfig) -> Result<(), RunError> {
         }
     }
     tracing::info!("agent stopped");
-    Ok(result?)
+    result?;
+    match refused {
+        Some(refused) => Err(refused.into()),
+        None => Ok(()),
+    }
 }
 
 async fn shutdown_signal() {

@@ -21,6 +21,7 @@ const CALLER: Caller = Caller {
     pid: PID,
     uid: 1000,
     gid: 1000,
+    process: None,
 };
 
 fn pod() -> PodBuilder {

@@ -28,6 +28,7 @@ fn me() -> Caller {
         pid: std::process::id() as i32,
         uid,
         gid,
+        process: None,
     }
 }
 
@@ -169,6 +170,7 @@ fn caller() -> Caller {
         pid: PID,
         uid: 1001,
         gid: 101,
+        process: None,
     }
 }
 

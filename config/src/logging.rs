@@ -4,13 +4,15 @@
 //! [`parse_level`] maps them (and logrus's `warning`, `fatal`, `panic`) to
 //! [`tracing::Level`]. [`init`] installs a global `tracing` subscriber that
 //! writes text or JSON lines to stderr or appends to a file; [`subscriber`]
-//! builds the same subscriber without installing it.
+//! builds the same subscriber without installing it. [`LevelHandle`]
+//! changes the installed subscriber's level at run time (SPIRE's logger
+//! API).
 
 use std::fs::{File, OpenOptions};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::Deserialize;
 use tracing::{Level, Subscriber};
@@ -101,6 +103,15 @@ pub fn subscriber(
     format: LogFormat,
     output: Option<&Path>,
 ) -> Result<Box<dyn Subscriber + Send + Sync>, LoggingError> {
+    Ok(build(level, format, output)?.0)
+}
+
+/// The [`subscriber`] and a handle that changes its level.
+fn build(
+    level: &str,
+    format: LogFormat,
+    output: Option<&Path>,
+) -> Result<(Box<dyn Subscriber + Send + Sync>, LevelHandle), LoggingError> {
     let level = parse_level(level)?;
     let (writer, ansi) = match output {
         Some(path) => {
@@ -116,9 +127,156 @@ pub fn subscriber(
         .with_env_filter(filter(level))
         .with_writer(writer);
     Ok(match format {
-        LogFormat::Text => Box::new(builder.with_ansi(ansi).finish()),
-        LogFormat::Json => Box::new(builder.json().with_ansi(false).finish()),
+        LogFormat::Text => {
+            let builder = builder.with_ansi(ansi).with_filter_reloading();
+            let handle = builder.reload_handle();
+            let reload: Reload = Arc::new(move |f| handle.reload(f).map_err(|e| e.to_string()));
+            (Box::new(builder.finish()), LevelHandle::new(level, reload))
+        }
+        LogFormat::Json => {
+            let builder = builder.json().with_ansi(false).with_filter_reloading();
+            let handle = builder.reload_handle();
+            let reload: Reload = Arc::new(move |f| handle.reload(f).map_err(|e| e.to_string()));
+            (Box::new(builder.finish()), LevelHandle::new(level, reload))
+        }
     })
+}
+
+type Reload =
+    Arc<dyn Fn(tracing_subscriber::EnvFilter) -> Result<(), String> + Send + Sync + 'static>;
+
+/// The level of the installed subscriber, changeable at run time: what
+/// SPIRE's logger API (`logger get|set|reset`) reads and sets.
+#[derive(Clone)]
+pub struct LevelHandle {
+    launch: Level,
+    current: Arc<Mutex<Level>>,
+    reload: Reload,
+}
+
+impl std::fmt::Debug for LevelHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LevelHandle")
+            .field("launch", &self.launch)
+            .field("current", &self.current())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LevelHandle {
+    fn new(launch: Level, reload: Reload) -> Self {
+        LevelHandle {
+            launch,
+            current: Arc::new(Mutex::new(launch)),
+            reload,
+        }
+    }
+
+    /// The level the process was started with.
+    pub fn launch(&self) -> Level {
+        self.launch
+    }
+
+    /// The level in effect now.
+    pub fn current(&self) -> Level {
+        match self.current.lock() {
+            Ok(l) => *l,
+            Err(p) => *p.into_inner(),
+        }
+    }
+
+    /// Logs at `level` from now on (the transport crates stay at INFO at
+    /// most, as at start).
+    pub fn set(&self, level: Level) -> Result<(), String> {
+        let mut current = match self.current.lock() {
+            Ok(l) => l,
+            Err(p) => p.into_inner(),
+        };
+        (self.reload)(filter(level))?;
+        *current = level;
+        Ok(())
+    }
+
+    /// Back to the launch level.
+    pub fn reset(&self) -> Result<(), String> {
+        self.set(self.launch)
+    }
+}
+
+/// The number of `level` in SPIRE's `spire.api.types.LogLevel`.
+pub fn api_level(level: Level) -> i32 {
+    match level {
+        Level::ERROR => 3,
+        Level::WARN => 4,
+        Level::INFO => 5,
+        Level::DEBUG => 6,
+        Level::TRACE => 7,
+    }
+}
+
+/// The level for a `spire.api.types.LogLevel` number: PANIC (1) and FATAL
+/// (2) log as ERROR, as `log_level` does; `None` for UNSPECIFIED (0) or an
+/// unknown number.
+pub fn level_from_api(n: i32) -> Option<Level> {
+    match n {
+        1..=3 => Some(Level::ERROR),
+        4 => Some(Level::WARN),
+        5 => Some(Level::INFO),
+        6 => Some(Level::DEBUG),
+        7 => Some(Level::TRACE),
+        _ => None,
+    }
+}
+
+/// The name SPIRE's `logger` commands print for a `spire.api.types.LogLevel`
+/// number (logrus's names: `warning`, not `warn`).
+pub fn api_level_name(n: i32) -> Option<&'static str> {
+    Some(match n {
+        1 => "panic",
+        2 => "fatal",
+        3 => "error",
+        4 => "warning",
+        5 => "info",
+        6 => "debug",
+        7 => "trace",
+        _ => return None,
+    })
+}
+
+/// The protobuf enum name of a `spire.api.types.LogLevel` number.
+pub fn api_level_enum_name(n: i32) -> &'static str {
+    match n {
+        1 => "PANIC",
+        2 => "FATAL",
+        3 => "ERROR",
+        4 => "WARN",
+        5 => "INFO",
+        6 => "DEBUG",
+        7 => "TRACE",
+        _ => "UNSPECIFIED",
+    }
+}
+
+/// `logger set -level`'s value (logrus's names, any case) as a
+/// `spire.api.types.LogLevel` number.
+pub fn parse_api_level(s: &str) -> Option<i32> {
+    Some(match s.to_ascii_lowercase().as_str() {
+        "panic" => 1,
+        "fatal" => 2,
+        "error" => 3,
+        "warn" | "warning" => 4,
+        "info" => 5,
+        "debug" => 6,
+        "trace" => 7,
+        _ => return None,
+    })
+}
+
+static INSTALLED: OnceLock<LevelHandle> = OnceLock::new();
+
+/// The handle of the subscriber [`init`] installed, if it was called.
+pub fn level_handle() -> Option<LevelHandle> {
+    INSTALLED.get().cloned()
 }
 
 /// Crates whose debug output is wire-level noise for an operator.
@@ -146,10 +304,19 @@ fn filter(level: tracing::Level) -> tracing_subscriber::EnvFilter {
 /// Installs the [`subscriber`] for `level`, `format` and `output` as the
 /// global default. Fails with [`LoggingError::AlreadyInitialized`] when a
 /// global subscriber is already set.
-pub fn init(level: &str, format: LogFormat, output: Option<&Path>) -> Result<(), LoggingError> {
-    let subscriber = subscriber(level, format, output)?;
+///
+/// The returned handle (also kept for [`level_handle`]) changes the level
+/// while the process runs.
+pub fn init(
+    level: &str,
+    format: LogFormat,
+    output: Option<&Path>,
+) -> Result<LevelHandle, LoggingError> {
+    let (subscriber, handle) = build(level, format, output)?;
     tracing::subscriber::set_global_default(subscriber)
-        .map_err(|_| LoggingError::AlreadyInitialized)
+        .map_err(|_| LoggingError::AlreadyInitialized)?;
+    let _ = INSTALLED.set(handle.clone());
+    Ok(handle)
 }
 
 fn open_append(path: &Path) -> Result<File, LoggingError> {
@@ -244,6 +411,28 @@ mod tests {
         assert!(text.contains("WARN") && text.contains("careful"), "{text}");
         assert!(!text.contains("hidden"));
         assert!(!text.contains('\u{1b}'), "no colour codes in files");
+    }
+
+    #[test]
+    fn the_level_changes_and_resets_at_run_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spinel.log");
+        let (sub, handle) = build("info", LogFormat::Text, Some(&path)).unwrap();
+        tracing::subscriber::with_default(sub, || {
+            tracing::debug!("hidden at info");
+            handle.set(Level::DEBUG).unwrap();
+            assert_eq!(handle.current(), Level::DEBUG);
+            tracing::debug!("shown at debug");
+            handle.reset().unwrap();
+            assert_eq!(
+                (handle.current(), handle.launch()),
+                (Level::INFO, Level::INFO)
+            );
+            tracing::debug!("hidden again");
+        });
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("shown at debug"), "{text}");
+        assert!(!text.contains("hidden"), "{text}");
     }
 
     #[test]

@@ -2,8 +2,14 @@
 //!
 //! One binary, one folder per area:
 //!
+//! - `interop/`: SPIFFE client libraries of other languages (py-spiffe,
+//!   go-spiffe, java-spiffe), built by `interop/build`, against real
+//!   processes.
 //! - `transport/`: what every listener accepts and refuses at the
 //!   connection level (`:authority` on Unix sockets, limits, timeouts).
+//! - `security/`: the attacks of the security review (issue 10), each the
+//!   regression test of a hole it found.
+//! - `cli/`: the commands, output and log lines SPIRE operators script.
 //! - `spire/`: SPIRE 1.13.3's own server, agent and CLIs against Spinel
 //!   (built by `interop/spire/build`; skipped without it, unless
 //!   `SPINEL_INTEROP_REQUIRED=1`).
@@ -12,5 +18,9 @@
 //! real clock, so these tests read the system time.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
+mod cli;
+mod interop;
+mod security;
 mod spire;
 mod support;
+mod transport;

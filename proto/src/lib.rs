@@ -170,6 +170,21 @@ pub mod spire {
                     ));
                 }
             }
+
+            /// The server's log level at run time.
+            pub mod logger {
+                /// Package `spire.api.server.logger.v1`.
+                #[allow(
+                    clippy::all,
+                    clippy::pedantic,
+                    missing_docs,
+                    missing_debug_implementations,
+                    rustdoc::all
+                )]
+                pub mod v1 {
+                    include!(concat!(env!("OUT_DIR"), "/spire.api.server.logger.v1.rs"));
+                }
+            }
         }
 
         /// The SPIRE agent's APIs.
@@ -190,6 +205,21 @@ pub mod spire {
                         env!("OUT_DIR"),
                         "/spire.api.agent.delegatedidentity.v1.rs"
                     ));
+                }
+            }
+
+            /// The agent's log level at run time.
+            pub mod logger {
+                /// Package `spire.api.agent.logger.v1`.
+                #[allow(
+                    clippy::all,
+                    clippy::pedantic,
+                    missing_docs,
+                    missing_debug_implementations,
+                    rustdoc::all
+                )]
+                pub mod v1 {
+                    include!(concat!(env!("OUT_DIR"), "/spire.api.agent.logger.v1.rs"));
                 }
             }
         }

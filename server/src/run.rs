@@ -7,8 +7,9 @@
 //!
 //! When both listeners are up, the server logs, at info:
 //!
-//! - `Starting Server APIs` with fields `address=<ip:port>` and
-//!   `socket_path=<path>`, and
+//! - `Starting Server APIs` once per API listener, as SPIRE does, with
+//!   fields `network=tcp address=<ip:port>` and `network=unix
+//!   address=<socket path>`, and
 //! - `listening on <ip>:<port>`: the exact text a harness can wait for to
 //!   learn the TCP port. With `bind_port = 0` the port is the one the OS
 //!   picked, e.g. `listening on 127.0.0.1:40551`.
@@ -34,6 +35,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::api::client_trust::ClientTrust;
 use crate::api::{self, tls, ApiSettings, ApiState};
 use crate::attestor::node::k8s_psat::{self, ClusterConnection, KubeClient};
 use crate::attestor::node::{JoinTokenAttestor, K8sPsatAttestor, NodeAttestors};
@@ -309,6 +311,15 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
+    let fd_limit = spinel_transport::limits::raise_fd_limit();
+    let tcp_limits = config.connection_limits.within_fd_limit(fd_limit);
+    if tcp_limits != config.connection_limits {
+        tracing::warn!(
+            open_files = ?fd_limit,
+            max_connections = tcp_limits.max_connections,
+            "connection_limits.max_connections lowered to fit the open-file limit"
+        );
+    }
     let clock = Clock::system();
     // Node attestors that read files (kubeconfigs) fail here, before
     // anything is opened or started.
@@ -362,18 +373,14 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
     let dns_names = server_dns_names(&config.bind_address);
     let (key, not_after) = tls::issue_server_key(&ca, &dns_names, &provider)?;
     let resolver = Arc::new(tls::ServerCertResolver::new(key));
-    let verifier = Arc::new(tls::BundleClientVerifier::new(
-        &ca.bundle(),
-        provider.clone(),
-    )?);
-    let tls_config = tls::server_config(provider, resolver.clone(), verifier.clone())?;
+    let client_trust = ClientTrust::new(ca.watch_bundle(), provider.clone(), clock.clone());
+    let tls_config = tls::server_config(provider, resolver.clone(), client_trust.clone())?;
     background.push(tokio::spawn(tls::maintain(
         ca.clone(),
         clock.clone(),
         dns_names,
         not_after,
         resolver,
-        verifier,
     )));
 
     // Listeners.
@@ -394,14 +401,14 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
     let (shutdown, _) = watch::channel(false);
 
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config));
-    let tcp_server = tonic::transport::Server::builder()
+    let tcp_server = spinel_transport::server::builder(true)
         .layer(audit.clone())
         .add_routes(routes.clone())
         .serve_with_incoming_shutdown(
-            api::transport::tls_incoming(tcp, acceptor),
+            api::transport::tls_incoming(tcp, acceptor, tcp_limits, client_trust),
             stopped(shutdown.subscribe()),
         );
-    let unix_server = tonic::transport::Server::builder()
+    let unix_server = spinel_transport::server::builder(false)
         .layer(audit)
         .add_routes(routes)
         .serve_with_incoming_shutdown(
@@ -437,12 +444,9 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
     background.extend(start_federation(&config, &ca, &datastore, &state, &clock, &shutdown).await?);
     background.push(tokio::spawn(prune_join_tokens(datastore, clock)));
 
-    tracing::info!(
-        address = %tcp_addr,
-        socket_path = %config.socket_path.display(),
-        trust_domain = %config.trust_domain,
-        "Starting Server APIs"
-    );
+    // One line per API listener, with SPIRE's message and fields.
+    tracing::info!(network = "tcp", address = %tcp_addr, trust_domain = %config.trust_domain, "Starting Server APIs");
+    tracing::info!(network = "unix", address = %config.socket_path.display(), trust_domain = %config.trust_domain, "Starting Server APIs");
     tracing::info!("listening on {tcp_addr}");
     Ok(RunningServer {
         tcp_addr,

@@ -5,8 +5,22 @@
 //!   grpc-java clients send on Unix sockets (which `h2` would refuse) and
 //!   closes connections that send no request in time.
 //! - [`hpack`]: the HPACK decoder and literal encoder the guard uses.
+//! - [`unix`]: the accept loop of every Unix-socket gRPC listener: peer
+//!   credentials read at accept, caps per uid, the guard.
+//! - [`limits`]: connection caps (in total and per peer), accept back-off,
+//!   and raising the open-file limit.
+//! - [`process`]: [`ProcessHandle`], the caller's process pinned at connect
+//!   (pidfd), so that a reused PID never inherits its identity.
+//! - [`server`]: the HTTP/2 settings every gRPC listener shares.
 
 pub mod hpack;
 pub mod http2;
+pub mod limits;
+pub mod process;
+pub mod server;
+pub mod unix;
 
 pub use http2::{GuardOptions, Http2Guard};
+pub use limits::{ConnectionLimits, Limiter, Permit};
+pub use process::ProcessHandle;
+pub use unix::{UnixConnection, UnixPeer};

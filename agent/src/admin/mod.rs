@@ -4,12 +4,17 @@
 //! its owner (mode 0600): whoever can open it may attest any process on
 //! the node and see full selector values. It serves
 //! `spinel.agent.debug.v1.Debug` (Spinel's own, for `spinel-agent debug
-//! explain -pid N`) and `grpc.health.v1.Health`.
+//! explain -pid N`), `spire.api.agent.logger.v1.Logger` (`logger.rs`, for
+//! `spinel-agent logger get|set|reset`) and `grpc.health.v1.Health`.
 //!
 //! `ExplainWorkload` attests the process the way a Workload API call from
 //! it would and answers with its selectors, the identities they give it
 //! and, when none, the closest entries with the selectors each lacks:
 //! the answer to "why does my pod get no identity issued?".
+
+mod logger;
+
+pub use logger::LoggerService;
 
 use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
@@ -21,8 +26,8 @@ use spinel_proto::spinel::agent::debug::v1::debug_server::{Debug, DebugServer};
 use spinel_proto::spinel::agent::debug::v1::{
     ExplainWorkloadRequest, ExplainWorkloadResponse, Match,
 };
+use spinel_transport::ConnectionLimits;
 use tokio::net::UnixListener;
-use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Response, Status};
 
 use crate::attestor::workload::Caller;
@@ -82,6 +87,14 @@ impl Debug for DebugService {
     }
 }
 
+/// The admin socket's connection limits: only its owner can connect, so
+/// these only keep a runaway script from exhausting the agent.
+pub const LIMITS: ConnectionLimits = ConnectionLimits {
+    max_connections: 64,
+    max_connections_per_peer: 64,
+    first_request_timeout: std::time::Duration::from_secs(10),
+};
+
 /// Binds the admin socket at `socket_path` (replacing a stale one), open
 /// only to its owner.
 pub fn bind(socket_path: &Path) -> Result<UnixListener, workload_api::Error> {
@@ -105,10 +118,16 @@ pub async fn serve(
 ) -> Result<(), workload_api::Error> {
     tracing::info!(socket = %socket_path.display(), "serving the admin API");
     let health = HealthServer::new(workload_api::health_service(api.cache().clone()));
-    let result = tonic::transport::Server::builder()
+    let incoming = spinel_transport::unix::incoming(listener, LIMITS, "the admin socket");
+    let result = spinel_transport::server::builder(false)
         .add_service(DebugServer::new(DebugService::new(api)))
         .add_service(health)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .add_service(
+            spinel_proto::spire::api::agent::logger::v1::logger_server::LoggerServer::new(
+                LoggerService,
+            ),
+        )
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     if let Err(e) = std::fs::remove_file(socket_path) {
         if e.kind() != std::io::ErrorKind::NotFound {

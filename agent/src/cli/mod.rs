@@ -3,11 +3,15 @@
 //! `spinel-agent run -config agent.conf [-joinToken T]` runs the agent;
 //! `api fetch x509|jwt`, `api validate jwt` and `api watch` are Workload API
 //! clients; `debug explain -pid N` says why a process gets no identity
-//! (admin socket); `healthcheck` checks a running agent. Flags take Go's forms
+//! (admin socket); `logger get|set|reset` reads and sets its log level
+//! (admin socket); `validate` checks a config without starting;
+//! `healthcheck` checks a running agent. `api fetch` alone means
+//! `api fetch x509`, as in SPIRE. Flags take Go's forms
 //! through [`spinel_config::flags`].
 
 pub mod api;
 pub mod debug;
+mod logger;
 mod run_cmd;
 
 use std::ffi::OsString;
@@ -17,6 +21,20 @@ use clap::{Parser, Subcommand};
 
 /// SPIRE's default is `/tmp/spire-agent/public/api.sock`; Spinel's mirrors it.
 pub const DEFAULT_SOCKET_PATH: &str = "/tmp/spinel-agent/public/api.sock";
+/// SPIRE's default Workload API socket.
+pub const SPIRE_SOCKET_PATH: &str = "/tmp/spire-agent/public/api.sock";
+
+/// The Workload API socket a client uses when it was given none: Spinel's
+/// default `path`, unless it is missing and SPIRE's default path exists (an
+/// agent run with SPIRE's `agent.conf`, whose `socket_path` is SPIRE's
+/// path, or SPIRE's own agent). See docs/compatibility.md.
+pub fn default_socket_path(path: &std::path::Path) -> std::path::PathBuf {
+    let spire = std::path::Path::new(SPIRE_SOCKET_PATH);
+    if path == std::path::Path::new(DEFAULT_SOCKET_PATH) && !path.exists() && spire.exists() {
+        return spire.to_owned();
+    }
+    path.to_owned()
+}
 
 /// `spinel-agent`.
 #[derive(Debug, Parser)]
@@ -36,6 +54,8 @@ pub struct Cli {
 pub enum Command {
     /// Runs the agent.
     Run(run_cmd::RunArgs),
+    /// Validates an agent configuration file (takes `run`'s flags).
+    Validate(run_cmd::RunArgs),
     /// Checks that a running agent is healthy.
     Healthcheck(run_cmd::HealthcheckArgs),
     /// Talks to the Workload API like a workload would.
@@ -47,6 +67,9 @@ pub enum Command {
     /// Inspects a running agent through its admin socket.
     #[command(subcommand)]
     Debug(debug::DebugCommand),
+    /// Gets, sets or resets the running agent's log level (admin socket).
+    #[command(subcommand)]
+    Logger(logger::LoggerCommand),
 }
 
 /// Entry point of the binary: parses Go-style flags and runs the command.
@@ -56,6 +79,7 @@ pub fn main() -> ExitCode {
 
 /// [`main`] with explicit arguments (the first is the program name).
 pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let args = fetch_defaults_to_x509(args.into_iter().collect());
     let cli: Cli = match spinel_config::flags::parse_go_style::<Cli>(args) {
         Ok(cli) => cli,
         Err(e) => {
@@ -78,12 +102,19 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        if let Command::Validate(args) = &cli.command {
+            // In the runtime: the workload attestors' clients are built too.
+            return run_cmd::validate(args);
+        }
         let result = match cli.command {
             Command::Run(args) => run_cmd::run(args).await,
             Command::Healthcheck(args) => run_cmd::healthcheck(args).await,
             Command::Api(cmd) => api::run(cmd).await,
             Command::Debug(cmd) => debug::run(cmd).await,
             Command::SvidHelper(args) => svid_helper(args).await,
+            Command::Logger(cmd) => logger::run(cmd).await,
+            // Handled above.
+            Command::Validate(_) => Ok(()),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -93,6 +124,20 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             }
         }
     })
+}
+
+/// `api fetch` without a subcommand is `api fetch x509`, as in SPIRE
+/// (`spire-agent api fetch -socketPath ...`).
+pub fn fetch_defaults_to_x509(mut args: Vec<OsString>) -> Vec<OsString> {
+    let is = |i: usize, s: &str| args.get(i).is_some_and(|a| a == s);
+    if is(1, "api") && is(2, "fetch") {
+        let next = args.get(3).and_then(|a| a.to_str()).unwrap_or("");
+        let help = matches!(next, "-h" | "-help" | "--help");
+        if next.is_empty() || (next.starts_with('-') && !help) {
+            args.insert(3, OsString::from("x509"));
+        }
+    }
+    args
 }
 
 /// `svid-helper` flags (spiffe-helper's).
@@ -118,4 +163,44 @@ async fn svid_helper(args: SvidHelperArgs) -> anyhow::Result<()> {
     };
     let config = crate::svid_helper::HelperConfig::load(&args.config, daemon_mode)?;
     crate::svid_helper::run(config).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn bare_api_fetch_is_x509() {
+        for (given, want) in [
+            (
+                &["a", "api", "fetch"][..],
+                &["a", "api", "fetch", "x509"][..],
+            ),
+            (
+                &["a", "api", "fetch", "-socketPath", "/s"],
+                &["a", "api", "fetch", "x509", "-socketPath", "/s"],
+            ),
+            (&["a", "api", "fetch", "jwt"], &["a", "api", "fetch", "jwt"]),
+            (&["a", "api", "fetch", "-h"], &["a", "api", "fetch", "-h"]),
+            (&["a", "run", "fetch"], &["a", "run", "fetch"]),
+        ] {
+            assert_eq!(fetch_defaults_to_x509(args(given)), args(want));
+        }
+        let cli: Cli = spinel_config::flags::parse_go_style(fetch_defaults_to_x509(args(&[
+            "spinel-agent",
+            "api",
+            "fetch",
+            "-socketPath",
+            "/s.sock",
+        ])))
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Api(api::ApiCommand::Fetch(api::FetchCommand::X509(_)))
+        ));
+    }
 }

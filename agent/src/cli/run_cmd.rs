@@ -1,4 +1,4 @@
-//! `spinel-agent run` and `healthcheck`, with SPIRE's flags.
+//! `spinel-agent run`, `validate` and `healthcheck`, with SPIRE's flags.
 
 use std::path::PathBuf;
 
@@ -82,22 +82,27 @@ fn parse_delay(text: &str) -> Result<std::time::Duration, String> {
     spinel_config::duration::parse_go_duration(text).map_err(|e| e.to_string())
 }
 
+impl RunArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            join_token: self.join_token.clone(),
+            data_dir: self.data_dir.clone(),
+            log_level: self.log_level.clone(),
+            server_address: self.server_address.clone(),
+            server_port: self.server_port,
+            socket_path: self.socket_path.clone(),
+            trust_bundle_path: self.trust_bundle.clone(),
+            trust_domain: self.trust_domain.clone(),
+            insecure_bootstrap: self.insecure_bootstrap,
+            rebootstrap_mode: self.rebootstrap_mode.clone(),
+            rebootstrap_delay: self.rebootstrap_delay,
+        }
+    }
+}
+
 /// Runs the agent until it is stopped.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let overrides = Overrides {
-        join_token: args.join_token,
-        data_dir: args.data_dir,
-        log_level: args.log_level,
-        server_address: args.server_address,
-        server_port: args.server_port,
-        socket_path: args.socket_path,
-        trust_bundle_path: args.trust_bundle,
-        trust_domain: args.trust_domain,
-        insecure_bootstrap: args.insecure_bootstrap,
-        rebootstrap_mode: args.rebootstrap_mode,
-        rebootstrap_delay: args.rebootstrap_delay,
-    };
-    let config = AgentConfig::load(&args.config, &overrides, args.expand_env)?;
+    let config = AgentConfig::load(&args.config, &args.overrides(), args.expand_env)?;
     spinel_config::logging::init(
         &config.log_level,
         config.log_format,
@@ -107,9 +112,35 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `validate`: takes `run`'s flags, loads and checks the config and the
+/// workload attestors' settings without starting anything, and prints
+/// SPIRE's `SPIRE agent configuration file is valid.` (exit 0) or
+/// `SPIRE agent configuration file is invalid: <why>` on stderr (exit 1).
+pub fn validate(args: &RunArgs) -> std::process::ExitCode {
+    let checked = AgentConfig::load(&args.config, &args.overrides(), args.expand_env)
+        .map_err(|e| format!("{e:#}"))
+        .and_then(|config| {
+            spinel_config::logging::parse_level(&config.log_level).map_err(|e| e.to_string())?;
+            crate::attestor::workload::build(&config.workload_attestors)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        });
+    match checked {
+        Ok(()) => {
+            println!("SPIRE agent configuration file is valid.");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(reason) => {
+            eprintln!("SPIRE agent configuration file is invalid: {reason}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Checks a running agent's health through the gRPC health service on its
 /// Workload API socket.
-pub async fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<()> {
+pub async fn healthcheck(mut args: HealthcheckArgs) -> anyhow::Result<()> {
+    args.socket_path = super::default_socket_path(&args.socket_path);
     let path = args.socket_path.clone();
     let channel = tonic::transport::Endpoint::from_static("http://localhost")
         .connect_with_connector(tower::service_fn(move |_| {
@@ -134,6 +165,9 @@ pub async fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<()> {
         println!("Agent is healthy.");
         Ok(())
     } else {
-        anyhow::bail!("Agent is unhealthy: not ready (no successful sync with the server yet)")
+        anyhow::bail!(
+            "Agent is unhealthy: agent returned status \"NOT_SERVING\" (no successful sync with the server yet, \
+             or the server refused the agent: banned or evicted; see the agent log)"
+        )
     }
 }

@@ -96,6 +96,26 @@ struct AgentSection {
     rebootstrap_mode: Option<String>,
     #[serde(default, deserialize_with = "spinel_config::de::option_go_duration")]
     rebootstrap_delay: Option<Duration>,
+    connection_limits: Option<ConnectionLimitsSection>,
+}
+
+/// `connection_limits { ... }` of `agent { ... }`: caps on the Workload
+/// API socket (Spinel's own block; SPIRE has none).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ConnectionLimitsSection {
+    #[serde(
+        default,
+        deserialize_with = "spinel_config::de::option_number_or_string"
+    )]
+    max_connections: Option<usize>,
+    #[serde(
+        default,
+        deserialize_with = "spinel_config::de::option_number_or_string"
+    )]
+    max_connections_per_uid: Option<usize>,
+    #[serde(default, deserialize_with = "spinel_config::de::option_go_duration")]
+    first_request_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -257,6 +277,8 @@ pub struct AgentConfig {
     /// keep presenting a certificate the agent's bundle does not trust
     /// before the agent rebootstraps from `trust_bundle_path`.
     pub rebootstrap_delay: Duration,
+    /// `agent.connection_limits`: caps on the Workload API socket.
+    pub connection_limits: spinel_transport::ConnectionLimits,
 }
 
 /// SPIRE's default `rebootstrap_delay`.
@@ -417,7 +439,37 @@ impl AgentConfig {
                 ),
             ));
         }
+        let limits = section.connection_limits.unwrap_or_default();
+        let defaults = crate::workload_api::DEFAULT_LIMITS;
+        let positive = |key: &'static str, value: Option<usize>, default: usize| match value {
+            Some(0) => Err(invalid(key, "must be at least 1".into())),
+            Some(n) => Ok(n),
+            None => Ok(default),
+        };
+        let connection_limits = spinel_transport::ConnectionLimits {
+            max_connections: positive(
+                "connection_limits.max_connections",
+                limits.max_connections,
+                defaults.max_connections,
+            )?,
+            max_connections_per_peer: positive(
+                "connection_limits.max_connections_per_uid",
+                limits.max_connections_per_uid,
+                defaults.max_connections_per_peer,
+            )?,
+            first_request_timeout: match limits.first_request_timeout {
+                Some(d) if d.is_zero() => {
+                    return Err(invalid(
+                        "connection_limits.first_request_timeout",
+                        "must be longer than 0s".into(),
+                    ))
+                }
+                Some(d) => d,
+                None => defaults.first_request_timeout,
+            },
+        };
         Ok(AgentConfig {
+            connection_limits,
             rebootstrap_mode,
             rebootstrap_delay: overrides
                 .rebootstrap_delay

@@ -157,6 +157,20 @@ pub(crate) fn key_and_csr() -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), ManagerErro
     Ok((Zeroizing::new(key.serialize_der()), csr.der().to_vec()))
 }
 
+/// Why the server refuses this agent for good. The stored SVID and the
+/// workload SVIDs are gone; the agent serves nothing and exits, as SPIRE's
+/// agent does, so that a supervisor or liveness probe restarts it (a
+/// `k8s_psat` agent then attests again; a join-token agent needs a token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// The agent was banned.
+    #[error("Agent is banned: removing SVID and shutting down")]
+    Banned,
+    /// The agent was evicted and cannot attest again by itself.
+    #[error("Agent failed re-attestation (evicted; a join-token agent needs a new join token): removing SVID and shutting down")]
+    Evicted,
+}
+
 type JwtKey = (String, Vec<String>);
 
 /// The agent's link to the server.
@@ -255,8 +269,9 @@ impl Manager {
         Ok(())
     }
 
-    /// Runs sync and rotation until the task is dropped.
-    pub async fn run(self: Arc<Self>) {
+    /// Runs sync and rotation until the task is dropped, or until the
+    /// server refuses this agent for good (the agent then exits).
+    pub async fn run(self: Arc<Self>) -> Refused {
         sync::run(self).await
     }
 

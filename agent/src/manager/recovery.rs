@@ -11,11 +11,13 @@
 //!
 //! While running ([`after_failure`]), a failed sync is classified:
 //! - *banned*: the stored SVID and the workload cache are wiped, no identity
-//!   is served any more and syncing stops;
+//!   is served any more, syncing stops, health turns NOT_SERVING and the
+//!   agent exits (as SPIRE's does; see `run.rs`);
 //! - *evicted*, *superseded or expired SVID*: a reattestable agent
 //!   (`k8s_psat`) attests again by itself; a join-token agent attests with
 //!   the configured token if `rebootstrap_mode` allows, or else logs that it
-//!   needs a new token (evicted: it wipes its state and stops syncing);
+//!   needs a new token (evicted: it wipes its state, stops syncing and
+//!   exits like a banned agent);
 //! - a server whose certificate the agent's bundle does not trust: see
 //!   `rebootstrap.rs` (`rebootstrap_delay`);
 //! - anything else is an outage: cached SVIDs keep being served until they
@@ -307,8 +309,8 @@ pub(super) enum Next {
     Retry,
     /// The agent has a new identity: sync again at once.
     Resync,
-    /// Stop syncing for good.
-    Stop,
+    /// Stop syncing for good: the server refuses this agent.
+    Stop(super::Refused),
 }
 
 /// Drops every identity and the stored agent state.
@@ -325,7 +327,9 @@ fn wipe(m: &Manager) {
         federated: s.federated.clone(),
         identities: Default::default(),
         generation: 0,
-        ready: true,
+        // Not ready: the health service says NOT_SERVING, so `healthcheck`
+        // and liveness probes see the refused agent as unhealthy.
+        ready: false,
     });
 }
 
@@ -344,7 +348,7 @@ pub(super) async fn after_failure(m: &Arc<Manager>, status: &Status) -> Next {
             "the server says this agent is banned: its SVID and workload SVIDs were wiped and it serves no identity. \
              To readmit the node, delete the agent on the server (`spinel-server agent delete -spiffeID <agent ID>`) and attest it again"
         );
-        return Next::Stop;
+        return Next::Stop(super::Refused::Banned);
     }
     if refusal.is_none() && !lapsed {
         return Next::Retry;
@@ -382,7 +386,7 @@ pub(super) async fn after_failure(m: &Arc<Manager>, status: &Status) -> Next {
     );
     if refusal == Some(Refusal::Evicted) {
         wipe(m);
-        return Next::Stop;
+        return Next::Stop(super::Refused::Evicted);
     }
     Next::Retry
 }

@@ -30,7 +30,8 @@ fn jitter_for(der: &[u8]) -> f64 {
     (f64::from(b) / 255.0 - 0.5) * 0.2
 }
 
-pub(super) async fn run(m: Arc<Manager>) {
+/// Syncs until the server refuses this agent for good; returns why.
+pub(super) async fn run(m: Arc<Manager>) -> super::Refused {
     let wake = Arc::new(tokio::sync::Notify::new());
     let _watch = spawn_change_watch(&m, wake.clone());
     let mut failures = 0u32;
@@ -47,7 +48,7 @@ pub(super) async fn run(m: Arc<Manager>) {
             Err(status) => {
                 drop_expired(&m);
                 match super::recovery::after_failure(&m, &status).await {
-                    Next::Stop => return,
+                    Next::Stop(why) => return why,
                     Next::Resync => {
                         failures = 0;
                         continue;
@@ -303,6 +304,16 @@ pub(super) async fn sync_once(m: &Arc<Manager>) -> Result<(), Status> {
         let mut keys = Vec::with_capacity(wanted.len());
         let mut params = Vec::with_capacity(wanted.len());
         for e in &wanted {
+            // SPIRE's messages and fields (its test suites grep the agent
+            // log for the SPIFFE ID); debug, not info: one line per SVID.
+            match snapshot.identities.get(&e.id) {
+                None => {
+                    tracing::debug!(spiffe_id = %e.spiffe_id, entry_id = %e.id, "Creating X509-SVID")
+                }
+                Some(i) => {
+                    tracing::debug!(spiffe_id = %e.spiffe_id, entry_id = %e.id, expires_at = i.svid.not_after.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default(), "Renewing X509-SVID")
+                }
+            }
             let (key, csr) = key_and_csr().map_err(|e| Status::internal(e.to_string()))?;
             keys.push(key);
             params.push(NewX509svidParams {

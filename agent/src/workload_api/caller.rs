@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use spinel_spiffe::Selector;
+use spinel_transport::UnixPeer;
 use tonic::metadata::MetadataMap;
-use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Status};
 
 use crate::attestor::workload::{AttestError, Caller};
@@ -34,19 +34,19 @@ pub(crate) fn check_security_header(metadata: &MetadataMap) -> Result<(), Status
 
 /// The caller's credentials from the Unix socket.
 pub(crate) fn caller_of<T>(request: &Request<T>) -> Result<Caller, Status> {
-    let cred = request
+    let peer = request
         .extensions()
-        .get::<UdsConnectInfo>()
-        .and_then(|info| info.peer_cred)
+        .get::<UnixPeer>()
         .ok_or_else(|| Status::internal("the caller's credentials are unavailable"))?;
-    let pid = cred
-        .pid()
+    let pid = peer
+        .pid
         .filter(|p| *p > 0)
         .ok_or_else(|| Status::internal("the caller's process ID is unavailable"))?;
     Ok(Caller {
         pid,
-        uid: cred.uid(),
-        gid: cred.gid(),
+        uid: peer.uid,
+        gid: peer.gid,
+        process: peer.process.clone(),
     })
 }
 
@@ -83,6 +83,12 @@ impl Shared {
             .attestor
             .attest(caller)
             .await
+            .and_then(|selectors| {
+                // The selectors describe the caller only if the process
+                // that connected is still the one with its pid.
+                caller.check_still_connected()?;
+                Ok(selectors)
+            })
             .map_err(|e| attest_failure(caller, &e))?
             .into_iter()
             .collect();

@@ -2,7 +2,10 @@
 //!
 //! The whole server (empty service name) and `SpiffeWorkloadAPI` are
 //! `SERVING` once the cache holds a first sync from the server,
-//! `NOT_SERVING` before. `Watch` is not offered.
+//! `NOT_SERVING` before, and again once the server has refused the agent
+//! for good (banned, or evicted with no way to attest again: the manager
+//! then publishes a not-ready cache and the agent exits). `Watch` is not
+//! offered.
 
 use async_trait::async_trait;
 use spinel_proto::grpc::health::v1::health_check_response::ServingStatus;

@@ -48,8 +48,8 @@ use std::sync::Arc;
 use spinel_proto::grpc::health::v1::health_server::HealthServer;
 use spinel_proto::workload::spiffe_workload_api_server::SpiffeWorkloadApiServer;
 use spinel_spiffe::Clock;
+use spinel_transport::ConnectionLimits;
 use tokio::net::UnixListener;
-use tokio_stream::wrappers::UnixListenerStream;
 
 use crate::attestor::workload::WorkloadAttestor;
 use crate::cache::{Cache, JwtSvidSource};
@@ -121,6 +121,15 @@ pub enum Error {
     },
 }
 
+/// The Workload API socket's connection limits when the config sets none
+/// (`agent.connection_limits`): in total, per uid, and how long a new
+/// connection may stay silent before its first request.
+pub const DEFAULT_LIMITS: ConnectionLimits = ConnectionLimits {
+    max_connections: 8192,
+    max_connections_per_peer: 1024,
+    first_request_timeout: std::time::Duration::from_secs(10),
+};
+
 /// Serves the Workload API (and gRPC health) on `socket_path` until
 /// `shutdown` completes, then removes the socket.
 pub async fn serve(
@@ -131,15 +140,16 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let api = WorkloadApi::new(cache, jwt, attestor, Clock::system());
-    serve_api(socket_path, api, shutdown).await
+    serve_api(socket_path, api, DEFAULT_LIMITS, shutdown).await
 }
 
-/// [`serve`] with a service built by the caller (e.g. with a test clock).
-/// On `shutdown`, open streams end with `Unavailable` so that the server
-/// can stop gracefully.
+/// [`serve`] with a service built by the caller (e.g. with a test clock)
+/// and the given connection limits. On `shutdown`, open streams end with
+/// `Unavailable` so that the server can stop gracefully.
 pub async fn serve_api(
     socket_path: &Path,
     api: WorkloadApi,
+    limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let listener = bind(socket_path)?;
@@ -150,10 +160,11 @@ pub async fn serve_api(
         shutdown.await;
         stopper.stop();
     };
-    let result = tonic::transport::Server::builder()
+    let incoming = spinel_transport::unix::incoming(listener, limits, "the Workload API socket");
+    let result = spinel_transport::server::builder(false)
         .add_service(SpiffeWorkloadApiServer::new(api))
         .add_service(health)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), signal)
+        .serve_with_incoming_shutdown(incoming, signal)
         .await;
     if let Err(e) = std::fs::remove_file(socket_path) {
         if e.kind() != io::ErrorKind::NotFound {

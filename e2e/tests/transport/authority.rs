@@ -23,7 +23,12 @@ const OK: i32 = 0;
 const INVALID_ARGUMENT: i32 = 3;
 const PERMISSION_DENIED: i32 = 7;
 
-async fn call(socket: &Path, path: &str, authority: Option<&str>, metadata: &[(&str, &str)]) -> RawResponse {
+async fn call(
+    socket: &Path,
+    path: &str,
+    authority: Option<&str>,
+    metadata: &[(&str, &str)],
+) -> RawResponse {
     RawCall {
         path,
         authority,
@@ -32,21 +37,34 @@ async fn call(socket: &Path, path: &str, authority: Option<&str>, metadata: &[(&
     }
     .unix(socket)
     .await
-    .unwrap_or_else(|e| panic!("{path} on {} with :authority {authority:?}: {e:#}", socket.display()))
+    .unwrap_or_else(|e| {
+        panic!(
+            "{path} on {} with :authority {authority:?}: {e:#}",
+            socket.display()
+        )
+    })
 }
 
 /// Asserts the call was answered by the service (not reset by HTTP/2).
 fn answered(r: &RawResponse, what: &str) {
     assert_eq!(r.reset, None, "{what}: stream reset by the server");
-    assert!(r.message.is_some() || r.grpc_status.is_some(), "{what}: no answer: {r:?}");
+    assert!(
+        r.message.is_some() || r.grpc_status.is_some(),
+        "{what}: no answer: {r:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_unix_socket_answers_any_authority() {
     let server = ServerHandle::start(ServerOptions::default()).unwrap();
-    let admin_dir = tempfile::Builder::new().prefix("spinel-adm").tempdir_in("/tmp").unwrap();
+    let admin_dir = tempfile::Builder::new()
+        .prefix("spinel-adm")
+        .tempdir_in("/tmp")
+        .unwrap();
     let admin_socket = admin_dir.path().join("private/admin.sock");
-    let token = server.generate_token(Some("spiffe://example.org/node")).unwrap();
+    let token = server
+        .generate_token(Some("spiffe://example.org/node"))
+        .unwrap();
     let agent = AgentHandle::start(
         &server,
         AgentOptions {
@@ -64,9 +82,17 @@ async fn every_unix_socket_answers_any_authority() {
         let a = authority.as_deref();
         let denied = call(&agent.socket_path, FETCH_X509, a, &[SECURITY_HEADER]).await;
         answered(&denied, &format!("FetchX509SVID {a:?}"));
-        assert_eq!(denied.grpc_status, Some(PERMISSION_DENIED), "{a:?}: {denied:?}");
+        assert_eq!(
+            denied.grpc_status,
+            Some(PERMISSION_DENIED),
+            "{a:?}: {denied:?}"
+        );
         let no_header = call(&agent.socket_path, FETCH_X509, a, &[]).await;
-        assert_eq!(no_header.grpc_status, Some(INVALID_ARGUMENT), "{a:?}: {no_header:?}");
+        assert_eq!(
+            no_header.grpc_status,
+            Some(INVALID_ARGUMENT),
+            "{a:?}: {no_header:?}"
+        );
     }
 
     let uid = my_uid();
@@ -82,7 +108,13 @@ async fn every_unix_socket_answers_any_authority() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let r = call(&agent.socket_path, FETCH_X509, Some("localhost"), &[SECURITY_HEADER]).await;
+        let r = call(
+            &agent.socket_path,
+            FETCH_X509,
+            Some("localhost"),
+            &[SECURITY_HEADER],
+        )
+        .await;
         if r.message.is_some() {
             break;
         }
@@ -96,7 +128,9 @@ async fn every_unix_socket_answers_any_authority() {
         answered(&svid, &format!("Workload API {a:?}"));
         let message = svid.message.unwrap_or_default();
         assert!(
-            message.windows(b"spiffe://example.org/authority-test".len()).any(|w| w == b"spiffe://example.org/authority-test"),
+            message
+                .windows(b"spiffe://example.org/authority-test".len())
+                .any(|w| w == b"spiffe://example.org/authority-test"),
             "{a:?}: the response does not carry the SVID"
         );
     }
@@ -104,7 +138,10 @@ async fn every_unix_socket_answers_any_authority() {
         let a = authority.as_deref();
         let health = call(&admin_socket, HEALTH_CHECK, a, &[]).await;
         answered(&health, &format!("agent admin socket {a:?}"));
-        assert!(health.message.is_some(), "agent admin health {a:?}: {health:?}");
+        assert!(
+            health.message.is_some(),
+            "agent admin health {a:?}: {health:?}"
+        );
     }
     for authority in authorities_for(&server.socket_path) {
         let a = authority.as_deref();

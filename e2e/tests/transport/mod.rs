@@ -2,3 +2,5 @@
 //! refuses before any service code runs.
 
 mod authority;
+mod limits;
+mod tcp;

@@ -282,7 +282,7 @@ impl Agent for AgentService {
         super::audit::note_entity(&id.to_string());
         match self.state.datastore.delete_agent(&id.to_string()).await {
             Ok(_) => {
-                tracing::info!(agent_id = %id, "agent deleted");
+                tracing::info!(agent_id = %id, "Agent deleted");
                 Ok(Response::new(()))
             }
             Err(crate::datastore::DataStoreError::NotFound { .. }) => {
@@ -314,7 +314,7 @@ impl Agent for AgentService {
             .update_agent(agent)
             .await
             .map_err(|e| ApiError::datastore("failed to ban agent", e))?;
-        tracing::info!(agent_id = %id, "agent banned");
+        tracing::info!(agent_id = %id, "Agent banned");
         Ok(Response::new(()))
     }
 

@@ -3,12 +3,14 @@
 //!
 //! Callers, as SPIRE distinguishes them:
 //! - **local**: a process on the admin Unix socket; an admin;
-//! - **agent**: an mTLS client whose SVID chains to our bundle, whose ID is
+//! - **agent**: an mTLS client whose SVID chains to our bundle (as it is at
+//!   the time of the request, not only at the handshake), whose ID is
 //!   an agent ID of an attested, unbanned agent, and whose certificate is
 //!   the agent's current one (or the renewed one, which then becomes
 //!   current; the older one is refused from then on), unexpired;
-//! - **admin**: an mTLS client whose ID is in `admin_ids` or is the SPIFFE
-//!   ID of an entry marked `admin`;
+//! - **admin**: an mTLS client whose SVID chains to our bundle (likewise)
+//!   and whose ID is in `admin_ids` or is the SPIFFE ID of an entry marked
+//!   `admin`;
 //! - **anyone**: no checks (attestation, fetching the bundle);
 //! - **agent or admin**: `GetFederatedBundle`, which agents call on every
 //!   sync for the trust domains their entries federate with.
@@ -142,10 +144,18 @@ impl ApiState {
             Policy::Local => return Err(denied(method)),
             Policy::Agent | Policy::Admin | Policy::AgentOrAdmin => {}
         }
-        let Some(leaf) = chain.and_then(|c| c.first()) else {
+        let (Some(chain), Some(leaf)) = (chain, chain.and_then(|c| c.first())) else {
             return Err(denied(method));
         };
         let svid = peer_svid(leaf).map_err(|_| denied(method))?;
+        // The handshake verified the chain against the bundle of its time;
+        // the request is judged by the bundle of now (invariant 9).
+        if !chain.trusted() {
+            return Err(ApiError::denied(format!(
+                "the certificate of \"{}\" does not chain to the current trust bundle",
+                svid.id
+            )));
+        }
         if svid.not_after < self.clock.unix_seconds() {
             let agent = svid.id.is_member_of(&self.trust_domain) && id::is_agent(&svid.id);
             let who = if policy == Policy::Agent {
@@ -302,3 +312,7 @@ mod tests {
         assert_eq!(policy("/something/Else"), Policy::Admin);
     }
 }
+
+#[cfg(test)]
+#[path = "auth_tests.rs"]
+mod bundle_tests;

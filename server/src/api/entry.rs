@@ -97,7 +97,10 @@ impl Filter {
             None => None,
         };
         store.hint = p.by_hint.cloned();
-        store.downstream = p.by_downstream;
+        // SPIRE's datastore filters only on `true`: its CLI always sends the
+        // flag's value, so `false` must mean "all entries", not "only
+        // non-downstream ones".
+        store.downstream = p.by_downstream.filter(|d| *d);
         Ok(Filter {
             store,
             federates_with,

@@ -12,6 +12,7 @@
 //! | `spire.api.server.bundle.v1.Bundle` | `bundle.rs` | `GetBundle`: anyone; the rest: admins |
 //! | `spire.api.server.trustdomain.v1.TrustDomain` | `trustdomain.rs` | admins |
 //! | `spire.api.server.localauthority.v1.LocalAuthority` | `localauthority.rs` | admins |
+//! | `spire.api.server.logger.v1.Logger` | `logger.rs` | the admin socket |
 //! | `grpc.health.v1.Health` | `health.rs` | the admin socket |
 //! | `spinel.server.v1.Watch` | `watch.rs` | agents (Spinel's own: change push) |
 //!
@@ -26,7 +27,10 @@
 //! `spire.api.types.Status` in batches) in one place (`error.rs`).
 //!
 //! The connection's [`PeerInfo`] (transport and client certificate chain)
-//! reaches handlers through the request extensions ([`transport`]).
+//! reaches handlers through the request extensions ([`transport`]). A
+//! client chain is judged against the bundle as it is at the handshake, at
+//! every request, and whenever the bundle changes; a connection whose chain
+//! stops verifying is closed ([`client_trust`], `revocable.rs`).
 
 mod agent;
 mod attest;
@@ -34,13 +38,16 @@ pub mod audit;
 mod auth;
 mod authorized;
 mod bundle;
+pub mod client_trust;
 mod convert;
 mod entry;
 mod error;
 mod health;
 pub mod health_http;
 pub mod localauthority;
+mod logger;
 mod policy;
+mod revocable;
 mod svid;
 mod sync;
 pub mod tls;
@@ -167,6 +174,11 @@ pub fn routes(state: Arc<ApiState>) -> Routes {
         ))
         .add_service(HealthServer::new(health::HealthService::new(state.clone())))
         .add_service(WatchServer::new(watch::WatchService::new(state.clone())))
+        .add_service(
+            spinel_proto::spire::api::server::logger::v1::logger_server::LoggerServer::new(
+                logger::LoggerService::new(state.clone()),
+            ),
+        )
         .add_service(localauthority_server(state))
 }
 

@@ -101,6 +101,12 @@ pub mod method {
         "/spire.api.server.bundle.v1.Bundle/BatchDeleteFederatedBundle";
     /// `spinel.server.v1.Watch/WatchChanges` (Spinel's own).
     pub const WATCH_CHANGES: &str = "/spinel.server.v1.Watch/WatchChanges";
+    /// `Logger/GetLogger`.
+    pub const GET_LOGGER: &str = "/spire.api.server.logger.v1.Logger/GetLogger";
+    /// `Logger/SetLogLevel`.
+    pub const SET_LOG_LEVEL: &str = "/spire.api.server.logger.v1.Logger/SetLogLevel";
+    /// `Logger/ResetLogLevel`.
+    pub const RESET_LOG_LEVEL: &str = "/spire.api.server.logger.v1.Logger/ResetLogLevel";
     /// `Health/Check`.
     pub const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
     /// `Health/Watch`.
@@ -122,7 +128,7 @@ pub fn policy(path: &str) -> Policy {
         | SYNC_AUTHORIZED_ENTRIES
         | WATCH_CHANGES => Policy::Agent,
         GET_FEDERATED_BUNDLE => Policy::AgentOrAdmin,
-        HEALTH_CHECK | HEALTH_WATCH => Policy::Local,
+        HEALTH_CHECK | HEALTH_WATCH | GET_LOGGER | SET_LOG_LEVEL | RESET_LOG_LEVEL => Policy::Local,
         _ => Policy::Admin,
     }
 }

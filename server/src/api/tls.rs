@@ -1,33 +1,31 @@
-//! TLS for the TCP listener: the server's own X509-SVID, and client
-//! certificates checked against the current trust bundle.
+//! TLS for the TCP listener: the server's own X509-SVID, and the
+//! listener's configuration.
 //!
 //! - [`ServerCertResolver`] serves the server's SVID
 //!   (`spiffe://<td>/spire/server`), swapped in place by [`maintain`] at
 //!   half its lifetime and whenever the bundle changes (CA rotation).
-//! - [`BundleClientVerifier`] makes client certificates optional (agents
-//!   attest anonymously; everyone may fetch the bundle) and verifies the ones
-//!   sent against the bundle of the moment, rebuilt on every bundle change.
-//!   A chain whose leaf has expired but is otherwise valid is let through the
-//!   handshake so that the authorization layer can refuse the call with
-//!   `PermissionDenied` ("SVID is expired"), as SPIRE does, instead of a
-//!   bare handshake failure the agent cannot act on.
+//! - Client certificates are optional and judged by
+//!   [`ClientTrust`](super::client_trust::ClientTrust) against the bundle
+//!   as it is at the handshake, and again at every request
+//!   (`client_trust.rs`).
+//! - No session resumption: no session cache, no TLS 1.3 tickets, no TLS
+//!   1.2 tickets. A resumed session restores the client's chain without
+//!   any verifier seeing it, so a certificate whose CA has left the bundle
+//!   would be taken at its word (DESIGN.md invariant 9). Agents keep their
+//!   connections open, so the cost is a full handshake per reconnect.
 //! - ALPN is `h2` only: the listener speaks gRPC.
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::server::{ClientHello, NoServerSessionStorage, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::{
-    CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
-    SignatureScheme,
-};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
-use spinel_spiffe::{Clock, TrustBundle};
+use rustls::ServerConfig;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use spinel_spiffe::Clock;
 
+use super::client_trust::ClientTrust;
 use crate::ca::Ca;
 
 /// What went wrong setting up TLS.
@@ -111,158 +109,36 @@ pub fn issue_server_key(
     Ok((Arc::new(CertifiedKey::new(chain, signing_key)), not_after))
 }
 
-/// Verifies optional client certificates against the current bundle.
-#[derive(Debug)]
-pub struct BundleClientVerifier {
-    provider: Arc<CryptoProvider>,
-    inner: RwLock<Arc<dyn ClientCertVerifier>>,
-}
-
-impl BundleClientVerifier {
-    /// A verifier trusting the X.509 authorities of `bundle`.
-    pub fn new(bundle: &TrustBundle, provider: Arc<CryptoProvider>) -> Result<Self, TlsError> {
-        let inner = build_inner(bundle, &provider)?;
-        Ok(BundleClientVerifier {
-            provider,
-            inner: RwLock::new(inner),
-        })
-    }
-
-    /// Trusts the authorities of `bundle` from now on. A bundle without any
-    /// usable authority leaves the previous trust in place (and says so).
-    pub fn update(&self, bundle: &TrustBundle) {
-        match build_inner(bundle, &self.provider) {
-            Ok(inner) => match self.inner.write() {
-                Ok(mut guard) => *guard = inner,
-                Err(poisoned) => *poisoned.into_inner() = inner,
-            },
-            Err(e) => {
-                tracing::error!(error = %e, "cannot trust the new bundle for client certificates; keeping the previous one");
-            }
-        }
-    }
-
-    fn get(&self) -> Arc<dyn ClientCertVerifier> {
-        match self.inner.read() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-}
-
-fn build_inner(
-    bundle: &TrustBundle,
-    provider: &Arc<CryptoProvider>,
-) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
-    let mut roots = RootCertStore::empty();
-    let (added, _ignored) = roots.add_parsable_certificates(
-        bundle
-            .x509_authorities
-            .iter()
-            .map(|der| CertificateDer::from(der.as_slice())),
-    );
-    if added == 0 {
-        return Err(TlsError::Config(
-            "the trust bundle has no usable X.509 authority".into(),
-        ));
-    }
-    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| TlsError::Config(e.to_string()))
-}
-
-impl ClientCertVerifier for BundleClientVerifier {
-    fn offer_client_auth(&self) -> bool {
-        true
-    }
-
-    fn client_auth_mandatory(&self) -> bool {
-        false
-    }
-
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        // No hints: a client with a certificate always sends it.
-        &[]
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        let inner = self.get();
-        match inner.verify_client_cert(end_entity, intermediates, now) {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::Expired | CertificateError::ExpiredContext { .. },
-            )) => {
-                // Check the chain as of the leaf's last valid second; the
-                // caller's expiry is enforced (and reported) by authorization.
-                let last_valid = x509_parser::parse_x509_certificate(end_entity)
-                    .ok()
-                    .and_then(|(_, c)| u64::try_from(c.validity().not_after.timestamp()).ok())
-                    .ok_or(rustls::Error::InvalidCertificate(
-                        CertificateError::BadEncoding,
-                    ))?;
-                inner.verify_client_cert(
-                    end_entity,
-                    intermediates,
-                    UnixTime::since_unix_epoch(Duration::from_secs(last_valid)),
-                )
-            }
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.get().verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.get().verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.get().supported_verify_schemes()
-    }
-}
-
-/// The TLS configuration of the TCP listener.
+/// The TLS configuration of the TCP listener: client certificates judged
+/// by `trust`, no session resumption.
 pub fn server_config(
     provider: Arc<CryptoProvider>,
     resolver: Arc<ServerCertResolver>,
-    verifier: Arc<BundleClientVerifier>,
+    trust: Arc<ClientTrust>,
 ) -> Result<ServerConfig, TlsError> {
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(trust)
         .with_cert_resolver(resolver);
+    // No resumption: nothing stored for TLS 1.2 session IDs or stateful
+    // TLS 1.3 tickets, no TLS 1.3 tickets sent. The builder's ticketer
+    // already produces no (stateless) tickets; the unit test checks all three.
+    config.session_storage = Arc::new(NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(config)
 }
 
-/// Keeps the TLS material current until the task is dropped: a new server
-/// certificate at half the current one's lifetime, and new client trust plus
-/// a new server certificate whenever the bundle changes.
+/// Keeps the server certificate current until the task is dropped: a new
+/// one at half the current one's lifetime and whenever the bundle changes
+/// (client trust follows the bundle by itself, see `client_trust.rs`).
 pub async fn maintain(
     ca: Arc<Ca>,
     clock: Clock,
     dns_names: Vec<String>,
     mut not_after: SystemTime,
     resolver: Arc<ServerCertResolver>,
-    verifier: Arc<BundleClientVerifier>,
 ) {
     let provider = provider();
     let mut bundles = ca.watch_bundle();
@@ -282,11 +158,10 @@ pub async fn maintain(
             () = tokio::time::sleep_until(clock.instant_at(renew_at)) => false,
         };
         if bundle_changed {
-            let bundle = bundles.borrow_and_update().clone();
-            verifier.update(&bundle);
-            tracing::info!(
-                sequence = bundle.sequence,
-                "trust bundle changed; client certificate trust updated"
+            let sequence = bundles.borrow_and_update().sequence;
+            tracing::debug!(
+                sequence,
+                "trust bundle changed; renewing the server certificate"
             );
         }
         match issue_server_key(&ca, &dns_names, &provider) {
@@ -302,5 +177,54 @@ pub async fn maintain(
                 not_after = issued_at + Duration::from_secs(20);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls_pki_types::PrivatePkcs8KeyDer;
+    use spinel_spiffe::{TrustBundle, TrustDomain};
+
+    /// Whether `config` can resume a session in any way.
+    fn resumes(config: &ServerConfig) -> bool {
+        config.session_storage.can_cache()
+            || config.ticketer.enabled()
+            || config.send_tls13_tickets > 0
+    }
+
+    fn resolver(provider: &CryptoProvider) -> Arc<ServerCertResolver> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let signing = provider
+            .key_provider
+            .load_private_key(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+                key.serialize_der(),
+            )))
+            .unwrap();
+        Arc::new(ServerCertResolver::new(Arc::new(CertifiedKey::new(
+            vec![cert.der().clone()],
+            signing,
+        ))))
+    }
+
+    #[test]
+    fn the_listener_never_resumes_a_session() {
+        let provider = provider();
+        let (_tx, bundles) =
+            tokio::sync::watch::channel(TrustBundle::new(TrustDomain::new("example.org").unwrap()));
+        let trust = ClientTrust::new(bundles, provider.clone(), Clock::system());
+        let config = server_config(provider.clone(), resolver(&provider), trust).unwrap();
+        assert!(!resumes(&config));
+        // What rustls does unless told otherwise.
+        let default = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_cert_resolver(resolver(&provider));
+        assert!(resumes(&default));
     }
 }

@@ -4,28 +4,57 @@
 //! [`Connected`] with the same [`PeerInfo`], so every handler finds the
 //! caller's transport in the request extensions: the admin Unix socket
 //! ([`PeerInfo::Local`]) or TCP with the client's certificate chain, if it
-//! sent one ([`PeerInfo::Tcp`]). TLS handshakes run on their own tasks,
-//! with a deadline, so a slow client never holds up the accept loop.
+//! sent one ([`PeerInfo::Tcp`]).
+//!
+//! Limits on the TCP listener (SECURITY.md): connections are capped in
+//! total and per source address before the TLS handshake starts; the
+//! handshake must end within `first_request_timeout`, and a connection
+//! that sends no request within that time after it is closed too (an
+//! [`Http2Guard`] without `:authority` repair: TCP keeps HTTP/2's own
+//! validation); accept errors back off instead of spinning. Handshakes run
+//! on their own tasks, so a slow client never holds up the accept loop.
+//! The admin socket uses [`spinel_transport::unix::incoming`].
+//!
+//! A TLS connection with a client certificate is closed when the bundle no
+//! longer trusts its chain (`revocable.rs`, invariant 9).
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::Stream;
-use rustls_pki_types::CertificateDer;
+use spinel_transport::limits::{is_transient_accept_error, AcceptBackoff, Refusal};
+use spinel_transport::{
+    ConnectionLimits, GuardOptions, Http2Guard, Limiter, Permit, UnixConnection,
+};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
 
-/// How long a client may take to finish the TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+use super::client_trust::{ClientTrust, PeerChain};
+use super::revocable::{self, Revocable};
+
+/// The TCP listener's limits when the config sets none
+/// (`server.connection_limits`).
+pub const DEFAULT_TCP_LIMITS: ConnectionLimits = ConnectionLimits {
+    max_connections: 8192,
+    max_connections_per_peer: 256,
+    first_request_timeout: Duration::from_secs(10),
+};
+
+/// The admin socket's limits: local callers only (mode 0770).
+pub const ADMIN_SOCKET_LIMITS: ConnectionLimits = ConnectionLimits {
+    max_connections: 256,
+    max_connections_per_peer: 256,
+    first_request_timeout: Duration::from_secs(10),
+};
 
 /// Who is on the other end of a connection.
 #[derive(Debug, Clone)]
@@ -40,53 +69,57 @@ pub enum PeerInfo {
         /// The client's address.
         remote: Option<SocketAddr>,
         /// The client's certificate chain (leaf first), verified against
-        /// the trust bundle during the handshake, if it sent one.
-        chain: Option<Arc<[CertificateDer<'static>]>>,
+        /// the trust bundle during the handshake, if it sent one; whether
+        /// it still is: [`PeerChain::trusted`].
+        chain: Option<Arc<PeerChain>>,
     },
 }
 
-/// A TLS connection from the TCP listener.
+/// A TLS connection from the TCP listener, holding its slot.
 #[derive(Debug)]
-pub struct TlsConnection(TlsStream<TcpStream>);
+pub struct TlsConnection {
+    io: Revocable<Http2Guard<TlsStream<TcpStream>>>,
+    /// The client's chain, judged for the connection's lifetime.
+    chain: Option<Arc<PeerChain>>,
+    /// The connection's place under the TCP limits, freed when it closes.
+    _permit: Permit<IpAddr>,
+}
 
 impl Connected for TlsConnection {
     type ConnectInfo = PeerInfo;
 
     fn connect_info(&self) -> PeerInfo {
-        let (tcp, session) = self.0.get_ref();
+        let (tcp, _) = self.io.get_ref().get_ref().get_ref();
         PeerInfo::Tcp {
             remote: tcp.peer_addr().ok(),
-            chain: session
-                .peer_certificates()
-                .filter(|c| !c.is_empty())
-                .map(|c| c.iter().map(|d| d.clone().into_owned()).collect()),
+            chain: self.chain.clone(),
         }
     }
 }
 
 /// A connection on the admin Unix socket.
 #[derive(Debug)]
-pub struct LocalConnection(UnixStream);
+pub struct LocalConnection(UnixConnection);
 
 impl Connected for LocalConnection {
     type ConnectInfo = PeerInfo;
 
     fn connect_info(&self) -> PeerInfo {
         PeerInfo::Local {
-            uid: self.0.peer_cred().ok().map(|c| c.uid()),
+            uid: Some(self.0.peer().uid),
         }
     }
 }
 
 macro_rules! delegate_io {
-    ($ty:ty) => {
+    ($ty:ty, $field:tt) => {
         impl AsyncRead for $ty {
             fn poll_read(
                 mut self: Pin<&mut Self>,
                 cx: &mut Context<'_>,
                 buf: &mut ReadBuf<'_>,
             ) -> Poll<io::Result<()>> {
-                Pin::new(&mut self.0).poll_read(cx, buf)
+                Pin::new(&mut self.$field).poll_read(cx, buf)
             }
         }
 
@@ -96,18 +129,18 @@ macro_rules! delegate_io {
                 cx: &mut Context<'_>,
                 buf: &[u8],
             ) -> Poll<io::Result<usize>> {
-                Pin::new(&mut self.0).poll_write(cx, buf)
+                Pin::new(&mut self.$field).poll_write(cx, buf)
             }
 
             fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                Pin::new(&mut self.0).poll_flush(cx)
+                Pin::new(&mut self.$field).poll_flush(cx)
             }
 
             fn poll_shutdown(
                 mut self: Pin<&mut Self>,
                 cx: &mut Context<'_>,
             ) -> Poll<io::Result<()>> {
-                Pin::new(&mut self.0).poll_shutdown(cx)
+                Pin::new(&mut self.$field).poll_shutdown(cx)
             }
 
             fn poll_write_vectored(
@@ -115,39 +148,49 @@ macro_rules! delegate_io {
                 cx: &mut Context<'_>,
                 bufs: &[io::IoSlice<'_>],
             ) -> Poll<io::Result<usize>> {
-                Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+                Pin::new(&mut self.$field).poll_write_vectored(cx, bufs)
             }
 
             fn is_write_vectored(&self) -> bool {
-                self.0.is_write_vectored()
+                self.$field.is_write_vectored()
             }
         }
     };
 }
 
-delegate_io!(TlsConnection);
-delegate_io!(LocalConnection);
+delegate_io!(TlsConnection, io);
+delegate_io!(LocalConnection, 0);
 
-/// Accepts TCP connections and completes their TLS handshakes, yielding
-/// the established connections. Failed handshakes are logged at debug and
-/// dropped; the stream ends when the listener fails for good or the
-/// returned stream is dropped.
+/// Accepts TCP connections under `limits` and completes their TLS
+/// handshakes, yielding the established connections, their client chains
+/// judged by `trust`. Refused, failed and timed-out handshakes are logged
+/// at debug and dropped; the stream ends when the listener fails for good
+/// or the returned stream is dropped.
 pub fn tls_incoming(
     listener: TcpListener,
     acceptor: TlsAcceptor,
+    limits: ConnectionLimits,
+    trust: Arc<ClientTrust>,
 ) -> impl Stream<Item = io::Result<TlsConnection>> {
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
+        let limiter = Limiter::<IpAddr>::new(limits);
+        let mut backoff = AcceptBackoff::default();
+        let mut last_refusal_log: Option<tokio::time::Instant> = None;
         loop {
             let accepted = tokio::select! {
                 accepted = listener.accept() => accepted,
                 () = tx.closed() => return,
             };
             let (tcp, remote) = match accepted {
-                Ok(conn) => conn,
-                Err(e) if is_transient(&e) => {
-                    tracing::warn!(error = %e, "TCP accept failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok(conn) => {
+                    backoff.reset();
+                    conn
+                }
+                Err(e) if is_transient_accept_error(&e) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %e, retry_in = ?delay, "TCP accept failed; retrying");
+                    tokio::time::sleep(delay).await;
                     continue;
                 }
                 Err(e) => {
@@ -157,13 +200,45 @@ pub fn tls_incoming(
                     return;
                 }
             };
+            let permit = match limiter.admit(remote.ip()) {
+                Ok(permit) => permit,
+                Err(refusal) => {
+                    let now = tokio::time::Instant::now();
+                    if last_refusal_log
+                        .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(60))
+                    {
+                        last_refusal_log = Some(now);
+                        match refusal {
+                            Refusal::Global(max) => tracing::warn!(max_connections = max, "TCP connection limit reached; closing new connections (logged once a minute)"),
+                            Refusal::Peer(max) => tracing::warn!(%remote, max_connections_per_ip = max, "per-address connection limit reached; closing this address's new connections (logged once a minute)"),
+                        }
+                    }
+                    continue;
+                }
+            };
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let tx = tx.clone();
+            let trust = trust.clone();
             tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                match tokio::time::timeout(limits.first_request_timeout, acceptor.accept(tcp)).await
+                {
                     Ok(Ok(tls)) => {
-                        let _ = tx.send(Ok(TlsConnection(tls))).await;
+                        let chain = revocable::peer_chain(tls.get_ref().1, &trust);
+                        let guarded = Http2Guard::new(
+                            tls,
+                            GuardOptions {
+                                repair_authority: false,
+                                first_request_deadline: Some(limits.first_request_timeout),
+                            },
+                        );
+                        let _ = tx
+                            .send(Ok(TlsConnection {
+                                io: revocable::wrap(guarded, chain.as_ref(), Some(remote)),
+                                chain,
+                                _permit: permit,
+                            }))
+                            .await;
                     }
                     Ok(Err(e)) => {
                         tracing::debug!(%remote, error = %e, "TLS handshake failed");
@@ -178,36 +253,10 @@ pub fn tls_incoming(
     ReceiverStream::new(rx)
 }
 
-/// Accepts connections on the admin Unix socket. After a listener failure
-/// that is not about one connection, the error is yielded once and the
-/// stream ends.
+/// Accepts connections on the admin Unix socket (see
+/// [`spinel_transport::unix::incoming`]).
 pub fn local_incoming(listener: UnixListener) -> impl Stream<Item = io::Result<LocalConnection>> {
-    futures::stream::unfold(Some(listener), |listener| async move {
-        let listener = listener?;
-        loop {
-            match listener.accept().await {
-                Ok((stream, _)) => return Some((Ok(LocalConnection(stream)), Some(listener))),
-                Err(e) if is_transient(&e) => {
-                    tracing::warn!(error = %e, "admin socket accept failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "admin socket listener failed");
-                    return Some((Err(e), None));
-                }
-            }
-        }
-    })
-}
-
-/// Accept errors that concern one connection (or a momentary shortage of
-/// file descriptors), not the listener.
-fn is_transient(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::Interrupted
-            | io::ErrorKind::WouldBlock
-    ) || matches!(e.raw_os_error(), Some(23 | 24)) // ENFILE, EMFILE
+    use futures::StreamExt;
+    spinel_transport::unix::incoming(listener, ADMIN_SOCKET_LIMITS, "the admin socket")
+        .map(|conn| conn.map(LocalConnection))
 }

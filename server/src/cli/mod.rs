@@ -1,9 +1,10 @@
 //! The `spinel-server` command line, in SPIRE's spelling.
 //!
-//! `spinel-server run -config server.conf` starts the server; every other
-//! subcommand (`entry`, `token`, `bundle`, `agent`, `federation`, `localauthority`,
-//! `healthcheck`) is a client
-//! of the server's admin API on its Unix socket (`-socketPath`). Flags take
+//! `spinel-server run -config server.conf` starts the server and
+//! `validate -config server.conf` checks a config without starting; every
+//! other subcommand (`entry`, `token`, `bundle`, `agent`, `federation`,
+//! `localauthority`, `upstreamauthority`, `jwt`, `logger`, `healthcheck`) is
+//! a client of the server's admin API on its Unix socket (`-socketPath`). Flags take
 //! Go's forms (`-flag value`, `-flag=value`, `--flag value`) through
 //! [`spinel_config::flags`].
 
@@ -12,10 +13,13 @@ mod agent;
 mod bundle;
 mod entry;
 mod federation;
+mod jwt;
 mod localauthority;
+mod logger;
 mod output;
 mod run_cmd;
 mod token;
+mod upstreamauthority;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -42,6 +46,8 @@ pub struct Cli {
 pub enum Command {
     /// Runs the server.
     Run(run_cmd::RunArgs),
+    /// Validates a server configuration file (takes `run`'s flags).
+    Validate(run_cmd::RunArgs),
     /// Checks that a running server is healthy.
     Healthcheck(run_cmd::HealthcheckArgs),
     /// Manages registration entries.
@@ -62,6 +68,15 @@ pub enum Command {
     /// Manages the server's own signing authorities (manual CA rotation).
     #[command(subcommand, name = "localauthority")]
     LocalAuthority(localauthority::LocalAuthorityCommand),
+    /// Manages the upstream authority's X.509 CAs (taint, revoke).
+    #[command(subcommand, name = "upstreamauthority")]
+    UpstreamAuthority(upstreamauthority::UpstreamAuthorityCommand),
+    /// Mints JWT-SVIDs.
+    #[command(subcommand)]
+    Jwt(jwt::JwtCommand),
+    /// Gets, sets or resets the running server's log level.
+    #[command(subcommand)]
+    Logger(logger::LoggerCommand),
 }
 
 /// Entry point of the binary: parses Go-style flags and runs the command.
@@ -82,6 +97,9 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             };
         }
     };
+    if let Command::Validate(args) = &cli.command {
+        return run_cmd::validate(args);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -102,6 +120,11 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             Command::Agent(cmd) => agent::run(cmd).await,
             Command::Federation(cmd) => federation::run(cmd).await,
             Command::LocalAuthority(cmd) => localauthority::run(cmd).await,
+            Command::UpstreamAuthority(cmd) => upstreamauthority::run(cmd).await,
+            Command::Jwt(cmd) => jwt::run(cmd).await,
+            Command::Logger(cmd) => logger::run(cmd).await,
+            // Handled above, without a runtime.
+            Command::Validate(_) => Ok(()),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,

@@ -5,6 +5,11 @@
 //! `-logFormat`, `-logFile`), sets up logging, and serves until SIGINT or
 //! SIGTERM (see [`crate::run`]).
 //!
+//! `validate` takes `run`'s flags, loads and checks the config (and the
+//! UpstreamAuthority's files) without starting anything, and prints
+//! SPIRE's `SPIRE server configuration file is valid.` (exit 0) or
+//! `SPIRE server configuration file is invalid: <why>` on stderr (exit 1).
+//!
 //! `healthcheck` asks the server's `grpc.health.v1.Health/Check` over the
 //! admin socket and prints `Server is healthy.` (SPIRE's text), or fails
 //! with `server is unhealthy: <why>`.
@@ -100,6 +105,30 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         config.log_file.as_deref(),
     )?;
     crate::run::run(config).await?;
+    Ok(())
+}
+
+/// `validate`: the exit code and what is printed, as SPIRE's command.
+pub fn validate(args: &RunArgs) -> std::process::ExitCode {
+    match check_config(args) {
+        Ok(()) => {
+            println!("SPIRE server configuration file is valid.");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(reason) => {
+            eprintln!("SPIRE server configuration file is invalid: {reason}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Everything `run` checks before it opens the datastore.
+fn check_config(args: &RunArgs) -> Result<(), String> {
+    let config = config::load(&args.config, &args.overrides()).map_err(|e| format!("{e:#}"))?;
+    spinel_config::logging::parse_level(&config.log_level).map_err(|e| e.to_string())?;
+    if let Some(disk) = &config.plugins.upstream_authority {
+        crate::upstream::load_disk(disk).map_err(|e| e.to_string())?;
+    }
     Ok(())
 }
 

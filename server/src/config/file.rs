@@ -81,6 +81,25 @@ pub struct ServerSection {
     /// OIDC discovery document and JWKS for JWT-SVIDs.
     #[serde(default)]
     pub oidc_discovery: Option<super::federation::OidcDiscoverySection>,
+    /// Caps on the TCP listener (Spinel's own block; SPIRE has none).
+    #[serde(default)]
+    pub connection_limits: Option<ConnectionLimitsSection>,
+}
+
+/// `connection_limits { ... }` of `server { ... }`: the TCP listener's caps.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionLimitsSection {
+    /// Connections open at once (default 8192).
+    #[serde(default, deserialize_with = "de::option_number_or_string")]
+    pub max_connections: Option<usize>,
+    /// Connections open at once from one IP address (default 256).
+    #[serde(default, deserialize_with = "de::option_number_or_string")]
+    pub max_connections_per_ip: Option<usize>,
+    /// How long a new connection may take to finish the TLS handshake and
+    /// send its first request, each (default 10s).
+    #[serde(default, deserialize_with = "positive_duration")]
+    pub first_request_timeout: Option<Duration>,
 }
 
 /// `ca_subject { ... }`.

@@ -205,6 +205,8 @@ pub struct ServerConfig {
     pub federation: FederationConfig,
     /// `server.oidc_discovery`, if served.
     pub oidc_discovery: Option<OidcDiscoveryConfig>,
+    /// `server.connection_limits`: caps on the TCP listener.
+    pub connection_limits: spinel_transport::ConnectionLimits,
 }
 
 /// Loads `path` and applies `overrides`.
@@ -363,6 +365,10 @@ pub fn from_file(
         }
         None => HealthChecks::default(),
     };
+    let connection_limits = connection_limits(
+        server.connection_limits.take().unwrap_or_default(),
+        &display_path,
+    )?;
     Ok(ServerConfig {
         bind_address,
         bind_port,
@@ -381,6 +387,39 @@ pub fn from_file(
         warnings,
         federation,
         oidc_discovery,
+        connection_limits,
+    })
+}
+
+/// `server.connection_limits`, defaults filled in.
+fn connection_limits(
+    section: file::ConnectionLimitsSection,
+    path: &str,
+) -> Result<spinel_transport::ConnectionLimits, ConfigLoadError> {
+    let defaults = crate::api::transport::DEFAULT_TCP_LIMITS;
+    let positive = |key: &'static str, value: Option<usize>, default: usize| match value {
+        Some(0) => Err(ConfigLoadError::Invalid {
+            path: path.to_owned(),
+            key,
+            message: "must be at least 1".into(),
+        }),
+        Some(n) => Ok(n),
+        None => Ok(default),
+    };
+    Ok(spinel_transport::ConnectionLimits {
+        max_connections: positive(
+            "server.connection_limits.max_connections",
+            section.max_connections,
+            defaults.max_connections,
+        )?,
+        max_connections_per_peer: positive(
+            "server.connection_limits.max_connections_per_ip",
+            section.max_connections_per_ip,
+            defaults.max_connections_per_peer,
+        )?,
+        first_request_timeout: section
+            .first_request_timeout
+            .unwrap_or(defaults.first_request_timeout),
     })
 }
 

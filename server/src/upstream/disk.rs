@@ -3,20 +3,23 @@
 //!
 //! - `cert_file_path`: the upstream signing certificate first, then any
 //!   intermediates up to the root;
-//! - `key_file_path`: its private key (PKCS#8 `PRIVATE KEY`, or SEC1 /
-//!   PKCS#1 where the crypto backend reads them);
-//! - `bundle_file_path` (optional): the roots. Without it the signing
-//!   certificate must be self-signed and is the one root.
+//! - `key_file_path`: its private key (PKCS#8 `PRIVATE KEY`, SEC1
+//!   `EC PRIVATE KEY` or PKCS#1 `RSA PRIVATE KEY`: see [`super::keys`]);
+//! - `bundle_file_path` (optional): the roots; the signing certificate
+//!   must chain to one of them. Without it the file holds exactly one
+//!   certificate, self-signed, which is the one root (SPIRE's rules).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rcgen::PublicKeyData;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::CertificateDer;
 use spinel_spiffe::clock::from_unix_seconds;
 use x509_parser::extensions::ParsedExtension;
 
+use super::keys::read_private_key;
+use super::signature::{verify_signed_by, SignatureProblem};
 use super::{UpstreamCa, UpstreamError};
 use crate::ca::subject_key_id;
 
@@ -85,10 +88,121 @@ fn check_ca(path: &Path, der: &[u8]) -> Result<(), UpstreamError> {
     Ok(())
 }
 
-fn self_signed(der: &[u8]) -> bool {
-    x509_parser::parse_x509_certificate(der)
-        .map(|(_, c)| c.subject() == c.issuer() && c.verify_signature(None).is_ok())
-        .unwrap_or(false)
+/// Without `bundle_file_path` (SPIRE's rule): the file holds exactly one
+/// certificate, the self-signed root. Its own signature is checked where
+/// the algorithm allows, but a root is trusted by configuration, so an
+/// algorithm that cannot be checked only earns a warning (Go's verifier,
+/// and so SPIRE, never checks a root's self-signature either).
+fn check_single_root(path: &Path, chain: &[Vec<u8>]) -> Result<(), UpstreamError> {
+    let bad = |reason: String| UpstreamError::BadCertificate {
+        what: "cert_file_path",
+        path: path.to_owned(),
+        reason,
+    };
+    if chain.len() != 1 {
+        return Err(bad(format!(
+            "holds {} certificates; without bundle_file_path it must hold exactly one, \
+             the self-signed upstream root (set bundle_file_path to the roots to use an intermediate)",
+            chain.len()
+        )));
+    }
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(&chain[0]).map_err(|e| bad(e.to_string()))?;
+    if cert.subject() != cert.issuer() {
+        return Err(bad(format!(
+            "the certificate is not self-signed (issued by \"{}\", not by its subject \"{}\"), \
+             so bundle_file_path must name its roots",
+            cert.issuer(),
+            cert.subject()
+        )));
+    }
+    match verify_signed_by(&cert, cert.public_key()) {
+        Ok(()) => Ok(()),
+        Err(problem @ SignatureProblem::Invalid(_)) => Err(bad(format!(
+            "the self-signed certificate is corrupt: {problem}"
+        ))),
+        Err(problem) => {
+            tracing::warn!(file = %path.display(), %problem, "the upstream root's own signature was not checked; a root is trusted as configured");
+            Ok(())
+        }
+    }
+}
+
+/// With `bundle_file_path` (SPIRE's rule): the signing certificate chains
+/// to one of the roots, through the other certificates of `cert_file_path`.
+fn check_chain(
+    cert_path: &Path,
+    bundle_path: &Path,
+    chain: &[Vec<u8>],
+    roots: &[Vec<u8>],
+) -> Result<(), UpstreamError> {
+    let parsed = |ders: &[Vec<u8>]| -> Vec<(Vec<u8>, Vec<u8>)> {
+        // (DER, subject DER) pairs; every DER was parsed once already.
+        ders.iter()
+            .filter_map(|d| {
+                let (_, c) = x509_parser::parse_x509_certificate(d).ok()?;
+                Some((d.clone(), c.subject().as_raw().to_vec()))
+            })
+            .collect()
+    };
+    let roots_p = parsed(roots);
+    let inter_p = parsed(chain.get(1..).unwrap_or_default());
+    let mut current = chain[0].clone();
+    let mut problem: Option<String> = None;
+    for _ in 0..=inter_p.len() {
+        if roots.contains(&current) {
+            return Ok(());
+        }
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(&current) else {
+            break;
+        };
+        let issuer = cert.issuer().as_raw();
+        let mut signed_by = |candidates: &[(Vec<u8>, Vec<u8>)], file: &Path| {
+            for (der, _) in candidates.iter().filter(|(_, s)| s.as_slice() == issuer) {
+                let Ok((_, parent)) = x509_parser::parse_x509_certificate(der) else {
+                    continue;
+                };
+                match verify_signed_by(&cert, parent.public_key()) {
+                    Ok(()) => return Some(der.clone()),
+                    Err(p) => {
+                        problem = Some(format!(
+                            "\"{}\": {p} (issuer \"{}\" in {})",
+                            cert.subject(),
+                            parent.subject(),
+                            file.display()
+                        ));
+                    }
+                }
+            }
+            None
+        };
+        if signed_by(&roots_p, bundle_path).is_some() {
+            return Ok(());
+        }
+        match signed_by(&inter_p, cert_path) {
+            Some(next) => current = next,
+            None => {
+                if problem.is_none() {
+                    problem = Some(format!(
+                        "no certificate in {} or {} is the issuer \"{}\" of \"{}\"",
+                        bundle_path.display(),
+                        cert_path.display(),
+                        cert.issuer(),
+                        cert.subject()
+                    ));
+                }
+                break;
+            }
+        }
+    }
+    Err(UpstreamError::BadCertificate {
+        what: "cert_file_path",
+        path: cert_path.to_owned(),
+        reason: format!(
+            "the certificate does not chain to a root in bundle_file_path: {}",
+            problem.unwrap_or_else(|| "the chain is longer than the certificates given".into())
+        ),
+    })
 }
 
 /// Loads and checks an upstream CA from its files.
@@ -104,10 +218,9 @@ pub fn load_disk(config: &DiskUpstreamConfig) -> Result<UpstreamCa, UpstreamErro
         path: key_path.to_owned(),
         reason,
     };
-    let key = PrivateKeyDer::from_pem_slice(&key_bytes)
-        .map_err(|e| bad_key(format!("no usable PEM private key: {e}")))?;
-    let pair = rcgen::KeyPair::try_from(&key)
-        .map_err(|e| bad_key(format!("unsupported private key: {e}")))?;
+    let key = read_private_key(&key_bytes).map_err(bad_key)?;
+    let pair = rcgen::KeyPair::try_from(&key.der)
+        .map_err(|e| bad_key(format!("{}: the signing library refused it: {e}", key.kind)))?;
     let (_, parsed) = x509_parser::parse_x509_certificate(&signing).map_err(|e| {
         UpstreamError::BadCertificate {
             what: "cert_file_path",
@@ -124,15 +237,13 @@ pub fn load_disk(config: &DiskUpstreamConfig) -> Result<UpstreamCa, UpstreamErro
     let not_after = from_unix_seconds(parsed.validity().not_after.timestamp());
 
     let roots = match &config.bundle_file_path {
-        Some(path) => certs("bundle_file_path", path)?,
+        Some(path) => {
+            let roots = certs("bundle_file_path", path)?;
+            check_chain(cert_path, path, &chain, &roots)?;
+            roots
+        }
         None => {
-            if !self_signed(&signing) {
-                return Err(UpstreamError::BadCertificate {
-                    what: "cert_file_path",
-                    path: cert_path.to_owned(),
-                    reason: "the certificate is not self-signed, so bundle_file_path must name its roots".into(),
-                });
-            }
+            check_single_root(cert_path, &chain)?;
             vec![signing.clone()]
         }
     };
@@ -144,9 +255,10 @@ pub fn load_disk(config: &DiskUpstreamConfig) -> Result<UpstreamCa, UpstreamErro
         path: cert_path.to_owned(),
         reason: e.to_string(),
     })?;
+    tracing::info!(cert = %cert_path.display(), key = %key.kind, authority_id = %authority_id, "loaded the upstream CA");
     Ok(UpstreamCa {
         cert_der: signing,
-        key: Arc::new(key),
+        key: Arc::new(key.der),
         chain,
         roots,
         authority_id,

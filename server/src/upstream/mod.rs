@@ -10,6 +10,10 @@
 //! `bundle_file_path`). Errors name the file and what is wrong with it.
 
 pub mod disk;
+pub mod keys;
+pub mod signature;
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 use std::sync::Arc;

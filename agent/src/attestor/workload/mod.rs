@@ -29,7 +29,7 @@ pub use unix::{UnixAttestor, UnixConfig};
 
 /// The process at the other end of a Workload API connection, from the
 /// socket's peer credentials.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     /// Process ID.
     pub pid: i32,
@@ -37,6 +37,10 @@ pub struct Caller {
     pub uid: u32,
     /// Effective group ID when it connected.
     pub gid: u32,
+    /// The process pinned when it connected (a pidfd): while it is alive,
+    /// `pid` names it and no other process. `None` where the kernel has
+    /// no pidfds.
+    pub process: Option<spinel_transport::ProcessHandle>,
 }
 
 /// Why a workload could not be attested, or an attestor not configured.
@@ -56,6 +60,12 @@ pub enum AttestError {
     /// The process exited before it could be attested.
     #[error("process {pid} is gone")]
     ProcessGone {
+        /// The caller's pid.
+        pid: i32,
+    },
+    /// The process that connected exited: its pid may name another one.
+    #[error("process {pid} that connected has exited")]
+    ProcessExited {
         /// The caller's pid.
         pid: i32,
     },
@@ -125,6 +135,7 @@ impl AttestError {
             self,
             AttestError::NoPid
                 | AttestError::ProcessGone { .. }
+                | AttestError::ProcessExited { .. }
                 | AttestError::ProcessChanged { .. }
                 | AttestError::CredentialsChanged { .. }
         )
@@ -132,6 +143,18 @@ impl AttestError {
 }
 
 impl Caller {
+    /// Fails when the process that connected has exited (so `pid` may now
+    /// name another): called after attestation, it proves that what was
+    /// read from `/proc/<pid>` described the caller.
+    pub fn check_still_connected(&self) -> Result<(), AttestError> {
+        match &self.process {
+            Some(process) if !process.is_alive() => {
+                Err(AttestError::ProcessExited { pid: self.pid })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// A caller for process `pid` as it runs now (effective uid and gid
     /// from `/proc/<pid>/status`), for attesting a process that did not
     /// connect itself (the debug API).
@@ -141,10 +164,14 @@ impl Caller {
             path: Root::system().proc_file(pid, "status"),
             reason: "no Uid or Gid line".into(),
         };
+        // Pinned before its credentials are read: if it exits meanwhile,
+        // the check after attestation says so.
+        let process = spinel_transport::ProcessHandle::open(pid);
         Ok(Caller {
             pid,
             uid: status.effective_uid().ok_or_else(missing)?,
             gid: status.effective_gid().ok_or_else(missing)?,
+            process,
         })
     }
 }
@@ -235,6 +262,7 @@ mod tests {
         pid: 1,
         uid: 2,
         gid: 3,
+        process: None,
     };
 
     #[tokio::test]

@@ -147,7 +147,7 @@ impl Selectors {
 impl WorkloadAttestor for UnixAttestor {
     async fn attest(&self, caller: &Caller) -> Result<Vec<Selector>, AttestError> {
         let this = self.clone();
-        let caller = *caller;
+        let caller = caller.clone();
         tokio::task::spawn_blocking(move || this.attest_blocking(&caller))
             .await
             .map_err(|e| AttestError::Internal(format!("unix attestor task failed: {e}")))?

@@ -28,14 +28,17 @@ pub(crate) type Client = SpiffeWorkloadApiClient<
 >;
 
 /// The socket to use: `-socketPath`, else `SPIFFE_ENDPOINT_SOCKET`
-/// (`unix:///path`), else the default.
+/// (`unix:///path`), else the default (SPIRE's default path when only that
+/// one exists: [`default_socket_path`](crate::cli::default_socket_path)).
 pub(crate) fn socket_path(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
     if let Some(p) = flag {
         return Ok(p.to_owned());
     }
     match std::env::var(ENDPOINT_SOCKET_ENV) {
         Ok(v) if !v.is_empty() => socket_from_endpoint(&v),
-        _ => Ok(PathBuf::from(DEFAULT_SOCKET_PATH)),
+        _ => Ok(crate::cli::default_socket_path(Path::new(
+            DEFAULT_SOCKET_PATH,
+        ))),
     }
 }
 

@@ -2,12 +2,27 @@
 //! value as clap reads it, so that a bad value is refused before any
 //! connection is made and the error names the flag.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use spinel_proto::spire::api::types::{federates_with_match, selector_match, Selector, Spiffeid};
 use spinel_spiffe::id::{parse_id, parse_trust_domain, SpiffeId, TrustDomain};
 
 use super::DEFAULT_SOCKET_PATH;
+
+/// SPIRE's default admin socket.
+pub const SPIRE_SOCKET_PATH: &str = "/tmp/spire-server/private/api.sock";
+
+/// The admin socket to dial for `path`: Spinel's default, unless it is
+/// missing and SPIRE's default exists (a server run with SPIRE's
+/// `socket_path`, or SPIRE's own server), so that scripts written for SPIRE
+/// that omit `-socketPath` keep working. Any other path is used as given.
+pub fn resolve_socket_path(path: &Path) -> PathBuf {
+    let spire = Path::new(SPIRE_SOCKET_PATH);
+    if path == Path::new(DEFAULT_SOCKET_PATH) && !path.exists() && spire.exists() {
+        return spire.to_owned();
+    }
+    path.to_owned()
+}
 
 pub use spinel_config::flags::parse_go_bool;
 

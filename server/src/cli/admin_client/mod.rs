@@ -38,7 +38,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// not running and a permission problem are each reported by name, with the
 /// path.
 pub async fn connect_admin(path: &Path) -> Result<Channel, AdminClientError> {
-    let owned: PathBuf = path.to_owned();
+    let owned: PathBuf = args::resolve_socket_path(path);
+    let path = owned.as_path();
     match std::fs::metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(AdminClientError::SocketMissing { path: owned });

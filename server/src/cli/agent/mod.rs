@@ -1,7 +1,8 @@
-//! `spinel-server agent list|show|evict|ban|count`: attested agents through
-//! the server's `spire.api.server.agent.v1.Agent` API, with SPIRE's flags
-//! and output.
+//! `spinel-server agent list|show|evict|ban|count|purge`: attested agents
+//! through the server's `spire.api.server.agent.v1.Agent` API, with
+//! SPIRE's flags and output (`purge` in `purge.rs`).
 
+mod purge;
 #[cfg(test)]
 mod tests;
 
@@ -38,6 +39,8 @@ pub enum AgentCommand {
     Ban(IdArgs),
     /// Counts attested agents.
     Count(ListArgs),
+    /// Purges expired agents that were attested using a non-TOFU security model (they can re-attest).
+    Purge(purge::PurgeArgs),
 }
 
 /// Filters of `agent list` and `agent count`.
@@ -258,6 +261,7 @@ pub async fn run(cmd: AgentCommand) -> anyhow::Result<()> {
         AgentCommand::Evict(args) => evict(&args).await?,
         AgentCommand::Ban(args) => ban(&args).await?,
         AgentCommand::Count(args) => count(&args).await?,
+        AgentCommand::Purge(args) => purge::purge(&args).await?,
     }
     Ok(())
 }

@@ -160,7 +160,7 @@ pub struct FilterArgs {
     /// Only entries with this SPIFFE ID.
     #[arg(long = "spiffeID", value_name = "ID", value_parser = parse_spiffe_id)]
     pub spiffe_id: Option<SpiffeId>,
-    /// Only downstream entries (otherwise only non-downstream entries, as SPIRE).
+    /// Only downstream entries; without it, all entries (downstream or not), as SPIRE.
     #[arg(long = "downstream", value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", hide_default_value = true, value_parser = parse_go_bool)]
     pub downstream: bool,
     /// A colon-delimited type:value selector to match. Can be used more than once.
@@ -454,8 +454,9 @@ impl FilterArgs {
         })
     }
 
-    /// The `ListEntries` filter. As SPIRE, `by_downstream` is always set:
-    /// without `-downstream` only non-downstream entries are listed.
+    /// The `ListEntries` filter. As SPIRE's CLI, `by_downstream` is always
+    /// sent; the server (like SPIRE's datastore) filters only on `true`, so
+    /// without `-downstream` every entry is listed.
     pub fn list_filter(&self) -> list_entries_request::Filter {
         list_entries_request::Filter {
             by_spiffe_id: self.spiffe_id.as_ref().map(id_to_proto),

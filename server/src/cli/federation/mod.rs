@@ -22,7 +22,7 @@ use super::admin_client::{connect_admin, AdminArgs, AdminClientError, OutputForm
 use super::output::print_proto_json;
 
 pub use args::{IdArgs, ListArgs, RelationshipArgs, ShowArgs};
-pub use print::{format_list, format_relationship};
+pub use print::{format_list, format_relationship, format_show};
 
 /// `federation` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -218,7 +218,7 @@ async fn show(args: &ShowArgs) -> Result<(), AdminClientError> {
         .map_err(|s| AdminClientError::rpc_while("error showing federation relationship", s))?
         .into_inner();
     match args.common.output {
-        OutputFormat::Pretty => print!("{}", format_list(std::slice::from_ref(&r))),
+        OutputFormat::Pretty => print!("{}", format_show(td.as_str(), &r)),
         OutputFormat::Json => print_proto_json(&r, "spire.api.types.FederationRelationship")?,
     }
     Ok(())

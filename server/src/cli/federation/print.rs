@@ -44,6 +44,14 @@ pub fn format_list(relationships: &[FederationRelationship]) -> String {
     out
 }
 
+/// `federation show`: SPIRE's header naming the trust domain asked for,
+/// then the relationship.
+pub fn format_show(trust_domain: &str, relationship: &FederationRelationship) -> String {
+    let mut out = format!("Found a federation relationship with trust domain {trust_domain}:\n\n");
+    out.push_str(&format_relationship(relationship));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +76,16 @@ mod tests {
              Bundle endpoint profile   : https_spiffe\n\
              Endpoint SPIFFE ID        : spiffe://other.org/spire/server\n"
         );
+        assert!(format_show("other.org", &r_again()).starts_with(
+            "Found a federation relationship with trust domain other.org:\n\n\
+             Trust domain              : other.org\n"
+        ));
+    }
+
+    fn r_again() -> FederationRelationship {
+        FederationRelationship {
+            trust_domain: "other.org".into(),
+            ..Default::default()
+        }
     }
 }

@@ -116,6 +116,7 @@ const CALLER: Caller = Caller {
     pid: PID,
     uid: 0,
     gid: 0,
+    process: None,
 };
 
 fn has(selectors: &[Selector], s: &str) -> bool {
@@ -217,7 +218,8 @@ async fn concurrent_attestations_share_one_fetch() {
         ..Default::default()
     });
     let a = attestor(&proc, source.clone(), settings());
-    let results = futures::future::join_all((0..50).map(|_| a.attest(&CALLER))).await;
+    let caller = CALLER;
+    let results = futures::future::join_all((0..50).map(|_| a.attest(&caller))).await;
     assert!(results
         .iter()
         .all(|r| r.as_ref().is_ok_and(|s| !s.is_empty())));
