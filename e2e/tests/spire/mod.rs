@@ -1,6 +1,6 @@
 //! SPIRE 1.13.3 itself against Spinel: real `spire-server` and
-//! `spire-agent` processes (built by `interop/spire/build` into
-//! `interop/out/`) talking to real `spinel-server` and `spinel-agent`
+//! `spire-agent` processes (built by `interop/spire/build`, or
+//! `interop/build`, into `interop/out/spire/`) talking to real `spinel-server` and `spinel-agent`
 //! processes.
 //!
 //! | file | what |
@@ -39,12 +39,9 @@ pub use workload::FetchedX509;
 /// The trust domain of every test here.
 pub const TD: &str = "example.org";
 
-/// Where `interop/spire/build` puts the binaries (`SPINEL_INTEROP_OUT`
-/// overrides it, as it does for the build script).
-pub fn interop_out() -> PathBuf {
-    std::env::var_os("SPINEL_INTEROP_OUT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("interop/out"))
+/// Where `interop/spire/build` (and `interop/build`) put the binaries.
+pub fn spire_out() -> PathBuf {
+    repo_root().join("interop/out/spire")
 }
 
 /// The repository root (the e2e crate's parent).
@@ -71,7 +68,7 @@ pub fn missing(what: &str) {
 
 /// The SPIRE binaries, or `None` (after [`missing`]) when they are not built.
 pub fn spire() -> Option<Spire> {
-    let spire = Spire::in_dir(&interop_out());
+    let spire = Spire::in_dir(&spire_out());
     match spire.check() {
         Ok(()) => Some(spire),
         Err(e) => {
