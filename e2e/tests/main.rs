@@ -14,6 +14,9 @@
 //! - `cli/`: the commands, output and log lines SPIRE operators script.
 //! - `validation/`: what the binaries refuse to take as input (config,
 //!   OIDC requests, SPIFFE IDs, JWT-SVIDs to validate).
+//! - `spire/`: SPIRE 1.13.3's own server, agent and CLIs against Spinel
+//!   (built by `interop/spire/build`; skipped without it, unless
+//!   `SPINEL_INTEROP_REQUIRED=1`).
 //!
 //! `support/` holds what several areas share. Real processes run on the
 //! real clock, so these tests read the system time.
@@ -23,6 +26,7 @@ mod cli;
 mod interop;
 mod local_user;
 mod security;
+mod spire;
 mod support;
 mod transport;
 mod validation;

@@ -27,4 +27,6 @@ pub mod spinel;
 pub mod x509;
 
 pub use process::{bin_path, Process};
-pub use spinel::{AgentHandle, AgentOptions, CliOutput, ServerHandle, ServerOptions};
+pub use spinel::{
+    AgentHandle, AgentOptions, CliOutput, ServerEndpoint, ServerHandle, ServerOptions,
+};

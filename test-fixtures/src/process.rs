@@ -40,6 +40,18 @@ impl Process {
         envs: &[(&str, &str)],
         log_path: &Path,
     ) -> Result<Self> {
+        Self::spawn_in(None, program, args, envs, log_path)
+    }
+
+    /// [`Process::spawn`] in the working directory `dir` (for configs
+    /// with relative paths, such as SPIRE's sample configs).
+    pub fn spawn_in(
+        dir: Option<&Path>,
+        program: &Path,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        log_path: &Path,
+    ) -> Result<Self> {
         if !program.exists() {
             bail!(
                 "{} is not built; run the tests with `cargo nextest run --workspace` (or `cargo build --bins` first)",
@@ -58,6 +70,9 @@ impl Process {
             .stderr(log);
         for (k, v) in envs {
             cmd.env(k, v);
+        }
+        if let Some(dir) = dir {
+            cmd.current_dir(dir);
         }
         let child = cmd
             .spawn()

@@ -342,16 +342,44 @@ pub struct AgentHandle {
     pub process: Option<Process>,
 }
 
+/// The server an agent attests to: a Spinel server of this harness or any
+/// other (SPIRE's, in the interop tests).
+#[derive(Debug, Clone)]
+pub struct ServerEndpoint {
+    /// The server's TCP port on 127.0.0.1.
+    pub port: u16,
+    /// Its trust domain.
+    pub trust_domain: String,
+    /// Its trust bundle as PEM (the agent's `trust_bundle_path`).
+    pub bundle_pem: String,
+}
+
+impl ServerHandle {
+    /// Where and how agents reach this server.
+    pub fn endpoint(&self) -> Result<ServerEndpoint> {
+        Ok(ServerEndpoint {
+            port: self.port,
+            trust_domain: self.trust_domain.clone(),
+            bundle_pem: self.bundle_pem()?,
+        })
+    }
+}
+
 impl AgentHandle {
     /// Writes a config (trust bundle taken from the server) and starts the
     /// agent, waiting until its Workload API answers.
     pub fn start(server: &ServerHandle, opts: AgentOptions) -> Result<Self> {
+        Self::start_for(&server.endpoint()?, opts)
+    }
+
+    /// [`AgentHandle::start`] against any server.
+    pub fn start_for(server: &ServerEndpoint, opts: AgentOptions) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("spinel-agt")
             .tempdir_in("/tmp")?;
         let root = dir.path();
         let bundle_path = root.join("bootstrap.pem");
-        write_file(&bundle_path, &server.bundle_pem()?)?;
+        write_file(&bundle_path, &server.bundle_pem)?;
         let socket_path = root.join("public/api.sock");
         let config_path = root.join("agent.conf");
         let key_manager = match opts.key_manager.as_deref() {

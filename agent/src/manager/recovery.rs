@@ -230,7 +230,9 @@ fn refusal(status: &Status) -> Option<Refusal> {
         return None;
     }
     // A Spinel server names the reason in the `spinel-agent-refusal`
-    // metadata; trust that first.
+    // metadata, a SPIRE server in the status details
+    // (`PermissionDeniedDetails`; its message is then often only
+    // "authorization denied for method ..."): trust those first.
     if let Some(reason) = spinel_proto::refusal::AgentRefusal::from_status(status) {
         use spinel_proto::refusal::AgentRefusal;
         return Some(match reason {
@@ -239,8 +241,8 @@ fn refusal(status: &Status) -> Option<Refusal> {
             AgentRefusal::Superseded | AgentRefusal::Expired => Refusal::StaleSvid,
         });
     }
-    // Without it (a SPIRE server, or a Spinel server older than the
-    // metadata), the message text is all there is: SPIRE's wording.
+    // Without either (a server older than both), the message text is all
+    // there is: SPIRE's wording.
     let msg = status.message();
     if msg.contains("is banned") {
         Some(Refusal::Banned)
@@ -273,6 +275,17 @@ mod refusal_tests {
         ] {
             assert_eq!(refusal(&reason.status("refused")), Some(expected));
         }
+    }
+
+    #[test]
+    fn a_spire_server_names_the_reason_in_the_details() {
+        // What SPIRE 1.13's authorization layer sends a banned agent.
+        let message =
+            "authorization denied for method /spire.api.server.entry.v1.Entry/SyncAuthorizedEntries";
+        let details = AgentRefusal::Banned.details(message);
+        let status = Status::with_details(Code::PermissionDenied, message, details.into());
+        assert_eq!(refusal(&status), Some(Refusal::Banned));
+        assert_eq!(refusal(&Status::new(Code::PermissionDenied, message)), None);
     }
 
     #[test]

@@ -18,7 +18,9 @@
 //! Refusals are `PermissionDenied`, logged at info with the caller and the
 //! method (never a token or key). Refusals of an agent's standing also name
 //! their reason in the status metadata ([`AgentRefusal`], key
-//! `spinel-agent-refusal`), beside SPIRE's message text:
+//! `spinel-agent-refusal`) and, as SPIRE does, in the status details
+//! (`PermissionDeniedDetails`, which SPIRE's agent acts on), beside
+//! SPIRE's message text:
 //!
 //! | message | reason |
 //! | --- | --- |

@@ -22,7 +22,8 @@ pub struct ApiError {
     /// What the caller is told.
     pub message: String,
     /// Why an agent was refused, for the `spinel-agent-refusal` metadata
-    /// of the status (only on `PermissionDenied` refusals of agents).
+    /// and SPIRE's `PermissionDeniedDetails` of the status (only on
+    /// `PermissionDenied` refusals of agents).
     pub refusal: Option<AgentRefusal>,
     /// Already logged where it arose (with more context than the
     /// conversion has).
@@ -132,11 +133,12 @@ pub fn ok_status() -> types::Status {
 impl From<ApiError> for Status {
     fn from(err: ApiError) -> Status {
         err.log();
-        let mut status = Status::new(err.code, err.message);
-        if let Some(reason) = err.refusal {
-            reason.attach(&mut status);
+        match err.refusal {
+            // The reason in Spinel's metadata and in SPIRE's status
+            // details, which SPIRE's agent acts on.
+            Some(reason) if err.code == Code::PermissionDenied => reason.status(err.message),
+            _ => Status::new(err.code, err.message),
         }
-        status
     }
 }
 
@@ -155,6 +157,11 @@ mod tests {
         assert_eq!(status.message(), "agent \"x\" is not attested");
         assert_eq!(
             AgentRefusal::from_status(&status),
+            Some(AgentRefusal::Evicted)
+        );
+        // SPIRE's agent reads the details, not Spinel's metadata.
+        assert_eq!(
+            AgentRefusal::from_details(status.details()),
             Some(AgentRefusal::Evicted)
         );
         let plain = Status::from(ApiError::denied("authorization denied").logged());
