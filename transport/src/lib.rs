@@ -11,6 +11,8 @@
 //!   and raising the open-file limit.
 //! - [`process`]: [`ProcessHandle`], the caller's process pinned at connect
 //!   (pidfd), so that a reused PID never inherits its identity.
+//! - [`tcp`]: the accept loop of every TCP listener: caps in total and per
+//!   source address, accept back-off.
 //! - [`server`]: the HTTP/2 settings every gRPC listener shares.
 //! - [`unix_socket`]: binding Unix sockets with their mode from the start,
 //!   in directories no other user can change; connecting only to sockets
@@ -21,6 +23,7 @@ pub mod http2;
 pub mod limits;
 pub mod process;
 pub mod server;
+pub mod tcp;
 pub mod unix;
 pub mod unix_socket;
 

@@ -103,6 +103,9 @@ pub fn channel(address: &str, port: u16, config: ClientConfig) -> Result<Channel
             let target = format!("{}:{port}", bracket(&host));
             async move {
                 let tcp = TcpStream::connect(target).await?;
+                // gRPC writes small frames; Nagle would hold them for the
+                // peer's delayed ACK (~40 ms per exchange).
+                tcp.set_nodelay(true)?;
                 let tls = connector.connect(server_name, tcp).await?;
                 Ok::<_, std::io::Error>(TokioIo::new(tls))
             }

@@ -249,3 +249,60 @@ async fn a_tcp_flood_from_one_address_leaves_the_server_to_everyone_else() {
         "no refusal logged"
     );
 }
+
+/// The plain HTTP listeners share the server's file descriptors with the
+/// agent-facing port, so a flood of the OIDC discovery port (often public)
+/// must be capped too: before the cap, every connection stayed open until
+/// the process ran out of descriptors.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_the_oidc_discovery_port_is_capped_per_address() {
+    let oidc_port = spinel_test_fixtures::process::free_port().unwrap();
+    let server = ServerHandle::start(ServerOptions {
+        server_extra: format!(
+            "    jwt_issuer = \"https://oidc.example.org\"\n    oidc_discovery {{\n        address = \"127.0.0.1\"\n        port = {oidc_port}\n        insecure_http = true\n    }}\n"
+        ),
+        ..Default::default()
+    })
+    .unwrap();
+    let flood = Command::new(bin_path("spinel-flood"))
+        .args([
+            "--tcp",
+            &format!("127.0.0.1:{oidc_port}"),
+            "--source-ip",
+            "127.0.0.2",
+            "--connections",
+            "200",
+            "--hold",
+            "4",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Meanwhile another address is served.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let body = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", oidc_port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+            .write_all(b"GET /.well-known/openid-configuration HTTP/1.1\r\nHost: oidc.example.org\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    })
+    .await
+    .unwrap();
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+
+    let flood = report(flood.wait_with_output().unwrap());
+    assert_eq!(flood["open_at_end"], 64, "{flood}");
+    assert!(flood["closed_by_server"].as_u64().unwrap() >= 100, "{flood}");
+    assert!(
+        server.log().contains("per-address connection limit reached"),
+        "no refusal logged"
+    );
+}

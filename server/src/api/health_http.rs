@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use spinel_transport::tcp::{TcpAdmission, HTTP_CONNECTION_LIFETIME, HTTP_LIMITS};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -34,25 +35,22 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let paths = Arc::new(paths);
+    let mut admission = TcpAdmission::new(listener, HTTP_LIMITS, "health checks");
     loop {
         let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+            accepted = admission.accept() => accepted,
             _ = shutdown.wait_for(|stop| *stop) => return,
         };
-        let (stream, _) = match accepted {
-            Ok(conn) => conn,
-            Err(e) => {
-                tracing::warn!(error = %e, "health listener accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
+        let Ok((stream, _, permit)) = accepted else {
+            return;
         };
         let paths = paths.clone();
         let state = state.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let service = service_fn(move |req| answer(req, paths.clone(), state.clone()));
             let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-            let _ = tokio::time::timeout(Duration::from_secs(30), conn).await;
+            let _ = tokio::time::timeout(HTTP_CONNECTION_LIFETIME, conn).await;
         });
     }
 }

@@ -26,10 +26,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::Stream;
-use spinel_transport::limits::{is_transient_accept_error, AcceptBackoff, Refusal};
-use spinel_transport::{
-    ConnectionLimits, GuardOptions, Http2Guard, Limiter, Permit, UnixConnection,
-};
+use spinel_transport::tcp::TcpAdmission;
+use spinel_transport::{ConnectionLimits, GuardOptions, Http2Guard, Permit, UnixConnection};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio::sync::mpsc;
@@ -174,49 +172,20 @@ pub fn tls_incoming(
 ) -> impl Stream<Item = io::Result<TlsConnection>> {
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
-        let limiter = Limiter::<IpAddr>::new(limits);
-        let mut backoff = AcceptBackoff::default();
-        let mut last_refusal_log: Option<tokio::time::Instant> = None;
+        let mut admission = TcpAdmission::new(listener, limits, "server API");
         loop {
             let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
+                accepted = admission.accept() => accepted,
                 () = tx.closed() => return,
             };
-            let (tcp, remote) = match accepted {
-                Ok(conn) => {
-                    backoff.reset();
-                    conn
-                }
-                Err(e) if is_transient_accept_error(&e) => {
-                    let delay = backoff.next_delay();
-                    tracing::warn!(error = %e, retry_in = ?delay, "TCP accept failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    continue;
-                }
+            let (tcp, remote, permit) = match accepted {
+                Ok(conn) => conn,
                 Err(e) => {
                     // Dropping the sender after this ends the stream.
-                    tracing::error!(error = %e, "TCP listener failed");
                     let _ = tx.send(Err(e)).await;
                     return;
                 }
             };
-            let permit = match limiter.admit(remote.ip()) {
-                Ok(permit) => permit,
-                Err(refusal) => {
-                    let now = tokio::time::Instant::now();
-                    if last_refusal_log
-                        .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(60))
-                    {
-                        last_refusal_log = Some(now);
-                        match refusal {
-                            Refusal::Global(max) => tracing::warn!(max_connections = max, "TCP connection limit reached; closing new connections (logged once a minute)"),
-                            Refusal::Peer(max) => tracing::warn!(%remote, max_connections_per_ip = max, "per-address connection limit reached; closing this address's new connections (logged once a minute)"),
-                        }
-                    }
-                    continue;
-                }
-            };
-            let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             let trust = trust.clone();

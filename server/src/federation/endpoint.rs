@@ -26,6 +26,7 @@ use spinel_spiffe::bundle::JwtAuthority;
 #[cfg(test)]
 use spinel_spiffe::TrustDomain;
 use spinel_spiffe::{Clock, TrustBundle};
+use spinel_transport::tcp::{TcpAdmission, HTTP_CONNECTION_LIFETIME, HTTP_LIMITS};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -140,29 +141,26 @@ impl BundleEndpoint {
         let mut keeping = true;
         let mut connections = tokio::task::JoinSet::new();
         let refresh_hint = i64::try_from(self.config.refresh_hint.as_secs()).unwrap_or(i64::MAX);
+        let mut admission = TcpAdmission::new(self.listener, HTTP_LIMITS, "bundle endpoint");
         loop {
             while connections.try_join_next().is_some() {}
             let accepted = tokio::select! {
-                accepted = self.listener.accept() => accepted,
+                accepted = admission.accept() => accepted,
                 _ = shutdown.wait_for(|stop| *stop) => break,
                 () = &mut keeper, if keeping => {
                     keeping = false;
                     continue;
                 }
             };
-            let (stream, remote) = match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::warn!(error = %e, "bundle endpoint accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
+            let Ok((stream, remote, permit)) = accepted else {
+                break;
             };
             let acceptor = acceptor.clone();
             let (ca, datastore) = (ca.clone(), datastore.clone());
             connections.spawn(async move {
+                let _permit = permit;
                 let tls = match tokio::time::timeout(
-                    Duration::from_secs(10),
+                    HTTP_LIMITS.first_request_timeout,
                     acceptor.accept(stream),
                 )
                 .await
@@ -182,7 +180,7 @@ impl BundleEndpoint {
                     }
                 });
                 let conn = http1::Builder::new().serve_connection(TokioIo::new(tls), service);
-                let _ = tokio::time::timeout(Duration::from_secs(30), conn).await;
+                let _ = tokio::time::timeout(HTTP_CONNECTION_LIFETIME, conn).await;
             });
         }
         connections.abort_all();

@@ -92,6 +92,7 @@ async fn get(
     let tcp = TcpStream::connect((bare_host.as_str(), port))
         .await
         .map_err(|e| format!("cannot connect: {e}"))?;
+    let _ = tcp.set_nodelay(true);
     let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(server_name, tcp)
         .await

@@ -34,6 +34,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use spinel_spiffe::bundle::spki_to_jwk;
 use spinel_spiffe::TrustBundle;
+use spinel_transport::tcp::{TcpAdmission, HTTP_CONNECTION_LIFETIME, HTTP_LIMITS};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -151,26 +152,25 @@ impl OidcDiscovery {
             scheme: if acceptor.is_some() { "https" } else { "http" },
             bundles: ca.watch_bundle(),
         };
+        let mut admission = TcpAdmission::new(self.listener, HTTP_LIMITS, "OIDC discovery");
         loop {
             let accepted = tokio::select! {
-                accepted = self.listener.accept() => accepted,
+                accepted = admission.accept() => accepted,
                 _ = shutdown.wait_for(|stop| *stop) => break,
             };
-            let (stream, _) = match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::warn!(error = %e, "OIDC discovery accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
+            let Ok((stream, _, permit)) = accepted else {
+                break;
             };
             let (site, acceptor) = (site.clone(), acceptor.clone());
             tokio::spawn(async move {
+                let _permit = permit;
                 match acceptor {
                     Some(acceptor) => {
-                        if let Ok(Ok(tls)) =
-                            tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
-                                .await
+                        if let Ok(Ok(tls)) = tokio::time::timeout(
+                            HTTP_LIMITS.first_request_timeout,
+                            acceptor.accept(stream),
+                        )
+                        .await
                         {
                             serve_connection(tls, site).await;
                         }
@@ -194,7 +194,7 @@ where
         async move { Ok::<_, Infallible>(answer(&req, &site)) }
     });
     let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-    let _ = tokio::time::timeout(Duration::from_secs(30), conn).await;
+    let _ = tokio::time::timeout(HTTP_CONNECTION_LIFETIME, conn).await;
 }
 
 /// The request's host (with port, as sent) and host name without port.

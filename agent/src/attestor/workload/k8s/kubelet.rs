@@ -111,6 +111,7 @@ impl KubeletClient {
             addr: self.addr.clone(),
             source: e.into(),
         })?;
+        let _ = tcp.set_nodelay(true);
         match &s.transport {
             Transport::Plain => self.get_pods(tcp, None).await,
             Transport::Tls { verify, auth } => {
