@@ -146,7 +146,10 @@ mod tests {
             }
             // The third is refused and skipped; the loop waits for a fourth.
             let next = tokio::time::timeout(Duration::from_millis(300), admission.accept()).await;
-            assert!(next.is_err(), "a third connection from one address was admitted");
+            assert!(
+                next.is_err(),
+                "a third connection from one address was admitted"
+            );
             drop(held);
             admission.accept().await.unwrap().1
         });
