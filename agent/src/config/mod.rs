@@ -732,3 +732,59 @@ plugins {
         assert!(seen > 0, "no sample configs in {}", dir.display());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    //! Properties of config loading over generated input (the fuzz
+    //! targets in `fuzz/` explore further).
+    use super::*;
+    use proptest::prelude::*;
+
+    const BASE: [&str; 6] = [
+        "agent {",
+        "    trust_domain = \"example.org\"",
+        "    server_address = \"127.0.0.1\"",
+        "    data_dir = \"/tmp/x\"",
+        "    trust_bundle_path = \"/tmp/b.pem\"",
+        "}",
+    ];
+
+    fn load(text: &str) -> Result<AgentConfig, ConfigError> {
+        let file = ConfigFile::parse(Path::new("agent.conf"), text)?;
+        AgentConfig::from_file(&file, &Overrides::default())
+    }
+
+    proptest! {
+        /// Any text is a config or an error, never a panic.
+        #[test]
+        fn any_text_loads_or_fails(text in "\\PC{0,300}") {
+            let _ = load(&text);
+        }
+
+        /// An unknown key anywhere in `agent {}` is refused, and the error
+        /// names the key and its line.
+        #[test]
+        fn unknown_keys_are_named_with_their_line(
+            at in 1usize..5,
+            key in "[a-z][a-z_]{0,12}_x",
+            blank in 0usize..3,
+        ) {
+            let mut lines: Vec<String> = BASE.iter().map(|l| (*l).to_owned()).collect();
+            lines.insert(at, format!("    {key} = \"v\""));
+            for _ in 0..blank {
+                lines.insert(at, "    # comment".to_owned());
+            }
+            let text = lines.join("\n") + "\nplugins {\n    NodeAttestor \"join_token\" {\n        plugin_data {}\n    }\n    WorkloadAttestor \"unix\" {\n        plugin_data {}\n    }\n}\n";
+            let err = load(&text).err();
+            prop_assert!(err.is_some(), "accepted an unknown key {}", key);
+            if let Some(err) = err {
+                let line = match &err {
+                    ConfigError::File(e) => e.line(),
+                    _ => None,
+                };
+                prop_assert_eq!(line, Some(at + blank + 1), "{}", err);
+                prop_assert!(err.to_string().contains(&key), "{}", err);
+            }
+        }
+    }
+}

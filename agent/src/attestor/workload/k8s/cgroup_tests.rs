@@ -182,3 +182,69 @@ fn locate_falls_back_to_mountinfo() {
     let err = locate(dir.path(), 43, false).unwrap_err();
     assert!(matches!(err, K8sError::ProcessGone { pid: 43 }), "{err}");
 }
+
+mod properties {
+    //! Properties of the cgroup and mountinfo parsers over generated
+    //! input (the fuzz targets in `fuzz/` explore further).
+    use super::super::*;
+    use proptest::prelude::*;
+
+    fn hex(len: usize) -> impl Strategy<Value = String> {
+        proptest::collection::vec(proptest::sample::select(b"0123456789abcdef".to_vec()), len)
+            .prop_map(|b| String::from_utf8(b).unwrap_or_default())
+    }
+
+    fn pod_uid() -> impl Strategy<Value = String> {
+        (hex(8), hex(4), hex(4), hex(4), hex(12))
+            .prop_map(|(a, b, c, d, e)| format!("{a}-{b}-{c}-{d}-{e}"))
+    }
+
+    proptest! {
+        /// Whatever the file says, the parser answers (never panics), and a
+        /// container ID it reports is 64 hex digits taken from the input:
+        /// it never invents one.
+        #[test]
+        fn any_cgroup_text_yields_nothing_or_an_id_from_it(text in "\\PC{0,400}") {
+            if let Ok(Some(found)) = from_cgroup_file(&text) {
+                prop_assert_eq!(found.container_id.len(), 64);
+                prop_assert!(text.contains(&found.container_id));
+            }
+            if let Ok(Some(found)) = from_mountinfo(&text) {
+                prop_assert_eq!(found.container_id.len(), 64);
+            }
+        }
+
+        /// Lines in the shapes kubelets write (cgroupfs and systemd
+        /// drivers, v1 and v2) give back exactly the pod UID and container
+        /// ID they were made from.
+        #[test]
+        fn kubelet_shaped_lines_round_trip(
+            uid in pod_uid(),
+            id in hex(64),
+            qos in proptest::sample::select(vec!["", "burstable/", "besteffort/"]),
+            systemd in any::<bool>(),
+        ) {
+            let line = if systemd {
+                let qos_unit = qos.trim_end_matches('/');
+                let slice = if qos_unit.is_empty() {
+                    String::new()
+                } else {
+                    format!("kubepods-{qos_unit}.slice/")
+                };
+                let qos_part = if qos_unit.is_empty() { String::new() } else { format!("-{qos_unit}") };
+                format!(
+                    "0::/kubepods.slice/{slice}kubepods{qos_part}-pod{}.slice/cri-containerd-{id}.scope\n",
+                    uid.replace('-', "_")
+                )
+            } else {
+                format!("12:pids:/kubepods/{qos}pod{uid}/{id}\n")
+            };
+            let found = from_cgroup_file(&line).ok().flatten();
+            prop_assert_eq!(
+                found,
+                Some(ContainerRef { pod_uid: Some(uid.clone()), container_id: id.clone() }),
+                "{}", line
+            );
+        }
+    }
+}

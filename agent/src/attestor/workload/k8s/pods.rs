@@ -217,3 +217,36 @@ mod tests {
         assert!(pod.find_container("").is_none());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any bytes from the kubelet are a pod list or an error, never a
+        /// panic.
+        #[test]
+        fn any_body_parses_or_fails(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = PodList::parse(&body);
+        }
+
+        /// JSON of the right shape with arbitrary strings keeps every pod's
+        /// identity as sent.
+        #[test]
+        fn pods_keep_their_names(names in proptest::collection::vec("\\PC{0,40}", 0..8)) {
+            let items: Vec<serde_json::Value> = names
+                .iter()
+                .map(|n| serde_json::json!({"metadata": {"name": n, "namespace": "ns", "uid": n}}))
+                .collect();
+            let body = serde_json::to_vec(&serde_json::json!({"kind": "PodList", "items": items}))
+                .unwrap_or_default();
+            let list = PodList::parse(&body);
+            prop_assert!(list.is_ok(), "{:?}", list.err());
+            if let Ok(list) = list {
+                let parsed: Vec<String> = list.items.iter().map(|p| p.metadata.name.clone()).collect();
+                prop_assert_eq!(parsed, names);
+            }
+        }
+    }
+}
