@@ -20,7 +20,10 @@ fuzz_target!(|data: &[u8]| {
     for authority in &parsed.jwt_authorities {
         assert!(!authority.key_id.is_empty());
         let jwk = bundle::spki_to_jwk(&authority.public_key).expect("SPKI made by jwk_to_spki");
-        assert_eq!(bundle::jwk_to_spki(&jwk).as_ref(), Ok(&authority.public_key));
+        assert_eq!(
+            bundle::jwk_to_spki(&jwk).as_ref(),
+            Ok(&authority.public_key)
+        );
     }
     let jwks_only = TrustBundle::from_json(td.clone(), jwks.as_bytes()).expect("JWKS reads back");
     assert_eq!(jwks_only.jwt_authorities, parsed.jwt_authorities);

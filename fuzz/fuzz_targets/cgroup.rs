@@ -13,13 +13,18 @@ fn check(found: &ContainerRef, source: Option<&str>) {
     assert_eq!(id.len(), 64);
     assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
     if let Some(source) = source {
-        assert!(source.contains(id.as_str()), "the container ID comes from the input");
+        assert!(
+            source.contains(id.as_str()),
+            "the container ID comes from the input"
+        );
     }
     if let Some(uid) = &found.pod_uid {
         let groups: Vec<&str> = uid.split('-').collect();
         let lens: Vec<usize> = groups.iter().map(|g| g.len()).collect();
         assert_eq!(lens, [8, 4, 4, 4, 12], "pod UID {uid:?}");
-        assert!(groups.iter().all(|g| g.bytes().all(|b| b.is_ascii_hexdigit())));
+        assert!(groups
+            .iter()
+            .all(|g| g.bytes().all(|b| b.is_ascii_hexdigit())));
     }
 }
 

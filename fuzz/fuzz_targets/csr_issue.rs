@@ -106,7 +106,9 @@ fn build_csr(fx: &Fixture, sans: &[San], common_name: &Option<String>) -> Option
         });
     }
     if let Some(cn) = common_name {
-        params.distinguished_name.push(DnType::CommonName, cn.clone());
+        params
+            .distinguished_name
+            .push(DnType::CommonName, cn.clone());
     }
     let csr = params.serialize_request(&fx.key).ok()?;
     Some(csr.der().to_vec())
@@ -144,7 +146,10 @@ fuzz_target!(|input: Input| {
     let params = match x509_params_for_entry(&entry, &csr) {
         Ok(params) => params,
         Err(e) => {
-            assert!(!(built && !edited), "a CSR signed by the test key was refused: {e:?}");
+            assert!(
+                !(built && !edited),
+                "a CSR signed by the test key was refused: {e:?}"
+            );
             return;
         }
     };
@@ -160,7 +165,10 @@ fuzz_target!(|input: Input| {
         parsed_csr.certification_request_info.subject_pki.raw
     );
     if built {
-        assert_eq!(params.public_key, fx.spki, "an edited CSR was accepted with another key");
+        assert_eq!(
+            params.public_key, fx.spki,
+            "an edited CSR was accepted with another key"
+        );
     }
     let public_key = params.public_key.clone();
 
@@ -191,8 +199,16 @@ fuzz_target!(|input: Input| {
             }
         }
     }
-    assert_eq!(uris, vec![ENTRY_ID.to_owned()], "issued an ID not in the entry");
-    assert_eq!(dns, vec![ENTRY_DNS.to_owned()], "issued a DNS name not in the entry");
+    assert_eq!(
+        uris,
+        vec![ENTRY_ID.to_owned()],
+        "issued an ID not in the entry"
+    );
+    assert_eq!(
+        dns,
+        vec![ENTRY_DNS.to_owned()],
+        "issued a DNS name not in the entry"
+    );
     for cn in leaf.subject().iter_common_name() {
         assert_eq!(cn.as_str().ok(), Some(ENTRY_DNS));
     }

@@ -28,7 +28,10 @@ fuzz_target!(|data: &[u8]| {
             return;
         };
         let list_size: usize = fields.iter().map(|f| f.size()).sum();
-        assert!(list_size <= max_list, "list of {list_size} bytes over {max_list}");
+        assert!(
+            list_size <= max_list,
+            "list of {list_size} bytes over {max_list}"
+        );
         let mut encoded = Vec::new();
         encode(&fields, &mut encoded);
         assert!(encoded.len() <= list_size);

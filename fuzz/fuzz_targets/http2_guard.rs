@@ -76,7 +76,10 @@ fn check_blocks(output: &[u8]) {
             }
             CONTINUATION => {
                 assert!(len <= MAX_FRAME_SIZE);
-                block.as_mut().expect("CONTINUATION after HEADERS").extend_from_slice(payload);
+                block
+                    .as_mut()
+                    .expect("CONTINUATION after HEADERS")
+                    .extend_from_slice(payload);
                 true
             }
             _ => {
@@ -129,7 +132,11 @@ fuzz_target!(|data: &[u8]| {
             Poll::Pending => panic!("the guard waits on a client that is always ready"),
         }
         let blocks = usize::try_from(guard.header_blocks()).expect("fits");
-        let per_block = if repair { MAX_HEADER_LIST_SIZE + FRAMING } else { FRAMING };
+        let per_block = if repair {
+            MAX_HEADER_LIST_SIZE + FRAMING
+        } else {
+            FRAMING
+        };
         assert!(
             output.len() <= stream.len() + blocks * per_block,
             "{} bytes out of {} in ({blocks} blocks)",

@@ -23,6 +23,7 @@ use ring::signature::{
 };
 use serde_json::{json, Map, Value};
 use spinel_spiffe::bundle::{JwtAuthority, TrustBundle};
+use spinel_spiffe::id::MAX_ID_LEN;
 use spinel_spiffe::jwt::{self, LEEWAY_SECONDS};
 use spinel_spiffe::TrustDomain;
 
@@ -53,8 +54,8 @@ fn keys() -> &'static Keys {
         let spki = |key: &EcdsaKeyPair| {
             // The SPKI prefix of an uncompressed P-256 point.
             let mut der = vec![
-                0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01,
-                0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+                0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
+                0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
             ];
             der.extend_from_slice(key.public_key().as_ref());
             der
@@ -187,8 +188,14 @@ fn build(input: &Input) -> (String, bool) {
                 .chars()
                 .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
                 .collect();
-            let path = if path.is_empty() { "w".to_owned() } else { path };
-            claims.insert("sub".into(), json!(format!("spiffe://example.org/{path}")));
+            let path = if path.is_empty() {
+                "w".to_owned()
+            } else {
+                path
+            };
+            let sub = format!("spiffe://example.org/{path}");
+            valid &= sub.len() <= MAX_ID_LEN;
+            claims.insert("sub".into(), json!(sub));
         }
         Sub::Foreign => {
             valid = false;
@@ -298,7 +305,10 @@ fuzz_target!(|input: Input| {
         // The signed part is ours: editing it never gets through.
         let (signing_input, sig) = token.rsplit_once('.').expect("three parts");
         let (ours, _) = signed.rsplit_once('.').expect("three parts");
-        assert_eq!(signing_input, ours, "accepted a token whose signed part was changed");
+        assert_eq!(
+            signing_input, ours,
+            "accepted a token whose signed part was changed"
+        );
         let sig = URL_SAFE_NO_PAD.decode(sig).expect("signature is base64url");
         UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, keys.signer.public_key().as_ref())
             .verify(signing_input.as_bytes(), &sig)
@@ -306,10 +316,15 @@ fuzz_target!(|input: Input| {
         let (header, claims) = jwt::decode_unverified(&token).expect("decodes");
         assert_eq!(header.get("alg"), Some(&json!("ES256")));
         assert_eq!(header.get("kid"), Some(&json!(SIGNING_KID)));
-        assert!(header.keys().all(|k| matches!(k.as_str(), "alg" | "kid" | "typ")));
+        assert!(header
+            .keys()
+            .all(|k| matches!(k.as_str(), "alg" | "kid" | "typ")));
         assert_eq!(ok.spiffe_id.trust_domain().as_str(), "example.org");
         assert_eq!(claims.get("sub"), Some(&json!(ok.spiffe_id.to_string())));
-        assert!(claims.get("exp").and_then(Value::as_i64).is_some_and(|e| e > NOW));
+        assert!(claims
+            .get("exp")
+            .and_then(Value::as_i64)
+            .is_some_and(|e| e > NOW));
         let aud = claims.get("aud").expect("aud");
         assert!(aud == AUDIENCE || aud.as_array().is_some_and(|a| a.contains(&json!(AUDIENCE))));
         for name in ["nbf", "iat"] {

@@ -22,13 +22,19 @@ fuzz_target!(|data: &[u8]| {
         assert!(!sel.kind.is_empty() && !sel.value.is_empty());
         assert!(!sel.kind.contains(':'));
         assert!(!line.chars().any(char::is_control));
-        assert_eq!(Selector::new(sel.kind.clone(), sel.value.clone()).as_ref(), Ok(&sel));
+        assert_eq!(
+            Selector::new(sel.kind.clone(), sel.value.clone()).as_ref(),
+            Ok(&sel)
+        );
         accepted.insert(sel);
     }
     if !accepted.is_empty() {
         assert!(selector::is_subset(&accepted, &accepted));
         assert!(selector::missing(&accepted, &accepted).is_empty());
     } else {
-        assert!(!selector::is_subset(&accepted, &accepted), "no selectors match nothing");
+        assert!(
+            !selector::is_subset(&accepted, &accepted),
+            "no selectors match nothing"
+        );
     }
 });

@@ -13,7 +13,11 @@ fuzz_target!(|data: &[u8]| {
 
     match id::parse_id(input) {
         Ok(parsed) => {
-            assert!(input.len() <= MAX_ID_LEN, "accepted a {}-byte ID", input.len());
+            assert!(
+                input.len() <= MAX_ID_LEN,
+                "accepted a {}-byte ID",
+                input.len()
+            );
             let shown = parsed.to_string();
             assert_eq!(shown, input, "an accepted ID is shown as it was given");
             assert_eq!(id::parse_id(&shown).as_ref(), Ok(&parsed));
@@ -41,7 +45,10 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(id::parse_trust_domain(name).as_ref(), Ok(&td));
         assert_eq!(id::parse_trust_domain(&td.id_string()).as_ref(), Ok(&td));
         // The trust domain's own ID and the server ID are valid IDs.
-        assert_eq!(id::parse_id(&td.id_string()).map(|i| i.to_string()), Ok(td.id_string()));
+        assert_eq!(
+            id::parse_id(&td.id_string()).map(|i| i.to_string()),
+            Ok(td.id_string())
+        );
         let server = id::server_id(&td);
         assert!(id::is_server(&server) && server.is_member_of(&td));
     }
