@@ -129,9 +129,12 @@ impl TrustBundle {
             .get("spiffe_sequence")
             .and_then(Value::as_u64)
             .unwrap_or(0);
+        // A hint that is not a positive number of seconds is no hint (and
+        // would not be written back).
         bundle.refresh_hint = doc
             .get("spiffe_refresh_hint")
             .and_then(Value::as_i64)
+            .filter(|hint| *hint > 0)
             .unwrap_or(0);
         for (index, key) in keys.iter().enumerate() {
             let bad = |reason: &str| BundleError::Key {
@@ -286,8 +289,11 @@ pub fn jwk_to_spki(jwk: &Map<String, Value>) -> Result<Vec<u8>, BundleError> {
         jwk.get(name)
             .and_then(Value::as_str)
             .and_then(|s| URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).ok())
+            .filter(|bytes| !bytes.is_empty())
             .ok_or_else(|| {
-                BundleError::UnsupportedKey(format!("JWK member {name:?} missing or not base64url"))
+                BundleError::UnsupportedKey(format!(
+                    "JWK member {name:?} missing, empty or not base64url"
+                ))
             })
     };
     match jwk.get("kty").and_then(Value::as_str) {
@@ -466,6 +472,34 @@ mod tests {
         let doc = br#"{"keys":[{"kty":"EC","use":"x509-svid","x5c":[]}]}"#;
         assert!(TrustBundle::from_json(td(), doc).is_err());
         assert!(TrustBundle::from_json(td(), b"{}").is_err());
+    }
+
+    /// Found by the `bundle_json` fuzz target: a negative hint was kept
+    /// when read but never written, so the bundle did not round-trip.
+    #[test]
+    fn a_negative_refresh_hint_reads_as_unset() {
+        let doc = br#"{"keys":[],"spiffe_refresh_hint":-5}"#;
+        let bundle = TrustBundle::from_json(td(), doc).unwrap();
+        assert_eq!(bundle.refresh_hint, 0);
+        let json = bundle.to_json().unwrap();
+        assert_eq!(
+            TrustBundle::from_json(td(), json.as_bytes()).unwrap(),
+            bundle
+        );
+    }
+
+    /// Found by the `bundle_json` fuzz target: an RSA JWK with an empty
+    /// `n` or `e` was read into a key that could not be written back, so
+    /// the bundle holding it could no longer be served as JSON.
+    #[test]
+    fn an_rsa_jwk_with_an_empty_member_is_refused() {
+        for (n, e) in [("", "AQAB"), ("wcHB", ""), ("", "")] {
+            let doc = format!(
+                r#"{{"keys":[{{"kty":"RSA","use":"jwt-svid","kid":"a","n":"{n}","e":"{e}"}}]}}"#
+            );
+            let err = TrustBundle::from_json(td(), doc.as_bytes()).unwrap_err();
+            assert!(err.to_string().contains("empty"), "{err}");
+        }
     }
 
     #[test]

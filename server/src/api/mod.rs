@@ -72,7 +72,8 @@ use spinel_spiffe::{Clock, SpiffeId, TrustDomain};
 use tonic::service::Routes;
 
 pub use auth::{method, policy, Caller, Policy};
-pub use error::ApiError;
+pub use error::{ApiError, ApiResult};
+pub use svid::x509_params_for_entry;
 pub use transport::PeerInfo;
 
 use crate::attestor::node::NodeAttestors;

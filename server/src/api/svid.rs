@@ -31,6 +31,7 @@ use super::entry::EntryService;
 use super::error::{ok_status, ApiError, ApiResult};
 use super::{validate, ApiState};
 use crate::ca::{verify_csr, X509SvidParams};
+use crate::datastore::RegistrationEntry;
 
 /// The SVID service.
 #[derive(Debug, Clone)]
@@ -54,18 +55,12 @@ impl SvidService {
         let entry = set
             .get(&p.entry_id)
             .ok_or_else(|| ApiError::not_found("entry not found or not authorized"))?;
-        let public_key = verify_csr(&p.csr).map_err(|e| ApiError::invalid("invalid CSR", e))?;
-        let spiffe_id = spinel_spiffe::id::parse_id(&entry.spiffe_id)
-            .map_err(|e| ApiError::internal("entry has malformed SPIFFE ID", e))?;
+        let params = x509_params_for_entry(entry, &p.csr)?;
+        let spiffe_id = params.spiffe_id.clone();
         let svid = self
             .state
             .ca
-            .sign_x509_svid(X509SvidParams {
-                spiffe_id: spiffe_id.clone(),
-                public_key,
-                dns_names: entry.dns_names.clone(),
-                ttl: ttl(entry.x509_svid_ttl),
-            })
+            .sign_x509_svid(params)
             .map_err(|e| ApiError::internal("failed to sign X509-SVID", e))?;
         Ok(x509_svid_to_proto(&svid, &spiffe_id, &entry.hint))
     }
@@ -141,6 +136,22 @@ impl SvidService {
         tracing::info!(spiffe_id = %spiffe_id, "X509-SVID minted");
         Ok(x509_svid_to_proto(&svid, &spiffe_id, ""))
     }
+}
+
+/// What an agent's X509-SVID for `entry` is made of: the SPIFFE ID, DNS
+/// names and TTL of the entry, and only the public key of `csr`, after its
+/// signature is verified (invariants 1 and 2). Public for the fuzz target
+/// `csr_issue`, which drives the issue policy through it.
+pub fn x509_params_for_entry(entry: &RegistrationEntry, csr: &[u8]) -> ApiResult<X509SvidParams> {
+    let public_key = verify_csr(csr).map_err(|e| ApiError::invalid("invalid CSR", e))?;
+    let spiffe_id = spinel_spiffe::id::parse_id(&entry.spiffe_id)
+        .map_err(|e| ApiError::internal("entry has malformed SPIFFE ID", e))?;
+    Ok(X509SvidParams {
+        spiffe_id,
+        public_key,
+        dns_names: entry.dns_names.clone(),
+        ttl: ttl(entry.x509_svid_ttl),
+    })
 }
 
 /// A TTL in seconds from the API; 0 means the default.

@@ -115,15 +115,16 @@ pub fn from_mountinfo(text: &str) -> Result<Option<ContainerRef>, K8sError> {
     Ok(acc.finish())
 }
 
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`. Only
+/// `\000` to `\377` are bytes; anything above is kept as text.
 fn unescape_octal(field: &str) -> String {
     let bytes = field.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .filter(|d| bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        let octal = bytes.get(i + 1..i + 4).filter(|d| {
+            bytes[i] == b'\\' && d[0] <= b'3' && d.iter().all(|c| (b'0'..=b'7').contains(c))
+        });
         match octal {
             Some(d) => {
                 out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));

@@ -158,6 +158,19 @@ fn mountinfo_octal_escapes() {
     assert_eq!(unescape_octal(r"/plain\09"), r"/plain\09");
 }
 
+/// Found by the `cgroup` fuzz target: `\ooo` above `\377` overflowed a
+/// byte (a panic in debug builds, a wrong byte in release builds). It is
+/// no escape the kernel writes, and is kept as it is.
+#[test]
+fn mountinfo_octal_above_a_byte_is_kept() {
+    assert_eq!(
+        unescape_octal(r"/a\777b\400c\377"),
+        "/a\\777b\\400c\u{fffd}"
+    );
+    let line = "30 20 0:26 /x\\777 /sys/fs/cgroup rw - cgroup2 cgroup2 rw";
+    assert_eq!(from_mountinfo(line).unwrap(), None);
+}
+
 #[test]
 fn locate_falls_back_to_mountinfo() {
     let dir = tempfile::tempdir().unwrap();

@@ -35,7 +35,7 @@ use async_trait::async_trait;
 use spinel_config::hcl::PluginDecl;
 use spinel_spiffe::Selector;
 
-pub use cgroup::{from_cgroup_file, from_mountinfo, ContainerRef};
+pub use cgroup::{from_cgroup_file, from_mountinfo, from_path, ContainerRef};
 pub use config::{Auth, Environment, K8sConfig, Settings, Transport, Verify};
 pub use error::K8sError;
 pub use kubelet::KubeletClient;
