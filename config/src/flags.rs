@@ -210,5 +210,4 @@ pub fn normalize_args(
 }
 
 #[cfg(test)]
-#[path = "flags_tests.rs"]
 mod tests;

@@ -243,5 +243,4 @@ pub fn validate(
 }
 
 #[cfg(test)]
-#[path = "jwt_tests.rs"]
 mod tests;

@@ -295,5 +295,4 @@ impl ServerCertVerifier for AnyServerCertificate {
 }
 
 #[cfg(test)]
-#[path = "tls_tests.rs"]
 mod tests;

@@ -298,5 +298,4 @@ pub fn untrusted<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a UntrustedS
 }
 
 #[cfg(test)]
-#[path = "unix_socket_tests.rs"]
 mod tests;

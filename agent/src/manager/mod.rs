@@ -1,7 +1,7 @@
 //! The manager: the agent's identity and everything it syncs from the server.
 //!
 //! - At start (`bootstrap.rs`) it loads the agent SVID from `data_dir`
-//!   ([`store`]) or attests with the join token. A reattestable attestor
+//!   (`store.rs`) or attests with the join token. A reattestable attestor
 //!   (`k8s_psat`) attests at every start with fresh evidence instead.
 //! - Every [`SYNC_INTERVAL`] it fetches the bundle and its authorized
 //!   entries, asks for X509-SVIDs for new or changed entries and for those

@@ -8,7 +8,7 @@
 //! the chain (`svid_file_name`, default `svid.pem`), the PKCS#8 key
 //! (`svid_key_file_name`, `svid_key.pem`, mode 0600), the CA bundle
 //! (`svid_bundle_file_name`, `bundle.pem`), the JWT-SVIDs of `jwt_svids`
-//! and the JWT bundle; then it tells the application ([`reload`]). JWT-SVID
+//! and the JWT bundle; then it tells the application (`reload`). JWT-SVID
 //! files are refreshed at half their lifetime. If the agent goes away the
 //! helper keeps the files it wrote and reconnects with capped backoff.
 //!

@@ -110,7 +110,7 @@ pub struct Explanation {
     /// Entries whose selectors are all attested.
     pub identities: Vec<EntryMatch>,
     /// When there are none: the entries missing the fewest selectors (at
-    /// most [`CLOSEST_SHOWN`], ties by entry ID).
+    /// most `CLOSEST_SHOWN`, ties by entry ID).
     pub closest: Vec<EntryMatch>,
     /// The snapshot held no entry with selectors at all.
     pub no_entries: bool,

@@ -262,5 +262,4 @@ fn plugin(
 }
 
 #[cfg(test)]
-#[path = "plugins_tests.rs"]
 mod tests;

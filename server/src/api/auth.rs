@@ -314,5 +314,4 @@ mod tests {
 }
 
 #[cfg(test)]
-#[path = "auth_tests.rs"]
 mod bundle_tests;

@@ -303,5 +303,4 @@ impl Deref for PeerChain {
 }
 
 #[cfg(test)]
-#[path = "client_trust_tests.rs"]
 mod tests;

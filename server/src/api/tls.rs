@@ -5,7 +5,7 @@
 //!   (`spiffe://<td>/spire/server`), swapped in place by [`maintain`] at
 //!   half its lifetime and whenever the bundle changes (CA rotation).
 //! - Client certificates are optional and judged by
-//!   [`ClientTrust`](super::client_trust::ClientTrust) against the bundle
+//!   [`ClientTrust`] against the bundle
 //!   as it is at the handshake, and again at every request
 //!   (`client_trust.rs`).
 //! - No session resumption: no session cache, no TLS 1.3 tickets, no TLS

@@ -1,7 +1,7 @@
 //! The embedded backend: sled in the server's data directory.
 //!
 //! Layout (one sled tree per kind, records as JSON):
-//! - `entries`: entry ID -> [`RegistrationEntry`](super::RegistrationEntry);
+//! - `entries`: entry ID -> [`RegistrationEntry`];
 //! - `entries_by_parent`, `entries_by_spiffe_id`: one empty-valued row per
 //!   entry, keyed (parent or SPIFFE ID, entry ID), so one agent's or one
 //!   identity's entries are a prefix scan, already in entry-ID order;

@@ -268,5 +268,4 @@ fn pod_uid_in(segment: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-#[path = "cgroup_tests.rs"]
 mod tests;

@@ -331,5 +331,4 @@ impl K8sConfig {
 }
 
 #[cfg(test)]
-#[path = "config_tests.rs"]
 mod tests;

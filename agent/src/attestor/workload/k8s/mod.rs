@@ -280,5 +280,4 @@ impl WorkloadAttestor for K8sAttestor {
 }
 
 #[cfg(test)]
-#[path = "attestor_tests.rs"]
 mod tests;

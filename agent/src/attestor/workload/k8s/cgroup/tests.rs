@@ -2,7 +2,7 @@ use super::*;
 
 macro_rules! fixture {
     ($name:literal) => {
-        include_str!(concat!("testdata/", $name))
+        include_str!(concat!("../testdata/", $name))
     };
 }
 
