@@ -12,13 +12,16 @@
 //! * [`duration`] parses and formats Go durations (`"1h30m"`);
 //! * [`flags`] accepts Go's `-flag value` spelling on top of `clap`;
 //! * [`logging`] sets up `tracing` from `log_level`, `log_format` and
-//!   `log_file`.
+//!   `log_file`, and [`logging::api`] is the core of both binaries'
+//!   Logger API (`logger get|set|reset`);
+//! * [`program`] is both binaries' `main`: flags, runtime, exit codes.
 
 pub mod de;
 pub mod duration;
 pub mod flags;
 pub mod hcl;
 pub mod logging;
+pub mod program;
 
 pub use duration::{format_go_duration, parse_go_duration, DurationError};
 pub use hcl::{ConfigError, ConfigFile, PluginDecl};

@@ -5,14 +5,16 @@
 //! [`tracing::Level`]. [`init`] installs a global `tracing` subscriber that
 //! writes text or JSON lines to stderr or appends to a file; [`subscriber`]
 //! builds the same subscriber without installing it. [`LevelHandle`]
-//! changes the installed subscriber's level at run time (SPIRE's logger
-//! API).
+//! changes the installed subscriber's level at run time, for SPIRE's
+//! Logger API ([`api`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, OnceLock};
+
+pub mod api;
 
 use serde::Deserialize;
 use tracing::{Level, Subscriber};

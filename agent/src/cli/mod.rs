@@ -80,49 +80,18 @@ pub fn main() -> ExitCode {
 /// [`main`] with explicit arguments (the first is the program name).
 pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let args = fetch_defaults_to_x509(args.into_iter().collect());
-    let cli: Cli = match spinel_config::flags::parse_go_style::<Cli>(args) {
-        Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("Error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async move {
-        if let Command::Validate(args) = &cli.command {
-            // In the runtime: the workload attestors' clients are built too.
-            return run_cmd::validate(args);
-        }
+    spinel_config::program::main_with_args(args, |cli: Cli| async move {
         let result = match cli.command {
+            // In the runtime: the workload attestors' clients are built too.
+            Command::Validate(args) => return Ok(run_cmd::validate(&args)),
             Command::Run(args) => run_cmd::run(args).await,
             Command::Healthcheck(args) => run_cmd::healthcheck(args).await,
             Command::Api(cmd) => api::run(cmd).await,
             Command::Debug(cmd) => debug::run(cmd).await,
             Command::SvidHelper(args) => svid_helper(args).await,
             Command::Logger(cmd) => logger::run(cmd).await,
-            // Handled above.
-            Command::Validate(_) => Ok(()),
         };
-        match result {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("Error: {e:#}");
-                ExitCode::FAILURE
-            }
-        }
+        result.map(|()| ExitCode::SUCCESS)
     })
 }
 

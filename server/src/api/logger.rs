@@ -1,14 +1,11 @@
 //! `spire.api.server.logger.v1.Logger`: the server's log level, read and
 //! changed at run time (`spinel-server logger get|set|reset`). Local
-//! callers only, as in SPIRE.
-//!
-//! The level is the one of the subscriber `spinel-server run` installed
-//! ([`spinel_config::logging::level_handle`]); a server started in-process
-//! without it answers `FailedPrecondition`.
+//! callers only, as in SPIRE; the calls themselves are
+//! [`spinel_config::logging::api`]'s.
 
 use std::sync::Arc;
 
-use spinel_config::logging::{api_level, level_from_api, level_handle, LevelHandle};
+use spinel_config::logging::api::LoggerApi;
 use spinel_proto::spire::api::server::logger::v1::logger_server::Logger;
 use spinel_proto::spire::api::server::logger::v1::{
     GetLoggerRequest, ResetLogLevelRequest, SetLogLevelRequest,
@@ -17,6 +14,8 @@ use spinel_proto::spire::api::types;
 use tonic::{Request, Response, Status};
 
 use super::{method, ApiState};
+
+const API: LoggerApi = LoggerApi::new("spinel-server");
 
 /// The logger service.
 #[derive(Debug)]
@@ -31,18 +30,6 @@ impl LoggerService {
     }
 }
 
-fn handle() -> Result<LevelHandle, Status> {
-    level_handle()
-        .ok_or_else(|| Status::failed_precondition("logging was not set up by `spinel-server run`"))
-}
-
-fn logger(handle: &LevelHandle) -> types::Logger {
-    types::Logger {
-        current_level: api_level(handle.current()),
-        launch_level: api_level(handle.launch()),
-    }
-}
-
 #[tonic::async_trait]
 impl Logger for LoggerService {
     async fn get_logger(
@@ -52,7 +39,7 @@ impl Logger for LoggerService {
         self.state
             .authorize(request.extensions(), method::GET_LOGGER)
             .await?;
-        Ok(Response::new(logger(&handle()?)))
+        API.get().map(Response::new)
     }
 
     async fn set_log_level(
@@ -62,16 +49,7 @@ impl Logger for LoggerService {
         self.state
             .authorize(request.extensions(), method::SET_LOG_LEVEL)
             .await?;
-        let n = request.get_ref().new_level;
-        let level = level_from_api(n).ok_or_else(|| {
-            Status::invalid_argument(format!(
-                "newLevel value cannot be {n} (PANIC, FATAL, ERROR, WARN, INFO, DEBUG or TRACE)"
-            ))
-        })?;
-        let handle = handle()?;
-        handle.set(level).map_err(Status::internal)?;
-        tracing::info!(new_level = %level, "Logger level set");
-        Ok(Response::new(logger(&handle)))
+        API.set(request.get_ref().new_level).map(Response::new)
     }
 
     async fn reset_log_level(
@@ -81,9 +59,6 @@ impl Logger for LoggerService {
         self.state
             .authorize(request.extensions(), method::RESET_LOG_LEVEL)
             .await?;
-        let handle = handle()?;
-        handle.reset().map_err(Status::internal)?;
-        tracing::info!(launch_level = %handle.launch(), "Logger level reset");
-        Ok(Response::new(logger(&handle)))
+        API.reset().map(Response::new)
     }
 }

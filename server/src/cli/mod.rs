@@ -86,32 +86,9 @@ pub fn main() -> ExitCode {
 
 /// [`main`] with explicit arguments (the first is the program name).
 pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
-    let cli: Cli = match spinel_config::flags::parse_go_style::<Cli>(args) {
-        Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
-    };
-    if let Command::Validate(args) = &cli.command {
-        return run_cmd::validate(args);
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("Error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async move {
+    spinel_config::program::main_with_args(args, |cli: Cli| async move {
         let result = match cli.command {
+            Command::Validate(args) => return Ok(run_cmd::validate(&args)),
             Command::Run(args) => run_cmd::run(args).await,
             Command::Healthcheck(args) => run_cmd::healthcheck(args).await,
             Command::Entry(cmd) => entry::run(cmd).await,
@@ -123,15 +100,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             Command::UpstreamAuthority(cmd) => upstreamauthority::run(cmd).await,
             Command::Jwt(cmd) => jwt::run(cmd).await,
             Command::Logger(cmd) => logger::run(cmd).await,
-            // Handled above, without a runtime.
-            Command::Validate(_) => Ok(()),
         };
-        match result {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("Error: {e:#}");
-                ExitCode::FAILURE
-            }
-        }
+        result.map(|()| ExitCode::SUCCESS)
     })
 }
