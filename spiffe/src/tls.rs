@@ -22,10 +22,9 @@ use std::sync::{Arc, Mutex};
 
 use crate::Clock;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
 
 /// The URI SANs of a DER certificate (none if it does not parse).
 pub fn uri_sans(der: &[u8]) -> Vec<String> {
@@ -171,17 +170,30 @@ impl SpiffeIdServerVerifier {
     }
 }
 
-/// The handshake-signature methods of a verifier with a `provider` field:
-/// both verifiers check them the same way, with the provider's algorithms.
+/// The handshake-signature methods of a rustls certificate verifier
+/// (`ServerCertVerifier` or `ClientCertVerifier`) with a
+/// `provider: Arc<CryptoProvider>` field: every Spinel verifier checks them
+/// the same way, with the provider's algorithms. Used inside the `impl`:
+///
+/// ```ignore
+/// impl ClientCertVerifier for MyVerifier {
+///     // verify_client_cert, root_hint_subjects, ...
+///     spinel_spiffe::handshake_signatures_by_provider!();
+/// }
+/// ```
+#[macro_export]
 macro_rules! handshake_signatures_by_provider {
     () => {
         fn verify_tls12_signature(
             &self,
             message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            verify_tls12_signature(
+            cert: &::rustls::pki_types::CertificateDer<'_>,
+            dss: &::rustls::DigitallySignedStruct,
+        ) -> ::std::result::Result<
+            ::rustls::client::danger::HandshakeSignatureValid,
+            ::rustls::Error,
+        > {
+            ::rustls::crypto::verify_tls12_signature(
                 message,
                 cert,
                 dss,
@@ -192,10 +204,13 @@ macro_rules! handshake_signatures_by_provider {
         fn verify_tls13_signature(
             &self,
             message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            verify_tls13_signature(
+            cert: &::rustls::pki_types::CertificateDer<'_>,
+            dss: &::rustls::DigitallySignedStruct,
+        ) -> ::std::result::Result<
+            ::rustls::client::danger::HandshakeSignatureValid,
+            ::rustls::Error,
+        > {
+            ::rustls::crypto::verify_tls13_signature(
                 message,
                 cert,
                 dss,
@@ -203,7 +218,7 @@ macro_rules! handshake_signatures_by_provider {
             )
         }
 
-        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        fn supported_verify_schemes(&self) -> ::std::vec::Vec<::rustls::SignatureScheme> {
             self.provider
                 .signature_verification_algorithms
                 .supported_schemes()
@@ -263,7 +278,7 @@ impl ServerCertVerifier for SpiffeIdServerVerifier {
         Ok(ServerCertVerified::assertion())
     }
 
-    handshake_signatures_by_provider!();
+    crate::handshake_signatures_by_provider!();
 }
 
 /// A server certificate verifier that accepts any certificate.
@@ -291,7 +306,7 @@ impl ServerCertVerifier for AnyServerCertificate {
         Ok(ServerCertVerified::assertion())
     }
 
-    handshake_signatures_by_provider!();
+    crate::handshake_signatures_by_provider!();
 }
 
 #[cfg(test)]

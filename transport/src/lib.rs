@@ -14,10 +14,13 @@
 //! - [`tcp`]: the accept loop of every TCP listener: caps in total and per
 //!   source address, accept back-off.
 //! - [`server`]: the HTTP/2 settings every gRPC listener shares.
+//! - [`delegate`]: `AsyncRead`/`AsyncWrite` of connection wrappers,
+//!   delegated to the stream they hold ([`delegate_io!`]).
 //! - [`unix_socket`]: binding Unix sockets with their mode from the start,
 //!   in directories no other user can change; connecting only to sockets
 //!   of the invoking user or root.
 
+pub mod delegate;
 pub mod hpack;
 pub mod http2;
 pub mod limits;

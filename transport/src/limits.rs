@@ -159,6 +159,33 @@ impl AcceptBackoff {
     }
 }
 
+/// When a listener may log a refused connection again: at most once a
+/// minute, so that a flood does not also flood the log. The messages say
+/// "(logged once a minute)".
+#[derive(Debug, Default)]
+pub struct RefusalLog {
+    last: Option<tokio::time::Instant>,
+}
+
+impl RefusalLog {
+    /// How long the log stays quiet after a refusal was logged.
+    pub const INTERVAL: Duration = Duration::from_secs(60);
+
+    /// Whether this refusal is to be logged (and, if so, starts the quiet
+    /// minute).
+    pub fn due(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|at| now.duration_since(at) < Self::INTERVAL)
+        {
+            return false;
+        }
+        self.last = Some(now);
+        true
+    }
+}
+
 /// Accept errors that concern one connection or a momentary shortage
 /// (file descriptors, memory), after which the listener still works.
 pub fn is_transient_accept_error(e: &io::Error) -> bool {

@@ -14,10 +14,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::time::Instant;
 
 use crate::limits::{
     is_transient_accept_error, AcceptBackoff, ConnectionLimits, Limiter, Permit, Refusal,
+    RefusalLog,
 };
 
 /// Caps of the HTTP/1 listeners (OIDC discovery, bundle endpoint, health
@@ -42,7 +42,7 @@ pub struct TcpAdmission {
     listener: TcpListener,
     limiter: Limiter<IpAddr>,
     backoff: AcceptBackoff,
-    last_refusal_log: Option<Instant>,
+    refusal_log: RefusalLog,
     name: &'static str,
 }
 
@@ -54,7 +54,7 @@ impl TcpAdmission {
             listener,
             limiter: Limiter::new(limits),
             backoff: AcceptBackoff::default(),
-            last_refusal_log: None,
+            refusal_log: RefusalLog::default(),
             name,
         }
     }
@@ -97,14 +97,9 @@ impl TcpAdmission {
     }
 
     fn log_refusal(&mut self, refusal: Refusal, remote: SocketAddr) {
-        let now = Instant::now();
-        if self
-            .last_refusal_log
-            .is_some_and(|at| now.duration_since(at) < Duration::from_secs(60))
-        {
+        if !self.refusal_log.due() {
             return;
         }
-        self.last_refusal_log = Some(now);
         match refusal {
             Refusal::Global(max) => tracing::warn!(
                 listener = self.name,

@@ -21,18 +21,15 @@
 //! never in a tight loop; any other error ends the stream.
 
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use std::time::Duration;
 
 use futures::Stream;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{UnixListener, UnixStream};
 use tonic::transport::server::Connected;
 
 use crate::http2::{GuardOptions, Http2Guard};
 use crate::limits::{
     is_transient_accept_error, AcceptBackoff, ConnectionLimits, Limiter, Permit, Refusal,
+    RefusalLog,
 };
 use crate::process::{Pinned, ProcessHandle};
 
@@ -75,7 +72,6 @@ impl Connected for UnixConnection {
 }
 
 /// How often a listener logs that it turns connections away.
-const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Accepts connections on `listener` (named `what` in logs) under
 /// `limits`. See the module documentation.
@@ -88,7 +84,7 @@ pub fn incoming(
         listener,
         limiter: Limiter::new(limits),
         backoff: AcceptBackoff::default(),
-        last_refusal_log: None,
+        refusal_log: RefusalLog::default(),
         warned_pin: false,
         what,
     };
@@ -105,7 +101,7 @@ struct Accepting {
     listener: UnixListener,
     limiter: Limiter<u32>,
     backoff: AcceptBackoff,
-    last_refusal_log: Option<tokio::time::Instant>,
+    refusal_log: RefusalLog,
     warned_pin: bool,
     what: &'static str,
 }
@@ -182,14 +178,9 @@ impl Accepting {
     }
 
     fn log_refusal(&mut self, uid: u32, pid: Option<i32>, refusal: Refusal) {
-        let now = tokio::time::Instant::now();
-        if self
-            .last_refusal_log
-            .is_some_and(|at| now.duration_since(at) < REFUSAL_LOG_INTERVAL)
-        {
+        if !self.refusal_log.due() {
             return;
         }
-        self.last_refusal_log = Some(now);
         match refusal {
             Refusal::Global(max) => tracing::warn!(
                 listener = self.what,
@@ -207,42 +198,4 @@ impl Accepting {
     }
 }
 
-impl AsyncRead for UnixConnection {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for UnixConnection {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-}
+crate::delegate_io!(UnixConnection, io);

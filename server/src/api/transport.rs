@@ -20,15 +20,12 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::Stream;
 use spinel_transport::tcp::TcpAdmission;
 use spinel_transport::{ConnectionLimits, GuardOptions, Http2Guard, Permit, UnixConnection};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
@@ -109,55 +106,8 @@ impl Connected for LocalConnection {
     }
 }
 
-macro_rules! delegate_io {
-    ($ty:ty, $field:tt) => {
-        impl AsyncRead for $ty {
-            fn poll_read(
-                mut self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                buf: &mut ReadBuf<'_>,
-            ) -> Poll<io::Result<()>> {
-                Pin::new(&mut self.$field).poll_read(cx, buf)
-            }
-        }
-
-        impl AsyncWrite for $ty {
-            fn poll_write(
-                mut self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                buf: &[u8],
-            ) -> Poll<io::Result<usize>> {
-                Pin::new(&mut self.$field).poll_write(cx, buf)
-            }
-
-            fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                Pin::new(&mut self.$field).poll_flush(cx)
-            }
-
-            fn poll_shutdown(
-                mut self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-            ) -> Poll<io::Result<()>> {
-                Pin::new(&mut self.$field).poll_shutdown(cx)
-            }
-
-            fn poll_write_vectored(
-                mut self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                bufs: &[io::IoSlice<'_>],
-            ) -> Poll<io::Result<usize>> {
-                Pin::new(&mut self.$field).poll_write_vectored(cx, bufs)
-            }
-
-            fn is_write_vectored(&self) -> bool {
-                self.$field.is_write_vectored()
-            }
-        }
-    };
-}
-
-delegate_io!(TlsConnection, io);
-delegate_io!(LocalConnection, 0);
+spinel_transport::delegate_io!(TlsConnection, io);
+spinel_transport::delegate_io!(LocalConnection, 0);
 
 /// Accepts TCP connections under `limits` and completes their TLS
 /// handshakes, yielding the established connections, their client chains
