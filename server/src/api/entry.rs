@@ -19,7 +19,7 @@ use tonic::{Code, Request, Response, Status, Streaming};
 
 use super::auth::{method, Caller};
 use super::authorized::AuthorizedSet;
-use super::convert::{entry_to_proto_masked, paginate, set_matches};
+use super::convert::{entry_to_proto_masked, set_matches};
 use super::error::{ok_status, ApiError, ApiResult};
 use super::{sync, validate, ApiState};
 use crate::datastore::{DataStoreError, EntryFilter, RegistrationEntry, SelectorMatch};
@@ -127,6 +127,51 @@ impl EntryService {
             .await
             .map_err(|e| ApiError::datastore("failed to list entries", e))?;
         Ok(entries.into_iter().filter(|e| filter.keeps(e)).collect())
+    }
+
+    /// One page of `ListEntries`: at most `page_size` entries (all of them
+    /// when it is 0) after the entry `page_token` names, and the token of
+    /// the next page (empty on the last). The datastore is read a page at
+    /// a time, so listing a large table page by page stays linear.
+    async fn entries_page(
+        &self,
+        filter: &Filter,
+        page_token: &str,
+        page_size: i32,
+    ) -> ApiResult<(Vec<RegistrationEntry>, String)> {
+        let size = usize::try_from(page_size).unwrap_or(0);
+        if size == 0 {
+            let after = (!page_token.is_empty()).then_some(page_token);
+            let mut entries = self.entries(filter).await?;
+            if let Some(after) = after {
+                entries.retain(|e| e.id.as_str() > after);
+            }
+            return Ok((entries, String::new()));
+        }
+        let mut page = Vec::with_capacity(size + 1);
+        let mut after = (!page_token.is_empty()).then(|| page_token.to_owned());
+        loop {
+            // One more than the page holds: whether a next page exists.
+            let want = size + 1 - page.len();
+            let chunk = self
+                .state
+                .datastore
+                .list_entries_page(&filter.store, after.as_deref(), want)
+                .await
+                .map_err(|e| ApiError::datastore("failed to list entries", e))?;
+            let exhausted = chunk.len() < want;
+            after = chunk.last().map(|e| e.id.clone());
+            page.extend(chunk.into_iter().filter(|e| filter.keeps(e)));
+            if exhausted || page.len() > size {
+                break;
+            }
+        }
+        if page.len() <= size {
+            return Ok((page, String::new()));
+        }
+        page.truncate(size);
+        let next = page.last().map(|e| e.id.clone()).unwrap_or_default();
+        Ok((page, next))
     }
 
     async fn create(
@@ -295,8 +340,9 @@ impl Entry for EntryService {
                 by_downstream: f.by_downstream,
             },
         )?;
-        let entries = self.entries(&filter).await?;
-        let (page, next_page_token) = paginate(entries, req.page_size, &req.page_token, |e| &e.id);
+        let (page, next_page_token) = self
+            .entries_page(&filter, &req.page_token, req.page_size)
+            .await?;
         Ok(Response::new(ListEntriesResponse {
             entries: page
                 .iter()

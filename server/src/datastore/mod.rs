@@ -98,6 +98,16 @@ pub trait DataStore: Send + Sync + std::fmt::Debug + 'static {
     async fn get_entry(&self, id: &str) -> Result<Option<RegistrationEntry>>;
     /// Entries matching `filter`, ordered by ID.
     async fn list_entries(&self, filter: &EntryFilter) -> Result<Vec<RegistrationEntry>>;
+    /// One page of [`Self::list_entries`]: the first `limit` entries
+    /// matching `filter` whose ID sorts after `after` (from the start
+    /// without it), ordered by ID. A page costs what it returns (plus the
+    /// entries the filter skips on the way), not the size of the table.
+    async fn list_entries_page(
+        &self,
+        filter: &EntryFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RegistrationEntry>>;
     /// Number of entries.
     async fn count_entries(&self) -> Result<u64>;
     /// A counter bumped on every entry create/update/delete; lets caches

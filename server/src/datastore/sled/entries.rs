@@ -3,6 +3,7 @@
 //! SPIFFE ID.
 
 use std::collections::BTreeSet;
+use std::ops::Bound;
 
 use ::sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use ::sled::{Transactional, Tree};
@@ -142,12 +143,14 @@ impl Trees {
 
     /// `(entry ID, parent ID)` of the entries whose SPIFFE ID is `id`.
     fn parents_of(&self, id: &str) -> Result<Vec<(String, String)>> {
-        Ok(self
-            .indexed(&self.by_spiffe_id, BY_SPIFFE_ID, id)?
-            .into_iter()
-            .filter(|e| e.spiffe_id == id)
-            .map(|e| (e.id, e.parent_id))
-            .collect())
+        let mut found = Vec::new();
+        self.walk_index(&self.by_spiffe_id, BY_SPIFFE_ID, id, None, &mut |e| {
+            if e.spiffe_id == id {
+                found.push((e.id, e.parent_id));
+            }
+            true
+        })?;
+        Ok(found)
     }
 
     pub(super) fn create_entry(
@@ -217,26 +220,82 @@ impl Trees {
     }
 
     pub(super) fn list_entries(&self, filter: &EntryFilter) -> Result<Vec<RegistrationEntry>> {
-        let candidates = if let Some(parent_id) = &filter.parent_id {
-            self.indexed(&self.by_parent, BY_PARENT, parent_id)?
-        } else if let Some(spiffe_id) = &filter.spiffe_id {
-            self.indexed(&self.by_spiffe_id, BY_SPIFFE_ID, spiffe_id)?
-        } else {
-            self.all_entries()?
-        };
-        Ok(candidates
-            .into_iter()
-            .filter(|entry| matches(filter, entry))
-            .collect())
+        self.list_entries_page(filter, None, usize::MAX)
     }
 
-    /// The entries an index lists under `value`, in ID order. The caller
+    /// Walks the narrowest index the filter allows (or the table), in ID
+    /// order from just after `after`, decoding entries only until `limit`
+    /// of them match.
+    pub(super) fn list_entries_page(
+        &self,
+        filter: &EntryFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RegistrationEntry>> {
+        let mut found = Vec::new();
+        if limit == 0 {
+            return Ok(found);
+        }
+        let mut keep = |entry: RegistrationEntry| {
+            if matches(filter, &entry) {
+                found.push(entry);
+            }
+            found.len() < limit
+        };
+        if let Some(parent_id) = &filter.parent_id {
+            self.walk_index(&self.by_parent, BY_PARENT, parent_id, after, &mut keep)?;
+        } else if let Some(spiffe_id) = &filter.spiffe_id {
+            self.walk_index(
+                &self.by_spiffe_id,
+                BY_SPIFFE_ID,
+                spiffe_id,
+                after,
+                &mut keep,
+            )?;
+        } else {
+            let start = match after {
+                Some(after) => Bound::Excluded(after.as_bytes().to_vec()),
+                None => Bound::Unbounded,
+            };
+            for item in self.entries.range((start, Bound::Unbounded)) {
+                let (key, bytes) = item.map_err(|e| backend("reading entries", e))?;
+                if !keep(decode(ENTRIES, &key, &bytes)?) {
+                    break;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Feeds `keep` the entries an index lists under `value` whose ID sorts
+    /// after `after`, in ID order, until it answers false. The caller
     /// filters again: an entry changed since its index row was read may no
     /// longer match.
-    fn indexed(&self, index: &Tree, name: &str, value: &str) -> Result<Vec<RegistrationEntry>> {
+    fn walk_index(
+        &self,
+        index: &Tree,
+        name: &str,
+        value: &str,
+        after: Option<&str>,
+        keep: &mut dyn FnMut(RegistrationEntry) -> bool,
+    ) -> Result<()> {
         let prefix = index_prefix(value);
-        let mut found = Vec::new();
-        for row in index.scan_prefix(&prefix) {
+        let rows: Box<dyn Iterator<Item = ::sled::Result<(::sled::IVec, ::sled::IVec)>>> =
+            match after {
+                Some(after) => {
+                    let mut start = prefix.clone();
+                    start.extend_from_slice(after.as_bytes());
+                    Box::new(
+                        index
+                            .range((Bound::Excluded(start), Bound::Unbounded))
+                            .take_while(|row| {
+                                row.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix))
+                            }),
+                    )
+                }
+                None => Box::new(index.scan_prefix(&prefix)),
+            };
+        for row in rows {
             let (key, _) = row.map_err(|e| backend(&format!("reading {name}"), e))?;
             let id = id_from_index_key(&prefix, &key);
             // Gone since the row was read: a concurrent delete.
@@ -245,10 +304,12 @@ impl Trees {
                 .get(id)
                 .map_err(|e| backend("reading entries", e))?
             {
-                found.push(decode(ENTRIES, id, &bytes)?);
+                if !keep(decode(ENTRIES, id, &bytes)?) {
+                    break;
+                }
             }
         }
-        Ok(found)
+        Ok(())
     }
 
     pub(super) fn all_entries(&self) -> Result<Vec<RegistrationEntry>> {

@@ -171,6 +171,17 @@ impl DataStore for SledDataStore {
         blocking(move || trees.list_entries(&filter)).await
     }
 
+    async fn list_entries_page(
+        &self,
+        filter: &EntryFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RegistrationEntry>> {
+        let (trees, filter) = (self.trees.clone(), filter.clone());
+        let after = after.map(str::to_owned);
+        blocking(move || trees.list_entries_page(&filter, after.as_deref(), limit)).await
+    }
+
     async fn count_entries(&self) -> Result<u64> {
         self.trees.count_entries()
     }

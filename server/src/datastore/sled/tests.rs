@@ -200,3 +200,67 @@ async fn concurrent_writes_do_not_deadlock() {
     }
     assert_eq!(ds.list_agents().await.unwrap().len(), 640);
 }
+
+#[tokio::test]
+async fn pages_walk_the_table_and_the_indexes_in_id_order() {
+    let ds = SledDataStore::open_temporary().unwrap();
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let mut e = entry("");
+        e.spiffe_id = format!("spiffe://example.org/w{i}");
+        // Every third entry under another parent.
+        if i % 3 == 0 {
+            e.parent_id = "spiffe://example.org/spire/agent/join_token/t2".into();
+        }
+        ids.push(ds.create_entry(e).await.unwrap().id);
+    }
+    ids.sort();
+    let pages = |filter: EntryFilter, limit: usize| {
+        let ds = &ds;
+        async move {
+            let mut seen = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let page = ds
+                    .list_entries_page(&filter, after.as_deref(), limit)
+                    .await
+                    .unwrap();
+                assert!(page.len() <= limit);
+                let Some(last) = page.last() else { break };
+                after = Some(last.id.clone());
+                seen.extend(page.into_iter().map(|e| e.id));
+            }
+            seen
+        }
+    };
+    for limit in [1, 3, 10, 11] {
+        assert_eq!(
+            pages(EntryFilter::default(), limit).await,
+            ids,
+            "limit {limit}"
+        );
+        let under_agent = EntryFilter {
+            parent_id: Some(AGENT.into()),
+            ..Default::default()
+        };
+        let expected: Vec<String> = ds
+            .list_entries(&under_agent)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(expected.len(), 6);
+        assert_eq!(pages(under_agent, limit).await, expected, "limit {limit}");
+    }
+    let one = EntryFilter {
+        spiffe_id: Some("spiffe://example.org/w4".into()),
+        ..Default::default()
+    };
+    assert_eq!(pages(one, 1).await.len(), 1);
+    assert!(ds
+        .list_entries_page(&EntryFilter::default(), None, 0)
+        .await
+        .unwrap()
+        .is_empty());
+}
