@@ -71,8 +71,6 @@ impl Connected for UnixConnection {
     }
 }
 
-/// How often a listener logs that it turns connections away.
-
 /// Accepts connections on `listener` (named `what` in logs) under
 /// `limits`. See the module documentation.
 pub fn incoming(
