@@ -174,22 +174,14 @@ impl EntryService {
         Ok((page, next))
     }
 
-    async fn create(
+    /// The result of one entry of a batch create, from what the datastore
+    /// did with it.
+    async fn created(
         &self,
-        e: &types::Entry,
+        outcome: Result<RegistrationEntry, DataStoreError>,
         mask: Option<&types::EntryMask>,
     ) -> batch_create_entry_response::Result {
-        let entry = match validate::entry(&self.state.trust_domain, e, None) {
-            Ok(entry) => entry,
-            Err(reason) => {
-                return batch_create_entry_response::Result {
-                    status: Some(ApiError::invalid("failed to convert entry", reason).to_proto()),
-                    entry: None,
-                }
-            }
-        };
-        let ds = &self.state.datastore;
-        match ds.create_entry(entry).await {
+        match outcome {
             Ok(stored) => {
                 tracing::info!(entry_id = %stored.id, spiffe_id = %stored.spiffe_id, "entry created");
                 super::audit::note_entity(&stored.id);
@@ -200,7 +192,7 @@ impl EntryService {
             }
             Err(DataStoreError::AlreadyExists { id, .. }) => {
                 // As SPIRE: report the similar entry, with AlreadyExists.
-                let existing = ds.get_entry(&id).await.ok().flatten();
+                let existing = self.state.datastore.get_entry(&id).await.ok().flatten();
                 batch_create_entry_response::Result {
                     status: Some(
                         ApiError::new(Code::AlreadyExists, "similar entry already exists")
@@ -385,10 +377,58 @@ impl Entry for EntryService {
             .authorize(request.extensions(), method::BATCH_CREATE_ENTRY)
             .await?;
         let req = request.into_inner();
-        let mut results = Vec::with_capacity(req.entries.len());
-        for e in &req.entries {
-            results.push(self.create(e, req.output_mask.as_ref()).await);
+        let mask = req.output_mask.as_ref();
+        // Invalid entries get their answer now; the valid ones go to the
+        // datastore together (one durable write for the batch).
+        let mut results = vec![None; req.entries.len()];
+        let mut valid = Vec::with_capacity(req.entries.len());
+        let mut slots = Vec::with_capacity(req.entries.len());
+        for (slot, e) in req.entries.iter().enumerate() {
+            match validate::entry(&self.state.trust_domain, e, None) {
+                Ok(entry) => {
+                    valid.push(entry);
+                    slots.push(slot);
+                }
+                Err(reason) => {
+                    results[slot] = Some(batch_create_entry_response::Result {
+                        status: Some(
+                            ApiError::invalid("failed to convert entry", reason).to_proto(),
+                        ),
+                        entry: None,
+                    });
+                }
+            }
         }
+        if !valid.is_empty() {
+            match self.state.datastore.create_entries(valid).await {
+                Ok(outcomes) => {
+                    for (slot, outcome) in slots.into_iter().zip(outcomes) {
+                        results[slot] = Some(self.created(outcome, mask).await);
+                    }
+                }
+                Err(e) => {
+                    let status = ApiError::datastore("failed to create entry", e).to_proto();
+                    for slot in slots {
+                        results[slot] = Some(batch_create_entry_response::Result {
+                            status: Some(status.clone()),
+                            entry: None,
+                        });
+                    }
+                }
+            }
+        }
+        let results = results
+            .into_iter()
+            .map(|result| {
+                result.unwrap_or_else(|| batch_create_entry_response::Result {
+                    status: Some(
+                        ApiError::new(Code::Internal, "the datastore left an entry unanswered")
+                            .to_proto(),
+                    ),
+                    entry: None,
+                })
+            })
+            .collect();
         Ok(Response::new(BatchCreateEntryResponse { results }))
     }
 

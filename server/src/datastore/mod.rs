@@ -88,6 +88,15 @@ pub trait DataStore: Send + Sync + std::fmt::Debug + 'static {
     /// that would close a parent cycle is `ParentCycle`. Returns the
     /// stored entry.
     async fn create_entry(&self, entry: RegistrationEntry) -> Result<RegistrationEntry>;
+    /// Creates each of `entries` as [`Self::create_entry`] would, in order
+    /// (a later entry similar to an earlier one of the same call is
+    /// `AlreadyExists`), with one outcome per entry, and makes them durable
+    /// together before it returns: `Ok` means every created entry is on
+    /// disk; `Err` means none is acknowledged.
+    async fn create_entries(
+        &self,
+        entries: Vec<RegistrationEntry>,
+    ) -> Result<Vec<Result<RegistrationEntry>>>;
     /// Replaces the entry with `entry.id` (NotFound if absent), bumping its
     /// revision number; `ParentCycle` as for create. Returns the stored
     /// entry.

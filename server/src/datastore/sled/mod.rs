@@ -150,6 +150,25 @@ impl DataStore for SledDataStore {
         Ok(stored)
     }
 
+    async fn create_entries(
+        &self,
+        entries: Vec<RegistrationEntry>,
+    ) -> Result<Vec<Result<RegistrationEntry>>> {
+        let trees = self.trees.clone();
+        let now = self.clock.unix_seconds();
+        let outcomes = blocking(move || {
+            Ok(entries
+                .into_iter()
+                .map(|entry| trees.create_entry(entry, now))
+                .collect::<Vec<_>>())
+        })
+        .await?;
+        // One flush for the batch: sled's flush makes every write before it
+        // durable.
+        self.flush().await?;
+        Ok(outcomes)
+    }
+
     async fn update_entry(&self, entry: RegistrationEntry) -> Result<RegistrationEntry> {
         let stored = self.trees.update_entry(entry)?;
         self.flush().await?;

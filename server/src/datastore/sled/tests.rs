@@ -264,3 +264,25 @@ async fn pages_walk_the_table_and_the_indexes_in_id_order() {
         .unwrap()
         .is_empty());
 }
+
+#[tokio::test]
+async fn a_batch_creates_in_order_and_answers_each_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = SledDataStore::open(dir.path()).unwrap();
+    let mut other = entry("");
+    other.spiffe_id = "spiffe://example.org/other".into();
+    let outcomes = ds
+        .create_entries(vec![entry(""), entry(""), other])
+        .await
+        .unwrap();
+    assert_eq!(outcomes.len(), 3);
+    let first = outcomes[0].as_ref().unwrap();
+    // The second is similar to the first of the same batch.
+    let dup = outcomes[1].as_ref().unwrap_err().to_string();
+    assert!(dup.contains(&first.id), "{dup}");
+    assert!(outcomes[2].is_ok());
+    // Acknowledged means on disk: a reopened store has both.
+    drop(ds);
+    let ds = SledDataStore::open(dir.path()).unwrap();
+    assert_eq!(ds.count_entries().await.unwrap(), 2);
+}
