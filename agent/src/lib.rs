@@ -13,6 +13,8 @@
 //! - [`cache`]: the snapshot the Workload API serves;
 //! - [`workload_api`]: the `SpiffeWorkloadAPI` gRPC service;
 //! - [`admin`]: the admin socket (debug API: why a process gets no identity);
+//! - [`workload_client`]: the client side of the agent's sockets (the CLI
+//!   and `svid_helper` use it);
 //! - [`svid_helper`]: SVIDs kept as files for apps without Workload API support;
 //! - [`cli`]: the `spinel-agent` command line (`run`, `api fetch`, ...).
 
@@ -26,3 +28,4 @@ pub mod manager;
 pub mod run;
 pub mod svid_helper;
 pub mod workload_api;
+pub mod workload_client;

@@ -35,7 +35,7 @@ use tokio::time::Instant;
 pub use config::{ConfigError, HelperConfig, JwtSvidFile};
 pub use files::x509_contents;
 
-use crate::cli::api::client::{self, Client};
+use crate::workload_client::{self as client, Client};
 
 /// How long one Workload API call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
