@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use spinel_proto::bundle::to_trust_bundle;
 use spinel_proto::spire::api::server::agent::v1::agent_client::AgentClient;
 use spinel_proto::spire::api::server::agent::v1::{AgentX509svidParams, RenewAgentRequest};
 use spinel_proto::spire::api::server::bundle::v1::bundle_client::BundleClient;
@@ -25,7 +26,6 @@ use spinel_proto::spire::api::server::bundle::v1::{GetBundleRequest, GetFederate
 use spinel_proto::spire::api::server::svid::v1::svid_client::SvidClient;
 use spinel_proto::spire::api::server::svid::v1::{BatchNewX509svidRequest, NewX509svidParams};
 use spinel_proto::spire::api::types;
-use spinel_spiffe::bundle::JwtAuthority;
 use spinel_spiffe::{Selector, TrustBundle, TrustDomain};
 use tonic::Status;
 
@@ -77,23 +77,6 @@ async fn authorized_entries(m: &Manager, snapshot: &Snapshot) -> Result<Vec<Cach
         "synced authorized entries"
     );
     Ok(entries)
-}
-
-fn to_trust_bundle(td: &TrustDomain, b: &types::Bundle) -> TrustBundle {
-    let mut bundle = TrustBundle::new(td.clone());
-    bundle.x509_authorities = b.x509_authorities.iter().map(|a| a.asn1.clone()).collect();
-    bundle.jwt_authorities = b
-        .jwt_authorities
-        .iter()
-        .map(|k| JwtAuthority {
-            key_id: k.key_id.clone(),
-            public_key: k.public_key.clone(),
-            expires_at: k.expires_at,
-        })
-        .collect();
-    bundle.sequence = b.sequence_number;
-    bundle.refresh_hint = b.refresh_hint;
-    bundle
 }
 
 fn to_cached(e: &types::Entry) -> Option<CachedEntry> {
