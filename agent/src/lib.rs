@@ -29,3 +29,6 @@ pub mod run;
 pub mod svid_helper;
 pub mod workload_api;
 pub mod workload_client;
+
+#[cfg(test)]
+mod import_graph;

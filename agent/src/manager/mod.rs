@@ -25,7 +25,7 @@
 //! `error.rs`, `timing.rs` (renewal and backoff), `certs.rs`,
 //! `identity/`, `sync/`, `persist/`. Files import each other only
 //! downwards (`state` never imports `identity` or `sync`); a unit test
-//! (`import_graph.rs`) fails on any import loop.
+//! (`src/import_graph.rs`) fails on any import loop.
 
 mod certs;
 mod error;
