@@ -7,9 +7,11 @@
 //!
 //! Reading order:
 //! - [`config`]: the SPIRE-shaped `agent.conf`;
-//! - [`client`]: the TLS connection to the server and the agent's own SVID;
+//! - [`client`]: the TLS connection to the server (one channel, rebuilt by
+//!   the manager when its roots or SVID change);
 //! - [`attestor`]: node attestation (`join_token`, `k8s_psat`) and workload attestation (`unix`);
-//! - [`manager`]: sync, SVID rotation, persistence;
+//! - [`manager`]: the agent's own identity (attestation, recovery), the sync
+//!   of entries, bundles and SVIDs, and everything saved to disk;
 //! - [`cache`]: the snapshot the Workload API serves;
 //! - [`workload_api`]: the `SpiffeWorkloadAPI` gRPC service;
 //! - [`admin`]: the admin socket (debug API: why a process gets no identity);
