@@ -10,7 +10,7 @@
 //!
 //! One `FetchX509SVID` from a client: `socket_path` picks the socket,
 //! `connect` dials it, the call goes to the agent's
-//! [`crate::workload_api`], and [`parse_certs`] reads the answer.
+//! [`crate::workload_api`], and `parse_certs` reads the answer.
 
 mod certs;
 mod connect;
