@@ -7,12 +7,16 @@
 //!
 //! Reading order:
 //! - [`config`]: the SPIRE-shaped `agent.conf`;
-//! - [`client`]: the TLS connection to the server and the agent's own SVID;
+//! - [`client`]: the TLS connection to the server (one channel, rebuilt by
+//!   the manager when its roots or SVID change);
 //! - [`attestor`]: node attestation (`join_token`, `k8s_psat`) and workload attestation (`unix`);
-//! - [`manager`]: sync, SVID rotation, persistence;
+//! - [`manager`]: the agent's own identity (attestation, recovery), the sync
+//!   of entries, bundles and SVIDs, and everything saved to disk;
 //! - [`cache`]: the snapshot the Workload API serves;
 //! - [`workload_api`]: the `SpiffeWorkloadAPI` gRPC service;
 //! - [`admin`]: the admin socket (debug API: why a process gets no identity);
+//! - [`workload_client`]: the client side of the agent's sockets (the CLI
+//!   and `svid_helper` use it);
 //! - [`svid_helper`]: SVIDs kept as files for apps without Workload API support;
 //! - [`cli`]: the `spinel-agent` command line (`run`, `api fetch`, ...).
 
@@ -26,3 +30,7 @@ pub mod manager;
 pub mod run;
 pub mod svid_helper;
 pub mod workload_api;
+pub mod workload_client;
+
+#[cfg(test)]
+mod import_graph;

@@ -25,7 +25,10 @@
 //! | [`spinel::server::v1`] | `spinel.server.v1` | `Watch` (Spinel's own, change notifications for agents) |
 //!
 //! Hand-written, not generated: [`refusal`] (the `spinel-agent-refusal`
-//! metadata entry telling an agent why the server refused it).
+//! metadata entry telling an agent why the server refused it) and
+//! [`bundle`] (a `spire.api.types.Bundle` as a
+//! [`TrustBundle`](spinel_spiffe::TrustBundle), for the agent's sync and
+//! the server's `bundle` CLI).
 //!
 //! Google well-known types (`google.protobuf.Struct`, `Empty`, `BoolValue`,
 //! ...) map to [`prost_types`] and plain Rust types.
@@ -34,6 +37,7 @@
 //! [`workload::X509svid::x509_svid_key`]): do not log messages that carry key
 //! material.
 
+pub mod bundle;
 pub mod refusal;
 
 /// Encoded `google.protobuf.FileDescriptorSet` of every file compiled into

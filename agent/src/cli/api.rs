@@ -9,12 +9,13 @@
 //! - `api watch`: prints every X509-SVID update until interrupted.
 //!
 //! Every command takes `-socketPath` (default: `SPIFFE_ENDPOINT_SOCKET`,
-//! then [`DEFAULT_SOCKET_PATH`](super::DEFAULT_SOCKET_PATH)); the fetch and
+//! then [`DEFAULT_SOCKET_PATH`](crate::config::DEFAULT_SOCKET_PATH)); the
+//! client side (socket choice, dialling, certificates) is
+//! [`crate::workload_client`]; the fetch and
 //! validate commands take `-timeout` (Go duration) and `-output pretty|json`
 //! (JSON as protobuf JSON with proto field names).
 
-pub(crate) mod client;
-pub(crate) mod format;
+mod format;
 mod jwt;
 mod x509;
 
@@ -22,8 +23,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgAction, Args, Subcommand, ValueEnum};
-
-pub use client::ENDPOINT_SOCKET_ENV;
 
 /// `api` subcommands.
 #[derive(Debug, Subcommand)]

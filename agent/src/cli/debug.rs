@@ -16,8 +16,8 @@ use serde_json::json;
 use spinel_proto::spinel::agent::debug::v1::debug_client::DebugClient;
 use spinel_proto::spinel::agent::debug::v1::{ExplainWorkloadRequest, ExplainWorkloadResponse};
 
-use super::api::client::{status_error, unix_channel, with_timeout};
 use super::api::Output;
+use crate::workload_client::{status_error, unix_channel, with_timeout};
 
 /// The admin socket the `debug` commands use unless told otherwise (the
 /// sample config's `admin_socket_path`).

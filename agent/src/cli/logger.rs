@@ -17,9 +17,9 @@ use spinel_proto::spire::api::agent::logger::v1::{
 };
 use spinel_proto::spire::api::types::Logger;
 
-use super::api::client::{status_error, unix_channel, with_timeout};
 use super::api::Output;
 use super::debug::DEFAULT_ADMIN_SOCKET_PATH;
+use crate::workload_client::{status_error, unix_channel, with_timeout};
 
 /// `logger` subcommands.
 #[derive(Debug, Subcommand)]

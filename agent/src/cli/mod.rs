@@ -19,23 +19,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// SPIRE's default is `/tmp/spire-agent/public/api.sock`; Spinel's mirrors it.
-pub const DEFAULT_SOCKET_PATH: &str = "/tmp/spinel-agent/public/api.sock";
-/// SPIRE's default Workload API socket.
-pub const SPIRE_SOCKET_PATH: &str = "/tmp/spire-agent/public/api.sock";
-
-/// The Workload API socket a client uses when it was given none: Spinel's
-/// default `path`, unless it is missing and SPIRE's default path exists (an
-/// agent run with SPIRE's `agent.conf`, whose `socket_path` is SPIRE's
-/// path, or SPIRE's own agent). See docs/compatibility.md.
-pub fn default_socket_path(path: &std::path::Path) -> std::path::PathBuf {
-    let spire = std::path::Path::new(SPIRE_SOCKET_PATH);
-    if path == std::path::Path::new(DEFAULT_SOCKET_PATH) && !path.exists() && spire.exists() {
-        return spire.to_owned();
-    }
-    path.to_owned()
-}
-
 /// `spinel-agent`.
 #[derive(Debug, Parser)]
 #[command(

@@ -64,7 +64,7 @@ pub struct RunArgs {
 #[derive(Debug, clap::Args)]
 pub struct HealthcheckArgs {
     /// Path to the Workload API socket.
-    #[arg(long = "socketPath", default_value = super::DEFAULT_SOCKET_PATH)]
+    #[arg(long = "socketPath", default_value = crate::config::DEFAULT_SOCKET_PATH)]
     pub socket_path: PathBuf,
     /// Only check that the agent answers (accepted for SPIRE compatibility).
     #[arg(long = "shallow", action = ArgAction::Set, num_args = 0..=1, require_equals = true,
@@ -140,7 +140,7 @@ pub fn validate(args: &RunArgs) -> std::process::ExitCode {
 /// Checks a running agent's health through the gRPC health service on its
 /// Workload API socket.
 pub async fn healthcheck(mut args: HealthcheckArgs) -> anyhow::Result<()> {
-    args.socket_path = super::default_socket_path(&args.socket_path);
+    args.socket_path = crate::workload_client::default_socket_path(&args.socket_path);
     let path = args.socket_path.clone();
     let channel = tonic::transport::Endpoint::from_static("http://localhost")
         .connect_with_connector(tower::service_fn(move |_| {
@@ -152,7 +152,7 @@ pub async fn healthcheck(mut args: HealthcheckArgs) -> anyhow::Result<()> {
             }
         }))
         .await
-        .map_err(crate::cli::api::client::connect_error)
+        .map_err(crate::workload_client::connect_error)
         .with_context(|| {
             format!(
                 "Agent is unhealthy: cannot connect to {}",

@@ -7,6 +7,11 @@
 //! `insecure_bootstrap` skips server verification, only for the very first
 //! attestation of an agent that has no bundle yet.
 //!
+//! [`server_channel`] is the one way the agent reaches its server: without
+//! a client certificate to attest (`manager::identity`), with its SVID for
+//! every sync round (`manager::sync`); the manager rebuilds it whenever its
+//! roots or its SVID change.
+//!
 //! Over that channel: incremental entry sync ([`sync_authorized_entries`],
 //! SPIRE's `SyncAuthorizedEntries`) and Spinel's change push
 //! ([`watch_changes`]).
@@ -26,6 +31,8 @@ use spinel_spiffe::tls::{AnyServerCertificate, SpiffeIdServerVerifier, TrustWatc
 use spinel_spiffe::TrustDomain;
 use tokio::net::TcpStream;
 use tonic::transport::{Channel, Endpoint, Uri};
+
+use crate::config::AgentConfig;
 
 /// Why the server connection could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +118,25 @@ pub fn channel(address: &str, port: u16, config: ClientConfig) -> Result<Channel
             }
         })),
     )
+}
+
+/// The channel to the configured server, trusting `roots` and presenting
+/// `identity` (none: to attest). With no roots and `insecure_bootstrap`,
+/// the server is not verified (first attestation only).
+pub fn server_channel(
+    config: &AgentConfig,
+    roots: &[Vec<u8>],
+    identity: Option<Identity<'_>>,
+    trust: &Arc<TrustWatch>,
+) -> Result<Channel, ClientError> {
+    let tls = tls_config(
+        &config.trust_domain,
+        roots,
+        identity,
+        roots.is_empty() && config.insecure_bootstrap,
+        trust,
+    )?;
+    channel(&config.server_address, config.server_port, tls)
 }
 
 fn bracket(host: &str) -> String {

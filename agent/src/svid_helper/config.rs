@@ -190,11 +190,9 @@ impl HelperConfig {
             reason,
         };
         let agent_address = match raw.agent_address.as_deref() {
-            None | Some("") => PathBuf::from(crate::cli::DEFAULT_SOCKET_PATH),
-            Some(a) if a.starts_with("unix:") => {
-                crate::cli::api::client::socket_from_endpoint(a)
-                    .map_err(|e| invalid("agent_address", e.to_string()))?
-            }
+            None | Some("") => PathBuf::from(crate::config::DEFAULT_SOCKET_PATH),
+            Some(a) if a.starts_with("unix:") => crate::workload_client::socket_from_endpoint(a)
+                .map_err(|e| invalid("agent_address", e.to_string()))?,
             Some(a) => PathBuf::from(a),
         };
         let cert_dir = raw

@@ -11,7 +11,7 @@ use spinel_spiffe::keyfile;
 use zeroize::Zeroizing;
 
 use super::config::HelperConfig;
-use crate::cli::api::format::parse_certs;
+use crate::workload_client::parse_certs;
 
 /// The SVID of `response` the helper keeps: the one with the configured
 /// hint, else the first (the workload's default identity).

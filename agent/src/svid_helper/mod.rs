@@ -14,7 +14,8 @@
 //!
 //! `cert_dir` must be a directory no other user can change
 //! ([`spinel_spiffe::trusted_dir`]); the agent socket must belong to the
-//! invoking user or root (as for the `api` commands).
+//! invoking user or root (as for the `api` commands: both dial it through
+//! [`crate::workload_client`]).
 //!
 //! With `daemon_mode = false` (or `-daemonMode=false`) it writes once and
 //! exits, like `spinel-agent api fetch x509 -write`, for init containers.
@@ -35,7 +36,7 @@ use tokio::time::Instant;
 pub use config::{ConfigError, HelperConfig, JwtSvidFile};
 pub use files::x509_contents;
 
-use crate::cli::api::client::{self, Client};
+use crate::workload_client::{self as client, Client};
 
 /// How long one Workload API call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);

@@ -5,7 +5,6 @@
 //! matching identities. Denials are logged with the reason.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use spinel_spiffe::Selector;
 use spinel_transport::UnixPeer;
@@ -13,10 +12,9 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Status};
 
 use crate::attestor::workload::{AttestError, Caller};
-use crate::cache::{Identity, Snapshot};
+use crate::cache::Snapshot;
 
 use super::explain::{explain, SelectorLog};
-use super::service::Shared;
 
 /// The metadata key every Workload API call must carry with the value `true`.
 pub const SECURITY_HEADER: &str = "workload.spiffe.io";
@@ -56,73 +54,12 @@ pub(crate) fn start<T>(request: &Request<T>) -> Result<Caller, Status> {
     caller_of(request)
 }
 
-/// A caller as seen against one snapshot.
-#[derive(Debug)]
-pub(crate) struct View {
-    /// The snapshot.
-    pub snapshot: Arc<Snapshot>,
-    /// The caller's selectors.
-    pub selectors: BTreeSet<Selector>,
-    /// Identities whose selectors are all in `selectors`, by entry ID.
-    pub identities: Vec<Arc<Identity>>,
-}
-
-impl Shared {
-    /// Attests `caller` and matches it against `snapshot`.
-    pub(crate) async fn view(
-        &self,
-        caller: &Caller,
-        snapshot: Arc<Snapshot>,
-    ) -> Result<View, Status> {
-        if !snapshot.ready {
-            return Err(Status::unavailable(
-                "agent is not ready: identities have not been synced from the server yet",
-            ));
-        }
-        let selectors: BTreeSet<Selector> = self
-            .attestor
-            .attest(caller)
-            .await
-            .and_then(|selectors| {
-                // The selectors describe the caller only if the process
-                // that connected is still the one with its pid.
-                caller.check_still_connected()?;
-                Ok(selectors)
-            })
-            .map_err(|e| attest_failure(caller, &e))?
-            .into_iter()
-            .collect();
-        let identities = snapshot.matching(&selectors);
-        Ok(View {
-            snapshot,
-            selectors,
-            identities,
-        })
-    }
-}
-
-impl View {
-    /// `PermissionDenied` (logged) when the caller has no identity.
-    pub(crate) fn require_identity(
-        &self,
-        caller: &Caller,
-        method: &str,
-        log: &SelectorLog,
-    ) -> Result<(), Status> {
-        if self.identities.is_empty() {
-            log_denial(caller, method, &self.selectors, &self.snapshot, log);
-            return Err(no_identity());
-        }
-        Ok(())
-    }
-}
-
 /// The status for a caller without identity.
 pub(crate) fn no_identity() -> Status {
     Status::permission_denied("no identity issued")
 }
 
-fn attest_failure(caller: &Caller, error: &AttestError) -> Status {
+pub(crate) fn attest_failure(caller: &Caller, error: &AttestError) -> Status {
     if error.is_caller_gone() {
         tracing::info!(
             pid = caller.pid,
@@ -189,6 +126,7 @@ pub(crate) fn log_denial(
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::sync::Arc;
     use std::time::SystemTime;
 
     use spinel_spiffe::{SpiffeId, TrustBundle, TrustDomain};
@@ -196,7 +134,7 @@ mod tests {
     use zeroize::Zeroizing;
 
     use super::*;
-    use crate::cache::{CachedEntry, X509SvidMaterial};
+    use crate::cache::{CachedEntry, Identity, X509SvidMaterial};
 
     fn sel(s: &str) -> Selector {
         Selector::parse(s).unwrap()

@@ -27,16 +27,24 @@
 //! The same socket serves `grpc.health.v1.Health`: `SERVING` once the cache
 //! is ready (what `spinel-agent healthcheck` asks).
 //!
-//! Files: `caller.rs` (header, peer credentials, attestation, denial logs),
-//! `explain.rs` (near-miss entries and selector redaction),
-//! `response.rs` (messages from a snapshot), `stream.rs` (the update loop),
-//! `service.rs` (the five methods), `health.rs`.
+//! One `FetchX509SVID`, file by file: `service.rs` takes the call;
+//! `caller.rs` checks the header and reads the peer credentials; `state.rs`
+//! (`Shared::view`) attests the caller and matches it against the cache
+//! snapshot; `response.rs` builds the message from that view; `stream.rs`
+//! sends it, then waits for cache changes (or the next SVID expiry) and
+//! sends again whenever the message changes. `explain.rs` says which
+//! entries came closest when a caller gets nothing (denial logs, debug
+//! API); `health.rs` is the health service.
+//!
+//! Imports go one way: `service` → `stream`, `response` → `state` →
+//! `caller` → `explain` (checked by the manager's import-graph test).
 
 mod caller;
 mod explain;
 mod health;
 mod response;
 mod service;
+mod state;
 mod stream;
 
 use std::future::Future;

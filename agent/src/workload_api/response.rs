@@ -16,7 +16,7 @@ use tonic::Status;
 
 use crate::cache::Identity;
 
-use super::caller::View;
+use super::state::View;
 
 /// The trust domain ID used as a map key.
 pub(crate) fn td_key(td: &TrustDomain) -> String {

@@ -20,31 +20,8 @@ use crate::cache::{Cache, JwtSvidError, JwtSvidSource, Snapshot};
 use super::caller::{self, no_identity};
 use super::explain::{explain, Explanation, SelectorLog};
 use super::response;
+use super::state::Shared;
 use super::stream::{self, Feed, Step, Updates};
-
-/// What every call needs.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    /// The agent's identities and bundles.
-    pub cache: Cache,
-    /// Where JWT-SVIDs come from.
-    pub jwt: Arc<dyn JwtSvidSource>,
-    /// Who the caller is.
-    pub attestor: Arc<dyn WorkloadAttestor>,
-    /// The time, for SVID expiry.
-    pub clock: Clock,
-    /// Which selector values denial logs may show.
-    pub selector_log: SelectorLog,
-    /// Set to true to end every open stream.
-    stop: watch::Sender<bool>,
-}
-
-impl Shared {
-    /// A receiver that sees `true` once the API is stopping.
-    pub(crate) fn stop_signal(&self) -> watch::Receiver<bool> {
-        self.stop.subscribe()
-    }
-}
 
 /// The Workload API service, to be mounted with
 /// `SpiffeWorkloadApiServer::new`. Cloning shares the state.

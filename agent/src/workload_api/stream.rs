@@ -20,7 +20,7 @@ use tonic::Status;
 use crate::attestor::workload::Caller;
 use crate::cache::Snapshot;
 
-use super::service::Shared;
+use super::state::Shared;
 
 /// What a feed has to say about one snapshot.
 #[derive(Debug)]

@@ -1,11 +1,12 @@
-//! Output helpers: Go's time spelling (SPIRE's CLI prints Go values),
-//! certificate parsing, and protobuf values as JSON.
+//! Output helpers of the `api` commands: Go's time spelling (SPIRE's CLI
+//! prints Go values) and protobuf values as JSON. Certificates are parsed
+//! by `workload_client::parse_certs`.
 
-use anyhow::Context as _;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{Map, Number, Value};
-use x509_parser::certificate::X509Certificate;
+
+use crate::workload_client::Cert;
 
 /// Formats Unix seconds as Go prints a `time.Time` in UTC:
 /// `2006-01-02 15:04:05 +0000 UTC`.
@@ -34,31 +35,6 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let y = yoe + era * 400 + i64::from(m <= 2);
     // Both are in range by construction (1..=12 and 1..=31).
     (y, m as u32, d as u32)
-}
-
-/// A certificate with its DER.
-pub(crate) struct Cert<'a> {
-    /// The DER encoding.
-    pub der: &'a [u8],
-    /// The parsed certificate.
-    pub parsed: X509Certificate<'a>,
-}
-
-/// Splits concatenated DER certificates.
-pub(crate) fn parse_certs(der: &[u8]) -> anyhow::Result<Vec<Cert<'_>>> {
-    let mut out = Vec::new();
-    let mut rest = der;
-    while !rest.is_empty() {
-        let (after, parsed) = x509_parser::parse_x509_certificate(rest)
-            .map_err(|e| anyhow::anyhow!("{e}"))
-            .context("certificate does not parse")?;
-        out.push(Cert {
-            der: &rest[..rest.len() - after.len()],
-            parsed,
-        });
-        rest = after;
-    }
-    Ok(out)
 }
 
 /// NotBefore and NotAfter of a certificate, as Go prints them.

@@ -7,9 +7,9 @@ use spinel_proto::workload::{
 };
 use tonic::Code;
 
-use super::client::{self, status_error};
 use super::format::{bytes_json, struct_json};
 use super::{FetchJwtArgs, Output, ValidateJwtArgs};
+use crate::workload_client::{self as client, status_error};
 
 /// Audiences from repeated and comma-separated `-audience` values.
 fn audiences(values: &[String]) -> Vec<String> {

@@ -14,9 +14,9 @@ use spinel_spiffe::keyfile;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
 
-use super::client::{self, status_error};
-use super::format::{self, bytes_json, parse_certs, Cert};
+use super::format::{self, bytes_json};
 use super::{FetchX509Args, Output, WatchArgs};
+use crate::workload_client::{self as client, parse_certs, status_error, Cert};
 
 /// One SVID of a response, parsed.
 struct Svid<'a> {

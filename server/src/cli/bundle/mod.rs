@@ -16,7 +16,7 @@ use spinel_proto::spire::api::server::bundle::v1::{
     ListFederatedBundlesResponse,
 };
 use spinel_proto::spire::api::types::{Bundle, JwtKey, X509Certificate};
-use spinel_spiffe::bundle::{pem_encode, JwtAuthority, TrustBundle};
+use spinel_spiffe::bundle::{pem_encode, TrustBundle};
 use spinel_spiffe::id::TrustDomain;
 use tonic::transport::Channel;
 
@@ -198,24 +198,7 @@ fn bundle_from_proto(bundle: &Bundle) -> Result<TrustBundle, AdminClientError> {
             "the server sent a bundle with a bad trust domain: {e}"
         ))
     })?;
-    let mut out = TrustBundle::new(td);
-    out.x509_authorities = bundle
-        .x509_authorities
-        .iter()
-        .map(|c| c.asn1.clone())
-        .collect();
-    out.jwt_authorities = bundle
-        .jwt_authorities
-        .iter()
-        .map(|k| JwtAuthority {
-            key_id: k.key_id.clone(),
-            public_key: k.public_key.clone(),
-            expires_at: k.expires_at,
-        })
-        .collect();
-    out.sequence = bundle.sequence_number;
-    out.refresh_hint = bundle.refresh_hint;
-    Ok(out)
+    Ok(spinel_proto::bundle::to_trust_bundle(&td, bundle))
 }
 
 /// Parses bundle data read for `bundle set`.

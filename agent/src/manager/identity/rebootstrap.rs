@@ -28,10 +28,12 @@ use std::time::Duration;
 
 use spinel_spiffe::tls::TrustWatch;
 
-use super::bootstrap::{attest, bootstrap_roots};
-use super::recovery::Next;
-use super::{backoff, AgentSvid, Manager, ManagerError, Store};
+use super::attest::{attest, bootstrap_roots};
 use crate::config::AgentConfig;
+use crate::manager::error::{ManagerError, Next};
+use crate::manager::persist::store::Store;
+use crate::manager::state::{AgentSvid, Manager};
+use crate::manager::timing::backoff;
 
 /// `trust_bundle_path` as the logs name it.
 fn bootstrap_file(config: &AgentConfig) -> String {
@@ -108,7 +110,7 @@ async fn attest_from_bootstrap(
 /// First attestation at start failed with `error`. If that was because the
 /// server is not trusted and rebootstrap is opted in, keeps trying with the
 /// stored bundle for `rebootstrap_delay`, then bootstraps again.
-pub(super) async fn at_start(
+pub(crate) async fn at_start(
     config: &AgentConfig,
     store: &Store,
     trust: &Arc<TrustWatch>,
@@ -142,7 +144,7 @@ pub(super) async fn at_start(
 
 /// A sync failed while the server is untrusted: wait out the delay, then
 /// rebootstrap (when opted in).
-pub(super) async fn untrusted(m: &Arc<Manager>) -> Next {
+pub(crate) async fn untrusted(m: &Arc<Manager>) -> Next {
     let config = &m.config;
     let Some(waited) = m.trust.untrusted_for() else {
         return Next::Retry;

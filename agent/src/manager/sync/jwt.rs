@@ -9,8 +9,12 @@ use spinel_proto::spire::api::server::svid::v1::svid_client::SvidClient;
 use spinel_proto::spire::api::server::svid::v1::NewJwtsvidRequest;
 use spinel_spiffe::clock::from_unix_seconds;
 
-use super::{renewal_due_at, Manager, JWT_CACHE_LIMIT};
 use crate::cache::{CachedEntry, JwtSvidError, JwtSvidSource};
+use crate::manager::state::Manager;
+use crate::manager::timing::renewal_due_at;
+
+/// The most JWT-SVIDs kept cached.
+const JWT_CACHE_LIMIT: usize = 4096;
 
 #[async_trait]
 impl JwtSvidSource for Manager {

@@ -6,7 +6,8 @@
 //! touch the disk). It holds the trust bundle, the federated bundles and
 //! every cached identity (entry, X509-SVID chain, PKCS#8 key), and is
 //! written atomically with mode 0600 through [`spinel_spiffe::keyfile`]
-//! after every sync round that changed the cache. On load, SVIDs that have
+//! after every sync round that changed the cache
+//! (`Manager::save_cache`). On load, SVIDs that have
 //! expired are left out; a file that does not parse is an error naming it.
 
 use std::collections::BTreeMap;
@@ -22,8 +23,8 @@ use spinel_spiffe::{Selector, SpiffeId, TrustBundle, TrustDomain};
 use zeroize::Zeroizing;
 
 use super::store::StoreError;
-use super::validity;
 use crate::cache::{CachedEntry, Identity, Snapshot, X509SvidMaterial};
+use crate::manager::certs::validity;
 
 /// The file name inside the key directory.
 pub const FILE_NAME: &str = "workload_cache.json";

@@ -1,9 +1,24 @@
-//! One sync round, and the loop that repeats it.
+//! One sync round ([`sync_once`]), in order:
+//!
+//! 1. `GetBundle`: the trust bundle; tainted authorities are noted and
+//!    JWT-SVIDs signed by a tainted key dropped (`authorities.rs`);
+//! 2. the agent SVID is renewed when due or signed by a tainted authority
+//!    (`RenewAgent`, or attesting again when reattestable);
+//! 3. new roots are saved and the channel rebuilt (`Manager::set_roots`);
+//! 4. `SyncAuthorizedEntries`: the entries this agent may serve, only the
+//!    new or changed ones downloaded (`client::sync_authorized_entries`);
+//! 5. `GetFederatedBundle` for every trust domain they federate with;
+//! 6. `BatchNewX509SVID` for entries that are new, changed, due, expired,
+//!    signed by a tainted CA or by a CA that left the bundle (one fresh key
+//!    and CSR each, one batch);
+//! 7. a new cache snapshot is published if anything changed; the Workload
+//!    API streams wake on it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use spinel_proto::bundle::to_trust_bundle;
 use spinel_proto::spire::api::server::agent::v1::agent_client::AgentClient;
 use spinel_proto::spire::api::server::agent::v1::{AgentX509svidParams, RenewAgentRequest};
 use spinel_proto::spire::api::server::bundle::v1::bundle_client::BundleClient;
@@ -11,71 +26,22 @@ use spinel_proto::spire::api::server::bundle::v1::{GetBundleRequest, GetFederate
 use spinel_proto::spire::api::server::svid::v1::svid_client::SvidClient;
 use spinel_proto::spire::api::server::svid::v1::{BatchNewX509svidRequest, NewX509svidParams};
 use spinel_proto::spire::api::types;
-use spinel_spiffe::bundle::JwtAuthority;
 use spinel_spiffe::{Selector, TrustBundle, TrustDomain};
 use tonic::Status;
 
 use super::authorities::{
     drop_tainted_jwts, issued_by_any, signed_by_tainted, tainted_authorities,
 };
-use super::recovery::Next;
-use super::{backoff, key_and_csr, renewal_due_at, validity, AgentSvid, Manager, SYNC_INTERVAL};
 use crate::cache::{CachedEntry, Identity, Snapshot, X509SvidMaterial};
-use crate::client::{wait_for_change, WatchGuard};
+use crate::manager::certs::{key_and_csr, validity};
+use crate::manager::state::{AgentSvid, Manager};
+use crate::manager::timing::renewal_due_at;
 
 /// A deterministic jitter in [-0.1, 0.1] for one certificate, so each SVID
 /// renews at its own moment rather than all at once.
 fn jitter_for(der: &[u8]) -> f64 {
     let b = der.last().copied().unwrap_or(128);
     (f64::from(b) / 255.0 - 0.5) * 0.2
-}
-
-/// Syncs until the server refuses this agent for good; returns why.
-pub(super) async fn run(m: Arc<Manager>) -> super::Refused {
-    let wake = Arc::new(tokio::sync::Notify::new());
-    let _watch = spawn_change_watch(&m, wake.clone());
-    let mut failures = 0u32;
-    loop {
-        match sync_once(&m).await {
-            Ok(()) => {
-                if failures > 0 {
-                    tracing::info!("sync with the server recovered");
-                }
-                failures = 0;
-                super::recovery::persist(&m);
-                wait_for_change(&wake, SYNC_INTERVAL).await;
-            }
-            Err(status) => {
-                drop_expired(&m);
-                match super::recovery::after_failure(&m, &status).await {
-                    Next::Stop(why) => return why,
-                    Next::Resync => {
-                        failures = 0;
-                        continue;
-                    }
-                    Next::Retry => {}
-                }
-                let wait = backoff(failures, rand::random::<f64>() * 0.2);
-                tracing::warn!(code = ?status.code(), error = %status.message(), retry_in = ?wait, "sync with the server failed; serving cached SVIDs");
-                failures = failures.saturating_add(1);
-                tokio::time::sleep(wait).await;
-            }
-        }
-    }
-}
-
-/// Starts the task holding the server's change stream open; each message
-/// wakes the sync loop through `wake`.
-fn spawn_change_watch(m: &Arc<Manager>, wake: Arc<tokio::sync::Notify>) -> WatchGuard {
-    let weak = Arc::downgrade(m);
-    let fallback = m.channel();
-    WatchGuard::spawn(
-        move || {
-            weak.upgrade()
-                .map_or_else(|| fallback.clone(), |m| m.channel())
-        },
-        wake,
-    )
 }
 
 /// The authorized entries, synced incrementally: entries already held at
@@ -111,47 +77,6 @@ async fn authorized_entries(m: &Manager, snapshot: &Snapshot) -> Result<Vec<Cach
         "synced authorized entries"
     );
     Ok(entries)
-}
-
-/// Removes identities whose SVID has expired, so none is ever served.
-fn drop_expired(m: &Manager) {
-    let now = m.clock().now();
-    let snapshot = m.cache().snapshot();
-    if snapshot
-        .identities
-        .values()
-        .any(|i| i.svid.not_after <= now)
-    {
-        m.cache().publish(|s| Snapshot {
-            bundle: s.bundle.clone(),
-            federated: s.federated.clone(),
-            identities: s
-                .identities
-                .iter()
-                .filter(|(_, i)| i.svid.not_after > now)
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            generation: 0,
-            ready: true,
-        });
-    }
-}
-
-fn to_trust_bundle(td: &TrustDomain, b: &types::Bundle) -> TrustBundle {
-    let mut bundle = TrustBundle::new(td.clone());
-    bundle.x509_authorities = b.x509_authorities.iter().map(|a| a.asn1.clone()).collect();
-    bundle.jwt_authorities = b
-        .jwt_authorities
-        .iter()
-        .map(|k| JwtAuthority {
-            key_id: k.key_id.clone(),
-            public_key: k.public_key.clone(),
-            expires_at: k.expires_at,
-        })
-        .collect();
-    bundle.sequence = b.sequence_number;
-    bundle.refresh_hint = b.refresh_hint;
-    bundle
 }
 
 fn to_cached(e: &types::Entry) -> Option<CachedEntry> {
@@ -265,7 +190,7 @@ async fn renew_agent_if_due(m: &Manager, tainted: &[Vec<u8>]) -> Result<(), Stat
     Ok(())
 }
 
-pub(super) async fn sync_once(m: &Arc<Manager>) -> Result<(), Status> {
+pub(crate) async fn sync_once(m: &Arc<Manager>) -> Result<(), Status> {
     let bundle = BundleClient::new(m.channel())
         .get_bundle(GetBundleRequest::default())
         .await?

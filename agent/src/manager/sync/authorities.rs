@@ -3,10 +3,10 @@
 
 use spinel_proto::spire::api::types;
 
-use super::Manager;
+use crate::manager::state::Manager;
 
 /// DER of the X.509 authorities the server flagged as tainted.
-pub(super) fn tainted_authorities(b: &types::Bundle) -> Vec<Vec<u8>> {
+pub(crate) fn tainted_authorities(b: &types::Bundle) -> Vec<Vec<u8>> {
     b.x509_authorities
         .iter()
         .filter(|a| a.tainted)
@@ -16,7 +16,7 @@ pub(super) fn tainted_authorities(b: &types::Bundle) -> Vec<Vec<u8>> {
 
 /// Whether any certificate of `chain` is a tainted authority or was signed
 /// by one: such an SVID must be replaced at once, not at half-life.
-pub(super) fn signed_by_tainted(chain: &[Vec<u8>], tainted: &[Vec<u8>]) -> bool {
+pub(crate) fn signed_by_tainted(chain: &[Vec<u8>], tainted: &[Vec<u8>]) -> bool {
     !tainted.is_empty() && issued_by_any(chain, tainted)
 }
 
@@ -24,7 +24,7 @@ pub(super) fn signed_by_tainted(chain: &[Vec<u8>], tainted: &[Vec<u8>]) -> bool 
 /// signed by one. An SVID for which this fails against the current bundle
 /// (its CA left the bundle, as after a server reinstall or a long outage)
 /// chains to nothing a peer trusts and is replaced at once.
-pub(super) fn issued_by_any(chain: &[Vec<u8>], authorities: &[Vec<u8>]) -> bool {
+pub(crate) fn issued_by_any(chain: &[Vec<u8>], authorities: &[Vec<u8>]) -> bool {
     let parsed: Vec<_> = authorities
         .iter()
         .filter_map(|der| {
@@ -45,7 +45,7 @@ pub(super) fn issued_by_any(chain: &[Vec<u8>], authorities: &[Vec<u8>]) -> bool 
 
 /// Drops cached JWT-SVIDs signed with a JWT key the server flagged as
 /// tainted, so the next fetch gets one signed with the active key.
-pub(super) fn drop_tainted_jwts(m: &Manager, b: &types::Bundle) {
+pub(crate) fn drop_tainted_jwts(m: &Manager, b: &types::Bundle) {
     use base64::Engine;
     let tainted: Vec<&str> = b
         .jwt_authorities

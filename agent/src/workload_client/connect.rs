@@ -1,7 +1,8 @@
-//! The Workload API client of the `api` commands: gRPC over the Unix
-//! socket, every call carrying the `workload.spiffe.io: true` header. The
-//! `api`, `debug` and `healthcheck` commands talk only to a socket owned by
-//! the invoking user or root, served by a process running as one of them.
+//! gRPC over a local Unix socket: the Workload API client ([`connect`],
+//! every call carrying the `workload.spiffe.io: true` header) and the bare
+//! channel the admin-socket commands use ([`unix_channel`]). Only a socket
+//! owned by the invoking user or root, served by a process running as one
+//! of them, is dialled.
 
 use std::future::Future;
 use std::io;
@@ -19,43 +20,12 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::{Request, Status};
 
-use crate::cli::DEFAULT_SOCKET_PATH;
 use crate::workload_api::SECURITY_HEADER;
-
-/// The environment variable SPIFFE clients read the socket address from.
-pub const ENDPOINT_SOCKET_ENV: &str = "SPIFFE_ENDPOINT_SOCKET";
 
 /// A connected Workload API client.
 pub(crate) type Client = SpiffeWorkloadApiClient<
     InterceptedService<Channel, fn(Request<()>) -> Result<Request<()>, Status>>,
 >;
-
-/// The socket to use: `-socketPath`, else `SPIFFE_ENDPOINT_SOCKET`
-/// (`unix:///path`), else the default (SPIRE's default path when only that
-/// one exists: [`default_socket_path`](crate::cli::default_socket_path)).
-pub(crate) fn socket_path(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
-    if let Some(p) = flag {
-        return Ok(p.to_owned());
-    }
-    match std::env::var(ENDPOINT_SOCKET_ENV) {
-        Ok(v) if !v.is_empty() => socket_from_endpoint(&v),
-        _ => Ok(crate::cli::default_socket_path(Path::new(
-            DEFAULT_SOCKET_PATH,
-        ))),
-    }
-}
-
-/// The path of a `unix:` endpoint address (`unix:///p` or `unix:/p`).
-pub(crate) fn socket_from_endpoint(addr: &str) -> anyhow::Result<PathBuf> {
-    let Some(rest) = addr.strip_prefix("unix:") else {
-        bail!("{ENDPOINT_SOCKET_ENV}={addr:?}: only unix:///path addresses are supported");
-    };
-    let path = rest.strip_prefix("//").unwrap_or(rest);
-    if !path.starts_with('/') {
-        bail!("{ENDPOINT_SOCKET_ENV}={addr:?}: the socket path must be absolute");
-    }
-    Ok(PathBuf::from(path))
-}
 
 fn add_header(mut request: Request<()>) -> Result<Request<()>, Status> {
     request
@@ -139,27 +109,4 @@ pub(crate) fn status_error(what: &str, status: &Status) -> anyhow::Error {
         status.code(),
         status.message()
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn endpoint_addresses() {
-        assert_eq!(
-            socket_from_endpoint("unix:///tmp/a.sock").unwrap(),
-            PathBuf::from("/tmp/a.sock")
-        );
-        assert_eq!(
-            socket_from_endpoint("unix:/tmp/a.sock").unwrap(),
-            PathBuf::from("/tmp/a.sock")
-        );
-        assert!(socket_from_endpoint("tcp://127.0.0.1:1").is_err());
-        assert!(socket_from_endpoint("unix://relative").is_err());
-        assert_eq!(
-            socket_path(Some(Path::new("/x"))).unwrap(),
-            PathBuf::from("/x")
-        );
-    }
 }

@@ -1,0 +1,14 @@
+//! What the agent syncs from the server: entries, bundles, workload SVIDs
+//! and its own SVID's rotation.
+//!
+//! - `run.rs`: the loop ([`Manager::run`](crate::manager::Manager::run)),
+//!   woken by the server's change stream or every `SYNC_INTERVAL`;
+//! - `round.rs`: one sync round, step by step;
+//! - `authorities.rs`: tainted CAs and CAs that left the bundle;
+//! - `jwt.rs`: the Workload API's JWT-SVID source (minted per audience by
+//!   the server, cached until half their lifetime).
+
+pub(super) mod authorities;
+mod jwt;
+mod round;
+mod run;
