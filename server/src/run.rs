@@ -371,7 +371,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
         datastore.clone(),
         config.trust_domain.to_string(),
     ));
-    let audit = api::audit::AuditLayer::new(config.audit_log_enabled, state.changes().clone());
+    let audit = api::audit::AuditLayer::new(config.audit_log_enabled);
+    let notify = crate::notify::NotifyLayer::new(state.changes().clone(), api::mutates);
 
     // TLS material.
     let provider = tls::provider();
@@ -408,6 +409,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config));
     let tcp_server = spinel_transport::server::builder(true)
         .layer(audit.clone())
+        .layer(notify.clone())
         .add_routes(routes.clone())
         .serve_with_incoming_shutdown(
             api::transport::tls_incoming(tcp, acceptor, tcp_limits, client_trust),
@@ -415,6 +417,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
         );
     let unix_server = spinel_transport::server::builder(false)
         .layer(audit)
+        .layer(notify)
         .add_routes(routes)
         .serve_with_incoming_shutdown(
             api::transport::local_incoming(unix),
