@@ -41,13 +41,14 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api::client_trust::ClientTrust;
-use crate::api::{self, tls, ApiSettings, ApiState};
+use crate::api::{self, ApiSettings, ApiState};
 use crate::attestor::node::k8s_psat::{self, ClusterConnection, KubeClient};
 use crate::attestor::node::{JoinTokenAttestor, K8sPsatAttestor, NodeAttestors};
 use crate::ca::Ca;
 use crate::config::{DataStoreConfig, K8sPsatConfig, KeyManagerConfig, ServerConfig};
 use crate::datastore::DataStore;
 use crate::keymanager::KeyManager;
+use crate::tls;
 
 /// How often expired join tokens are pruned.
 pub const JOIN_TOKEN_PRUNE_INTERVAL: Duration = Duration::from_secs(60);

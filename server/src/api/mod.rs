@@ -1,7 +1,7 @@
 //! The server's gRPC API: SPIRE's server API on the wire.
 //!
 //! One router ([`routes`]) serves both listeners: the TCP listener (TLS,
-//! agents and mTLS admins, see [`tls`]) and the admin Unix socket (local
+//! agents and mTLS admins, see [`crate::tls`]) and the admin Unix socket (local
 //! callers are admins). Services:
 //!
 //! | service | file | who |
@@ -53,7 +53,10 @@ mod policy;
 mod revocable;
 mod svid;
 mod sync;
-pub mod tls;
+/// Moved to [`crate::tls`]; this path stays for the integration tests.
+pub mod tls {
+    pub use crate::tls::*;
+}
 pub mod transport;
 mod trustdomain;
 mod validate;

@@ -12,8 +12,6 @@
 
 use std::time::SystemTime;
 
-use x509_parser::extensions::ParsedExtension;
-
 use super::authority::{new_jwt, new_x509, other, Authorities, JwtKey, X509Authority};
 use super::{CaConfig, CaError};
 use crate::keymanager::KeyManager;
@@ -50,26 +48,6 @@ pub enum AuthorityKind {
     X509,
     /// JWT signing keys.
     Jwt,
-}
-
-/// The subject key ID of a certificate, lowercase hex; SHA-1 of the public
-/// key (RFC 5280 method 1) when the certificate carries none.
-pub fn subject_key_id(cert_der: &[u8]) -> Result<String, CaError> {
-    let (_, cert) = x509_parser::parse_x509_certificate(cert_der)
-        .map_err(|e| CaError::State(format!("unreadable CA certificate: {e}")))?;
-    for ext in cert.extensions() {
-        if let ParsedExtension::SubjectKeyIdentifier(id) = ext.parsed_extension() {
-            return Ok(hex(id.0));
-        }
-    }
-    let spk = &cert.public_key().subject_public_key.data;
-    let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, spk);
-    Ok(hex(digest.as_ref()))
-}
-
-/// Lowercase hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn x509_info(a: &X509Authority) -> AuthorityInfo {

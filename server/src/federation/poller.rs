@@ -11,8 +11,8 @@ use tokio::time::Instant;
 
 use super::fetch::{fetch_bundle, Authenticate};
 use super::{FederationError, PROFILE_HTTPS_SPIFFE, PROFILE_HTTPS_WEB};
-use crate::api::tls;
 use crate::datastore::{DataStore, StoredBundle, StoredFederationRelationship, StoredJwtKey};
+use crate::tls;
 
 /// Poll interval when the foreign bundle has no refresh hint (SPIRE's).
 pub const DEFAULT_REFRESH: Duration = Duration::from_secs(300);
