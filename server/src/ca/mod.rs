@@ -239,19 +239,8 @@ impl Ca {
         if !unchanged {
             self.datastore
                 .set_bundle(crate::datastore::StoredBundle {
-                    trust_domain: td,
-                    x509_authorities: bundle.x509_authorities.clone(),
-                    jwt_authorities: bundle
-                        .jwt_authorities
-                        .iter()
-                        .map(|a| crate::datastore::StoredJwtKey {
-                            key_id: a.key_id.clone(),
-                            public_key: a.public_key.clone(),
-                            expires_at: a.expires_at,
-                        })
-                        .collect(),
                     refresh_hint: stored.map(|s| s.refresh_hint).unwrap_or(0),
-                    sequence_number: bundle.sequence,
+                    ..crate::datastore::StoredBundle::from(&bundle)
                 })
                 .await?;
         }
