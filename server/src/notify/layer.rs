@@ -6,8 +6,9 @@
 //! does not depend on the API's internals. The poke comes once the inner
 //! service has produced the response head: a unary handler has finished
 //! by then. Every answered call pokes, also one answered with a gRPC error
-//! status (a refused batch item, or a handler that failed after part of
-//! its write); a call the inner service fails (no answer) does not.
+//! status, as the audit layer did before this layer existed (a spurious
+//! poke costs agents one sync; a missed one, a poll interval); a call the
+//! inner service fails (no answer) does not.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
