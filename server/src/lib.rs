@@ -12,6 +12,9 @@
 //! - [`upstream`]: an UpstreamAuthority that signs the X.509 CA (`disk`);
 //! - [`attestor`]: node attestors (`join_token`);
 //! - [`api`]: the gRPC services and who may call what;
+//! - [`notify`]: change notifications that wake agents after a write;
+//! - [`tls`]: TLS pieces every listener shares (provider, served
+//!   certificate, certificate files);
 //! - [`federation`]: the bundle endpoint and polling of foreign bundles;
 //! - [`oidc`]: OIDC discovery (`/.well-known/openid-configuration`, `/keys`);
 //! - [`run`]: start-up order, listeners, shutdown (what `spinel-server run` does);
@@ -28,4 +31,5 @@ pub mod keymanager;
 pub mod notify;
 pub mod oidc;
 pub mod run;
+pub mod tls;
 pub mod upstream;

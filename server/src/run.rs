@@ -41,13 +41,14 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api::client_trust::ClientTrust;
-use crate::api::{self, tls, ApiSettings, ApiState};
+use crate::api::{self, ApiSettings, ApiState};
 use crate::attestor::node::k8s_psat::{self, ClusterConnection, KubeClient};
 use crate::attestor::node::{JoinTokenAttestor, K8sPsatAttestor, NodeAttestors};
 use crate::ca::Ca;
 use crate::config::{DataStoreConfig, K8sPsatConfig, KeyManagerConfig, ServerConfig};
 use crate::datastore::DataStore;
 use crate::keymanager::KeyManager;
+use crate::tls;
 
 /// How often expired join tokens are pruned.
 pub const JOIN_TOKEN_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
@@ -371,7 +372,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
         datastore.clone(),
         config.trust_domain.to_string(),
     ));
-    let audit = api::audit::AuditLayer::new(config.audit_log_enabled, state.changes().clone());
+    let audit = api::audit::AuditLayer::new(config.audit_log_enabled);
+    let notify = crate::notify::NotifyLayer::new(state.changes().clone(), api::mutates);
 
     // TLS material.
     let provider = tls::provider();
@@ -408,6 +410,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config));
     let tcp_server = spinel_transport::server::builder(true)
         .layer(audit.clone())
+        .layer(notify.clone())
         .add_routes(routes.clone())
         .serve_with_incoming_shutdown(
             api::transport::tls_incoming(tcp, acceptor, tcp_limits, client_trust),
@@ -415,6 +418,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
         );
     let unix_server = spinel_transport::server::builder(false)
         .layer(audit)
+        .layer(notify)
         .add_routes(routes)
         .serve_with_incoming_shutdown(
             api::transport::local_incoming(unix),

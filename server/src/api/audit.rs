@@ -1,5 +1,5 @@
-//! The API's audit log and change poke: one tower layer around every
-//! service, on both listeners.
+//! The API's audit log: one tower layer around every service, on both
+//! listeners.
 //!
 //! With `audit_log_enabled = true` every call produces one `tracing` event
 //! at info with `type = "audit"` (one JSON line under `log_format =
@@ -36,9 +36,8 @@
 //! reach the log. Whether the caller was *authorized* as what its
 //! certificate claims shows in `status_code` (7 = refused).
 //!
-//! Independently of the switch, the layer pokes [`Changes`] when a
-//! mutating admin call completes, so agents watching for changes sync at
-//! once (see `watch.rs`).
+//! Waking agents after a mutating call is not this layer's job: that is
+//! [`crate::notify::NotifyLayer`], beside it.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -51,7 +50,6 @@ use tonic::body::Body as TonicBody;
 use tower::{Layer, Service};
 
 use super::transport::PeerInfo;
-use crate::notify::Changes;
 
 tokio::task_local! {
     static ENTITIES: Arc<Mutex<Vec<String>>>;
@@ -84,33 +82,17 @@ pub fn in_this_call<F: Future>(future: F) -> impl Future<Output = F::Output> {
     }
 }
 
-/// Whether `method` (a full gRPC path) may change what agents receive.
-fn mutating(method: &str) -> bool {
-    let Some(name) = method.rsplit('/').next() else {
-        return false;
-    };
-    let service = method.split('/').nth(1).unwrap_or_default();
-    let admin_service = service.starts_with("spire.api.server.");
-    let read = [
-        "Count", "List", "Get", "Sync", "Attest", "Renew", "New", "Mint", "Post",
-    ]
-    .iter()
-    .any(|p| name.starts_with(p))
-        || name.starts_with("BatchNew");
-    admin_service && !read
-}
-
 /// The layer: wrap the router with it on both listeners.
 #[derive(Debug, Clone)]
 pub struct AuditLayer {
     enabled: bool,
-    changes: Arc<Changes>,
 }
 
 impl AuditLayer {
-    /// A layer that audits when `enabled` and always pokes `changes`.
-    pub fn new(enabled: bool, changes: Arc<Changes>) -> Self {
-        AuditLayer { enabled, changes }
+    /// A layer that audits when `enabled` (and passes calls through
+    /// untouched otherwise).
+    pub fn new(enabled: bool) -> Self {
+        AuditLayer { enabled }
     }
 }
 
@@ -121,7 +103,6 @@ impl<S> Layer<S> for AuditLayer {
         Audited {
             inner,
             enabled: self.enabled,
-            changes: self.changes.clone(),
         }
     }
 }
@@ -131,7 +112,6 @@ impl<S> Layer<S> for AuditLayer {
 pub struct Audited<S> {
     inner: S,
     enabled: bool,
-    changes: Arc<Changes>,
 }
 
 #[derive(Debug)]
@@ -225,7 +205,6 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let method = request.uri().path().to_owned();
-        let poke = mutating(&method).then(|| self.changes.clone());
         let mut record = Record {
             method,
             caller_type: "anonymous",
@@ -242,10 +221,6 @@ where
         let future = ENTITIES.scope(record.entities.clone(), inner.call(request));
         Box::pin(async move {
             let response = future.await?;
-            // Unary handlers have finished when the response head exists.
-            if let Some(changes) = poke {
-                changes.poke();
-            }
             if !enabled {
                 return Ok(response);
             }
@@ -314,28 +289,5 @@ impl Body for AuditBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mutating_methods() {
-        assert!(mutating(
-            "/spire.api.server.entry.v1.Entry/BatchCreateEntry"
-        ));
-        assert!(mutating("/spire.api.server.agent.v1.Agent/BanAgent"));
-        assert!(mutating(
-            "/spire.api.server.localauthority.v1.LocalAuthority/TaintX509Authority"
-        ));
-        assert!(mutating("/spire.api.server.agent.v1.Agent/CreateJoinToken"));
-        assert!(!mutating(
-            "/spire.api.server.entry.v1.Entry/GetAuthorizedEntries"
-        ));
-        assert!(!mutating("/spire.api.server.svid.v1.SVID/BatchNewX509SVID"));
-        assert!(!mutating("/spinel.server.v1.Watch/WatchChanges"));
-        assert!(!mutating("/grpc.health.v1.Health/Check"));
     }
 }

@@ -19,7 +19,7 @@ use spinel_proto::spire::api::types;
 use tonic::{Code, Request, Response, Status};
 
 use super::auth::method;
-use super::convert::{bundle_to_proto, paginate, stored_from_trust_bundle};
+use super::convert::{bundle_to_proto, paginate};
 use super::error::{ok_status, ApiError, ApiResult};
 use super::{validate, ApiState};
 use crate::datastore::{DataStoreError, EntryFilter, StoredBundle};
@@ -61,7 +61,7 @@ impl BundleService {
             .get_bundle(self.own_td())
             .await
             .map_err(|e| ApiError::datastore("failed to fetch bundle", e))?;
-        Ok(stored.unwrap_or_else(|| stored_from_trust_bundle(&self.state.ca.bundle())))
+        Ok(stored.unwrap_or_else(|| StoredBundle::from(&self.state.ca.bundle())))
     }
 
     /// A federated trust domain name from a request (never our own).

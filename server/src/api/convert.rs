@@ -4,11 +4,9 @@
 //! trusted (it was validated on the way in).
 
 use spinel_proto::spire::api::types;
-use spinel_spiffe::{id, SpiffeId, TrustBundle};
+use spinel_spiffe::{id, SpiffeId};
 
-use crate::datastore::{
-    AttestedAgent, RegistrationEntry, StoredBundle, StoredJwtKey, StoredSelector,
-};
+use crate::datastore::{AttestedAgent, RegistrationEntry, StoredBundle, StoredSelector};
 
 /// The wire form of a parsed SPIFFE ID.
 pub fn id_to_proto(id: &SpiffeId) -> types::Spiffeid {
@@ -246,25 +244,6 @@ pub fn bundle_to_proto(b: &StoredBundle, mask: Option<&types::BundleMask>) -> ty
             0
         },
         wit_authorities: Vec::new(),
-    }
-}
-
-/// A [`TrustBundle`] (the CA's view) as a stored bundle.
-pub fn stored_from_trust_bundle(b: &TrustBundle) -> StoredBundle {
-    StoredBundle {
-        trust_domain: b.trust_domain.as_str().to_owned(),
-        x509_authorities: b.x509_authorities.clone(),
-        jwt_authorities: b
-            .jwt_authorities
-            .iter()
-            .map(|a| StoredJwtKey {
-                key_id: a.key_id.clone(),
-                public_key: a.public_key.clone(),
-                expires_at: a.expires_at,
-            })
-            .collect(),
-        refresh_hint: b.refresh_hint,
-        sequence_number: b.sequence,
     }
 }
 

@@ -39,32 +39,17 @@ use crate::ca::{AuthorityInfo, AuthorityKind, Ca, CaError};
 
 const PREFIX: &str = "/spire.api.server.localauthority.v1.LocalAuthority/";
 
-/// Full gRPC paths of the methods (all admin-only by the policy table).
+/// Full gRPC paths of the methods (all admin-only by the method table).
 mod path {
-    pub const GET_JWT: &str =
-        "/spire.api.server.localauthority.v1.LocalAuthority/GetJWTAuthorityState";
-    pub const PREPARE_JWT: &str =
-        "/spire.api.server.localauthority.v1.LocalAuthority/PrepareJWTAuthority";
-    pub const ACTIVATE_JWT: &str =
-        "/spire.api.server.localauthority.v1.LocalAuthority/ActivateJWTAuthority";
-    pub const TAINT_JWT: &str =
-        "/spire.api.server.localauthority.v1.LocalAuthority/TaintJWTAuthority";
-    pub const REVOKE_JWT: &str =
-        "/spire.api.server.localauthority.v1.LocalAuthority/RevokeJWTAuthority";
-    pub const GET_X509: &str =
-        "/spire.api.server.localauthority.v1.LocalAuthority/GetX509AuthorityState";
-    pub const PREPARE_X509: &str =
-        "/spire.api.server.localauthority.v1.LocalAuthority/PrepareX509Authority";
-    pub const ACTIVATE_X509: &str =
-        "/spire.api.server.localauthority.v1.LocalAuthority/ActivateX509Authority";
-    pub const TAINT_X509: &str =
-        "/spire.api.server.localauthority.v1.LocalAuthority/TaintX509Authority";
-    pub const REVOKE_X509: &str =
-        "/spire.api.server.localauthority.v1.LocalAuthority/RevokeX509Authority";
-    pub const TAINT_UPSTREAM: &str =
-        "/spire.api.server.localauthority.v1.LocalAuthority/TaintX509UpstreamAuthority";
-    pub const REVOKE_UPSTREAM: &str =
-        "/spire.api.server.localauthority.v1.LocalAuthority/RevokeX509UpstreamAuthority";
+    pub use crate::api::method::{
+        ACTIVATE_JWT_AUTHORITY as ACTIVATE_JWT, ACTIVATE_X509_AUTHORITY as ACTIVATE_X509,
+        GET_JWT_AUTHORITY_STATE as GET_JWT, GET_X509_AUTHORITY_STATE as GET_X509,
+        PREPARE_JWT_AUTHORITY as PREPARE_JWT, PREPARE_X509_AUTHORITY as PREPARE_X509,
+        REVOKE_JWT_AUTHORITY as REVOKE_JWT, REVOKE_X509_AUTHORITY as REVOKE_X509,
+        REVOKE_X509_UPSTREAM_AUTHORITY as REVOKE_UPSTREAM, TAINT_JWT_AUTHORITY as TAINT_JWT,
+        TAINT_X509_AUTHORITY as TAINT_X509, TAINT_X509_UPSTREAM_AUTHORITY as TAINT_UPSTREAM,
+    };
+    /// What the WIT methods are authorized as (all refused as unsupported).
     pub const WIT: &str = "/spire.api.server.localauthority.v1.LocalAuthority/WIT";
 }
 

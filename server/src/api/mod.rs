@@ -1,7 +1,7 @@
 //! The server's gRPC API: SPIRE's server API on the wire.
 //!
 //! One router ([`routes`]) serves both listeners: the TCP listener (TLS,
-//! agents and mTLS admins, see [`tls`]) and the admin Unix socket (local
+//! agents and mTLS admins, see [`crate::tls`]) and the admin Unix socket (local
 //! callers are admins). Services:
 //!
 //! | service | file | who |
@@ -16,12 +16,15 @@
 //! | `grpc.health.v1.Health` | `health.rs` | the admin socket |
 //! | `spinel.server.v1.Watch` | `watch.rs` | agents (Spinel's own: change push) |
 //!
-//! With `audit_log_enabled`, [`audit::AuditLayer`] writes one JSON line per
-//! call; it also pokes [`crate::notify::Changes`] after every admin write,
+//! Two layers wrap the router on both listeners: with
+//! `audit_log_enabled`, [`audit::AuditLayer`] writes one JSON line per
+//! call; [`crate::notify::NotifyLayer`] pokes [`crate::notify::Changes`]
+//! after every call the method table marks as mutating ([`mutates`]),
 //! which is what wakes the `Watch` streams.
 //!
-//! Every handler starts with [`ApiState::authorize`] (the policy table is
-//! in `auth.rs`), validates its input at the edge (`validate.rs`, errors
+//! Every handler starts with [`ApiState::authorize`] (the method table,
+//! [`METHODS`], is in `policy.rs`: who may call each method and whether it
+//! mutates state), validates its input at the edge (`validate.rs`, errors
 //! name the field), converts with `convert.rs`, and reports failures as one
 //! [`ApiError`] type turned into a `tonic::Status` (or a per-item
 //! `spire.api.types.Status` in batches) in one place (`error.rs`).
@@ -50,7 +53,10 @@ mod policy;
 mod revocable;
 mod svid;
 mod sync;
-pub mod tls;
+/// Moved to [`crate::tls`]; this path stays for the integration tests.
+pub mod tls {
+    pub use crate::tls::*;
+}
 pub mod transport;
 mod trustdomain;
 mod validate;
@@ -73,6 +79,7 @@ use tonic::service::Routes;
 
 pub use auth::{method, policy, Caller, Policy};
 pub use error::{ApiError, ApiResult};
+pub use policy::{mutates, MethodPolicy, METHODS};
 pub use svid::x509_params_for_entry;
 pub use transport::PeerInfo;
 

@@ -32,23 +32,13 @@ use crate::datastore::{StoredBundle, StoredFederationRelationship};
 use crate::federation::{FederationError, PROFILE_HTTPS_SPIFFE, PROFILE_HTTPS_WEB};
 
 /// `TrustDomain/ListFederationRelationships` and friends, by full path.
-pub mod method {
-    /// `ListFederationRelationships`.
-    pub const LIST: &str =
-        "/spire.api.server.trustdomain.v1.TrustDomain/ListFederationRelationships";
-    /// `GetFederationRelationship`.
-    pub const GET: &str = "/spire.api.server.trustdomain.v1.TrustDomain/GetFederationRelationship";
-    /// `BatchCreateFederationRelationship`.
-    pub const CREATE: &str =
-        "/spire.api.server.trustdomain.v1.TrustDomain/BatchCreateFederationRelationship";
-    /// `BatchUpdateFederationRelationship`.
-    pub const UPDATE: &str =
-        "/spire.api.server.trustdomain.v1.TrustDomain/BatchUpdateFederationRelationship";
-    /// `BatchDeleteFederationRelationship`.
-    pub const DELETE: &str =
-        "/spire.api.server.trustdomain.v1.TrustDomain/BatchDeleteFederationRelationship";
-    /// `RefreshBundle`.
-    pub const REFRESH: &str = "/spire.api.server.trustdomain.v1.TrustDomain/RefreshBundle";
+mod method {
+    pub use crate::api::method::{
+        BATCH_CREATE_FEDERATION_RELATIONSHIP as CREATE,
+        BATCH_DELETE_FEDERATION_RELATIONSHIP as DELETE,
+        BATCH_UPDATE_FEDERATION_RELATIONSHIP as UPDATE, GET_FEDERATION_RELATIONSHIP as GET,
+        LIST_FEDERATION_RELATIONSHIPS as LIST, REFRESH_BUNDLE as REFRESH,
+    };
 }
 
 /// The TrustDomain service.

@@ -161,7 +161,7 @@ pub(super) fn new_x509(
     let upstream = config.upstream.as_ref();
     Ok(X509Authority {
         slot: slot.to_owned(),
-        authority_id: super::manual::subject_key_id(&cert_der)?,
+        authority_id: super::key_id::subject_key_id(&cert_der)?,
         cert_der,
         key: Some(key),
         not_before,
@@ -265,11 +265,11 @@ impl Authorities {
             let upstream_authority_id = if rec.upstream_roots.is_empty() {
                 String::new()
             } else {
-                upstream_signer_id(&cert)
+                super::key_id::upstream_signer_id(&cert)
             };
             let auth = X509Authority {
                 slot: rec.slot,
-                authority_id: super::manual::subject_key_id(&cert_der)?,
+                authority_id: super::key_id::subject_key_id(&cert_der)?,
                 cert_der: cert_der.clone(),
                 key,
                 not_before,
@@ -477,19 +477,4 @@ impl Authorities {
         }
         Ok(changed)
     }
-}
-
-/// Subject key ID (hex) of the certificate that signed `cert`, from its
-/// authority key identifier; empty if it carries none.
-fn upstream_signer_id(cert: &x509_parser::certificate::X509Certificate<'_>) -> String {
-    for ext in cert.extensions() {
-        if let x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(aki) =
-            ext.parsed_extension()
-        {
-            if let Some(id) = &aki.key_identifier {
-                return super::manual::hex(id.0);
-            }
-        }
-    }
-    String::new()
 }

@@ -9,10 +9,13 @@
 //! (the request names the wrong authority) or [`CaError::OutOfOrder`] (the
 //! state does not allow it). These functions only change the in-memory
 //! [`Authorities`]; [`super::Ca`] persists the journal before answering.
+//!
+//! Each operation is written once, over a private `Authority` trait that
+//! holds what differs between an X.509 CA and a JWT key (the ID, the key
+//! it generates, the log line of an activation); `Authorities` only picks
+//! the kind's slots.
 
 use std::time::SystemTime;
-
-use x509_parser::extensions::ParsedExtension;
 
 use super::authority::{new_jwt, new_x509, other, Authorities, JwtKey, X509Authority};
 use super::{CaConfig, CaError};
@@ -52,41 +55,207 @@ pub enum AuthorityKind {
     Jwt,
 }
 
-/// The subject key ID of a certificate, lowercase hex; SHA-1 of the public
-/// key (RFC 5280 method 1) when the certificate carries none.
-pub fn subject_key_id(cert_der: &[u8]) -> Result<String, CaError> {
-    let (_, cert) = x509_parser::parse_x509_certificate(cert_der)
-        .map_err(|e| CaError::State(format!("unreadable CA certificate: {e}")))?;
-    for ext in cert.extensions() {
-        if let ParsedExtension::SubjectKeyIdentifier(id) = ext.parsed_extension() {
-            return Ok(hex(id.0));
+/// What differs between an X.509 CA and a JWT key, so that each manual
+/// operation is written once for both.
+trait Authority: Sized {
+    /// Its ID: the X.509 CA's subject key ID, the JWT key's `kid`.
+    fn id(&self) -> &str;
+    /// As the LocalAuthority API reports it.
+    fn info(&self) -> AuthorityInfo;
+    /// Its key manager slot.
+    fn slot(&self) -> &str;
+    /// Whether an operator tainted it.
+    fn tainted(&self) -> bool;
+    /// Marks it tainted.
+    fn taint(&mut self);
+    /// Drops its private key: it no longer signs.
+    fn retire(&mut self);
+    /// A new one in key manager slot `slot`.
+    fn generate(
+        config: &CaConfig,
+        keys: &dyn KeyManager,
+        slot: &str,
+        now: SystemTime,
+    ) -> Result<Self, CaError>;
+    /// Logs that it became the active one.
+    fn log_activated(&self);
+}
+
+impl Authority for X509Authority {
+    fn id(&self) -> &str {
+        &self.authority_id
+    }
+
+    fn info(&self) -> AuthorityInfo {
+        AuthorityInfo {
+            authority_id: self.authority_id.clone(),
+            expires_at: self.not_after,
+            upstream_authority_subject_key_id: self.upstream_authority_id.clone(),
+            tainted: self.tainted,
         }
     }
-    let spk = &cert.public_key().subject_public_key.data;
-    let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, spk);
-    Ok(hex(digest.as_ref()))
-}
 
-/// Lowercase hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+    fn slot(&self) -> &str {
+        &self.slot
+    }
 
-fn x509_info(a: &X509Authority) -> AuthorityInfo {
-    AuthorityInfo {
-        authority_id: a.authority_id.clone(),
-        expires_at: a.not_after,
-        upstream_authority_subject_key_id: a.upstream_authority_id.clone(),
-        tainted: a.tainted,
+    fn tainted(&self) -> bool {
+        self.tainted
+    }
+
+    fn taint(&mut self) {
+        self.tainted = true;
+    }
+
+    fn retire(&mut self) {
+        self.key = None;
+    }
+
+    fn generate(
+        config: &CaConfig,
+        keys: &dyn KeyManager,
+        slot: &str,
+        now: SystemTime,
+    ) -> Result<Self, CaError> {
+        new_x509(config, keys, slot, now)
+    }
+
+    fn log_activated(&self) {
+        tracing::info!(authority_id = %self.authority_id, "activated the next X.509 CA");
     }
 }
 
-fn jwt_info(k: &JwtKey) -> AuthorityInfo {
-    AuthorityInfo {
-        authority_id: k.kid.clone(),
-        expires_at: k.not_after,
-        upstream_authority_subject_key_id: String::new(),
-        tainted: k.tainted,
+impl Authority for JwtKey {
+    fn id(&self) -> &str {
+        &self.kid
+    }
+
+    fn info(&self) -> AuthorityInfo {
+        AuthorityInfo {
+            authority_id: self.kid.clone(),
+            expires_at: self.not_after,
+            upstream_authority_subject_key_id: String::new(),
+            tainted: self.tainted,
+        }
+    }
+
+    fn slot(&self) -> &str {
+        &self.slot
+    }
+
+    fn tainted(&self) -> bool {
+        self.tainted
+    }
+
+    fn taint(&mut self) {
+        self.tainted = true;
+    }
+
+    fn retire(&mut self) {
+        self.key = None;
+    }
+
+    fn generate(
+        config: &CaConfig,
+        keys: &dyn KeyManager,
+        slot: &str,
+        now: SystemTime,
+    ) -> Result<Self, CaError> {
+        new_jwt(config, keys, slot, now)
+    }
+
+    fn log_activated(&self) {
+        tracing::info!(kid = %self.kid, "activated the next JWT key");
+    }
+}
+
+/// The state of one kind of authority.
+fn state_of<A: Authority>(active: &A, prepared: Option<&A>, old: &[A]) -> AuthorityState {
+    AuthorityState {
+        active: active.info(),
+        prepared: prepared.map(A::info),
+        old: old.last().map(A::info),
+    }
+}
+
+/// One kind's authorities, borrowed from [`Authorities`]: the operations,
+/// written once for both kinds.
+struct Slots<'a, A> {
+    active: &'a mut A,
+    prepared: &'a mut Option<A>,
+    old: &'a mut Vec<A>,
+}
+
+impl<A: Authority> Slots<'_, A> {
+    fn prepare(
+        self,
+        config: &CaConfig,
+        keys: &dyn KeyManager,
+        now: SystemTime,
+    ) -> Result<AuthorityInfo, CaError> {
+        let slot = other(self.active.slot());
+        let next = A::generate(config, keys, slot, now)?;
+        let info = next.info();
+        *self.prepared = Some(next);
+        Ok(info)
+    }
+
+    fn activate(mut self, id: &str) -> Result<AuthorityInfo, CaError> {
+        require_id(id)?;
+        let Some(prepared_id) = self.prepared.as_ref().map(|a| a.id().to_owned()) else {
+            return Err(CaError::OutOfOrder("no prepared authority found".into()));
+        };
+        if prepared_id != id {
+            return Err(CaError::InvalidAuthority(format!(
+                "authority {id:?} is not the prepared authority ({prepared_id:?})"
+            )));
+        }
+        self.activate_next();
+        Ok(self.active.info())
+    }
+
+    /// Swaps the prepared authority in; false if there was none.
+    fn activate_next(&mut self) -> bool {
+        let Some(next) = self.prepared.take() else {
+            return false;
+        };
+        let mut old = std::mem::replace(&mut *self.active, next);
+        old.retire();
+        self.active.log_activated();
+        self.old.push(old);
+        true
+    }
+
+    fn not_old(&self, id: &str) -> CaError {
+        not_old(id, self.active.id(), self.prepared.as_ref().map(A::id))
+    }
+
+    fn taint(self, id: &str) -> Result<AuthorityInfo, CaError> {
+        require_id(id)?;
+        let Some(i) = self.old.iter().position(|a| a.id() == id) else {
+            return Err(self.not_old(id));
+        };
+        let a = &mut self.old[i];
+        if a.tainted() {
+            return Err(CaError::OutOfOrder(format!(
+                "authority {id:?} is already tainted"
+            )));
+        }
+        a.taint();
+        Ok(a.info())
+    }
+
+    fn revoke(self, id: &str) -> Result<AuthorityInfo, CaError> {
+        require_id(id)?;
+        let Some(i) = self.old.iter().position(|a| a.id() == id) else {
+            return Err(self.not_old(id));
+        };
+        if !self.old[i].tainted() {
+            return Err(CaError::OutOfOrder(format!(
+                "authority {id:?} is not tainted; only a tainted authority can be revoked"
+            )));
+        }
+        Ok(self.old.remove(i).info())
     }
 }
 
@@ -113,19 +282,33 @@ fn not_old(id: &str, active: &str, prepared: Option<&str>) -> CaError {
 }
 
 impl Authorities {
+    fn x509(&mut self) -> Slots<'_, X509Authority> {
+        Slots {
+            active: &mut self.x509_active,
+            prepared: &mut self.x509_prepared,
+            old: &mut self.x509_old,
+        }
+    }
+
+    fn jwt(&mut self) -> Slots<'_, JwtKey> {
+        Slots {
+            active: &mut self.jwt_active,
+            prepared: &mut self.jwt_prepared,
+            old: &mut self.jwt_old,
+        }
+    }
+
     /// The state of one kind of authority.
     pub fn state(&self, kind: AuthorityKind) -> AuthorityState {
         match kind {
-            AuthorityKind::X509 => AuthorityState {
-                active: x509_info(&self.x509_active),
-                prepared: self.x509_prepared.as_ref().map(x509_info),
-                old: self.x509_old.last().map(x509_info),
-            },
-            AuthorityKind::Jwt => AuthorityState {
-                active: jwt_info(&self.jwt_active),
-                prepared: self.jwt_prepared.as_ref().map(jwt_info),
-                old: self.jwt_old.last().map(jwt_info),
-            },
+            AuthorityKind::X509 => state_of(
+                &self.x509_active,
+                self.x509_prepared.as_ref(),
+                &self.x509_old,
+            ),
+            AuthorityKind::Jwt => {
+                state_of(&self.jwt_active, self.jwt_prepared.as_ref(), &self.jwt_old)
+            }
         }
     }
 
@@ -138,20 +321,8 @@ impl Authorities {
         now: SystemTime,
     ) -> Result<AuthorityInfo, CaError> {
         match kind {
-            AuthorityKind::X509 => {
-                let slot = other(&self.x509_active.slot);
-                let next = new_x509(config, keys, slot, now)?;
-                let info = x509_info(&next);
-                self.x509_prepared = Some(next);
-                Ok(info)
-            }
-            AuthorityKind::Jwt => {
-                let slot = other(&self.jwt_active.slot);
-                let next = new_jwt(config, keys, slot, now)?;
-                let info = jwt_info(&next);
-                self.jwt_prepared = Some(next);
-                Ok(info)
-            }
+            AuthorityKind::X509 => self.x509().prepare(config, keys, now),
+            AuthorityKind::Jwt => self.jwt().prepare(config, keys, now),
         }
     }
 
@@ -171,135 +342,38 @@ impl Authorities {
     /// Makes the prepared authority `id` the active one; the active one
     /// becomes old (kept in the bundle, no longer signing).
     pub fn activate(&mut self, kind: AuthorityKind, id: &str) -> Result<AuthorityInfo, CaError> {
-        require_id(id)?;
-        let prepared_id = match kind {
-            AuthorityKind::X509 => self.x509_prepared.as_ref().map(|a| a.authority_id.clone()),
-            AuthorityKind::Jwt => self.jwt_prepared.as_ref().map(|k| k.kid.clone()),
-        };
-        let Some(prepared_id) = prepared_id else {
-            return Err(CaError::OutOfOrder("no prepared authority found".into()));
-        };
-        if prepared_id != id {
-            return Err(CaError::InvalidAuthority(format!(
-                "authority {id:?} is not the prepared authority ({prepared_id:?})"
-            )));
-        }
         match kind {
-            AuthorityKind::X509 => self.activate_x509(),
-            AuthorityKind::Jwt => self.activate_jwt(),
-        };
-        Ok(self.state(kind).active)
+            AuthorityKind::X509 => self.x509().activate(id),
+            AuthorityKind::Jwt => self.jwt().activate(id),
+        }
     }
 
     /// Swaps the prepared X.509 CA in; false if there was none.
     pub(super) fn activate_x509(&mut self) -> bool {
-        let Some(next) = self.x509_prepared.take() else {
-            return false;
-        };
-        let mut old = std::mem::replace(&mut self.x509_active, next);
-        old.key = None;
-        tracing::info!(authority_id = %self.x509_active.authority_id, "activated the next X.509 CA");
-        self.x509_old.push(old);
-        true
+        self.x509().activate_next()
     }
 
     /// Swaps the prepared JWT key in; false if there was none.
     pub(super) fn activate_jwt(&mut self) -> bool {
-        let Some(next) = self.jwt_prepared.take() else {
-            return false;
-        };
-        let mut old = std::mem::replace(&mut self.jwt_active, next);
-        old.key = None;
-        tracing::info!(kid = %self.jwt_active.kid, "activated the next JWT key");
-        self.jwt_old.push(old);
-        true
+        self.jwt().activate_next()
     }
 
     /// Taints the old authority `id`.
     pub fn taint(&mut self, kind: AuthorityKind, id: &str) -> Result<AuthorityInfo, CaError> {
-        require_id(id)?;
-        let state = self.state(kind);
-        let not_old = || {
-            not_old(
-                id,
-                &state.active.authority_id,
-                state.prepared.as_ref().map(|p| p.authority_id.as_str()),
-            )
-        };
         let tainted = match kind {
-            AuthorityKind::X509 => {
-                let a = self
-                    .x509_old
-                    .iter_mut()
-                    .find(|a| a.authority_id == id)
-                    .ok_or_else(not_old)?;
-                if a.tainted {
-                    return Err(CaError::OutOfOrder(format!(
-                        "authority {id:?} is already tainted"
-                    )));
-                }
-                a.tainted = true;
-                x509_info(a)
-            }
-            AuthorityKind::Jwt => {
-                let k = self
-                    .jwt_old
-                    .iter_mut()
-                    .find(|k| k.kid == id)
-                    .ok_or_else(not_old)?;
-                if k.tainted {
-                    return Err(CaError::OutOfOrder(format!(
-                        "authority {id:?} is already tainted"
-                    )));
-                }
-                k.tainted = true;
-                jwt_info(k)
-            }
-        };
+            AuthorityKind::X509 => self.x509().taint(id),
+            AuthorityKind::Jwt => self.jwt().taint(id),
+        }?;
         tracing::warn!(kind = ?kind, authority_id = %id, "authority tainted: SVIDs it signed are being replaced");
         Ok(tainted)
     }
 
     /// Removes the tainted old authority `id` from the bundle.
     pub fn revoke(&mut self, kind: AuthorityKind, id: &str) -> Result<AuthorityInfo, CaError> {
-        require_id(id)?;
-        let state = self.state(kind);
-        let not_old = || {
-            not_old(
-                id,
-                &state.active.authority_id,
-                state.prepared.as_ref().map(|p| p.authority_id.as_str()),
-            )
-        };
-        let untainted = || {
-            CaError::OutOfOrder(format!(
-                "authority {id:?} is not tainted; only a tainted authority can be revoked"
-            ))
-        };
         let revoked = match kind {
-            AuthorityKind::X509 => {
-                let i = self
-                    .x509_old
-                    .iter()
-                    .position(|a| a.authority_id == id)
-                    .ok_or_else(not_old)?;
-                if !self.x509_old[i].tainted {
-                    return Err(untainted());
-                }
-                x509_info(&self.x509_old.remove(i))
-            }
-            AuthorityKind::Jwt => {
-                let i = self
-                    .jwt_old
-                    .iter()
-                    .position(|k| k.kid == id)
-                    .ok_or_else(not_old)?;
-                if !self.jwt_old[i].tainted {
-                    return Err(untainted());
-                }
-                jwt_info(&self.jwt_old.remove(i))
-            }
-        };
+            AuthorityKind::X509 => self.x509().revoke(id),
+            AuthorityKind::Jwt => self.jwt().revoke(id),
+        }?;
         tracing::warn!(kind = ?kind, authority_id = %id, "authority revoked: removed from the bundle");
         Ok(revoked)
     }

@@ -19,11 +19,13 @@
 //! before the new state signs or is acknowledged (invariant 6). With an
 //! [`UpstreamCa`] (`UpstreamAuthority "disk"`), the X.509 CA is an
 //! intermediate: SVID chains carry it and the bundle holds the upstream
-//! roots.
+//! roots. Certificates are named by their subject key ID (`key_id.rs`,
+//! also used by the upstream authority).
 
 mod authority;
 mod csr;
 mod jwt;
+mod key_id;
 mod manual;
 mod operations;
 mod x509;
@@ -39,7 +41,8 @@ use crate::keymanager::{KeyManager, KeyType};
 
 pub use authority::Authorities;
 pub use csr::verify_csr;
-pub use manual::{subject_key_id, AuthorityInfo, AuthorityKind, AuthorityState};
+pub use key_id::subject_key_id;
+pub use manual::{AuthorityInfo, AuthorityKind, AuthorityState};
 
 pub use crate::upstream::UpstreamCa;
 
@@ -236,19 +239,8 @@ impl Ca {
         if !unchanged {
             self.datastore
                 .set_bundle(crate::datastore::StoredBundle {
-                    trust_domain: td,
-                    x509_authorities: bundle.x509_authorities.clone(),
-                    jwt_authorities: bundle
-                        .jwt_authorities
-                        .iter()
-                        .map(|a| crate::datastore::StoredJwtKey {
-                            key_id: a.key_id.clone(),
-                            public_key: a.public_key.clone(),
-                            expires_at: a.expires_at,
-                        })
-                        .collect(),
                     refresh_hint: stored.map(|s| s.refresh_hint).unwrap_or(0),
-                    sequence_number: bundle.sequence,
+                    ..crate::datastore::StoredBundle::from(&bundle)
                 })
                 .await?;
         }

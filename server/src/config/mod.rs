@@ -55,7 +55,8 @@ pub const DEFAULT_BIND_ADDRESS: &str = "0.0.0.0";
 pub const DEFAULT_BIND_PORT: u16 = 8081;
 /// Default `data_dir`.
 pub const DEFAULT_DATA_DIR: &str = "./.data";
-/// Default `socket_path` (SPIRE's, with `spinel-server`).
+/// Default `socket_path` (SPIRE's `/tmp/spire-server/private/api.sock`,
+/// with `spinel-server`); also the CLI's default `-socketPath`.
 pub const DEFAULT_SOCKET_PATH: &str = "/tmp/spinel-server/private/api.sock";
 /// Default `log_level`.
 pub const DEFAULT_LOG_LEVEL: &str = "INFO";

@@ -2,7 +2,7 @@
 //! validated at the API edge before they get here.
 
 use serde::{Deserialize, Serialize};
-use spinel_spiffe::Selector;
+use spinel_spiffe::{Selector, TrustBundle};
 
 /// A registration entry: which identity (`spiffe_id`) goes to which
 /// workloads (`selectors`) under which parent (an agent or node alias).
@@ -143,6 +143,27 @@ pub struct StoredBundle {
     pub refresh_hint: i64,
     /// Sequence number, bumped on every change.
     pub sequence_number: u64,
+}
+
+impl From<&TrustBundle> for StoredBundle {
+    /// A bundle as the CA or a federation fetch holds it, as stored.
+    fn from(b: &TrustBundle) -> Self {
+        StoredBundle {
+            trust_domain: b.trust_domain.as_str().to_owned(),
+            x509_authorities: b.x509_authorities.clone(),
+            jwt_authorities: b
+                .jwt_authorities
+                .iter()
+                .map(|a| StoredJwtKey {
+                    key_id: a.key_id.clone(),
+                    public_key: a.public_key.clone(),
+                    expires_at: a.expires_at,
+                })
+                .collect(),
+            refresh_hint: b.refresh_hint,
+            sequence_number: b.sequence,
+        }
+    }
 }
 
 /// A JWT signing public key.

@@ -19,9 +19,6 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use rustls::crypto::CryptoProvider;
-use rustls::sign::CertifiedKey;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use spinel_spiffe::bundle::JwtAuthority;
 #[cfg(test)]
 use spinel_spiffe::TrustDomain;
@@ -31,38 +28,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::FederationError;
-use crate::api::tls::{self, ServerCertResolver};
 use crate::ca::Ca;
-use crate::config::{BundleEndpointConfig, EndpointProfile, ServingCertFile};
+use crate::config::{BundleEndpointConfig, EndpointProfile};
 use crate::datastore::DataStore;
-
-/// Default `file_sync_interval` of `serving_cert_file`.
-pub const DEFAULT_FILE_SYNC_INTERVAL: Duration = Duration::from_secs(60);
-
-/// Loads a PEM certificate chain and key as rustls wants them.
-pub fn load_cert_files(
-    files: &ServingCertFile,
-    provider: &CryptoProvider,
-) -> Result<Arc<CertifiedKey>, FederationError> {
-    let bad = |path: &std::path::Path, reason: String| FederationError::CertFile {
-        path: path.to_owned(),
-        reason,
-    };
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert_file_path)
-        .map_err(|e| bad(&files.cert_file_path, e.to_string()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| bad(&files.cert_file_path, e.to_string()))?;
-    if chain.is_empty() {
-        return Err(bad(&files.cert_file_path, "no certificate in it".into()));
-    }
-    let key = PrivateKeyDer::from_pem_file(&files.key_file_path)
-        .map_err(|e| bad(&files.key_file_path, format!("no usable private key: {e}")))?;
-    let signing = provider
-        .key_provider
-        .load_private_key(key)
-        .map_err(|e| bad(&files.key_file_path, e.to_string()))?;
-    Ok(Arc::new(CertifiedKey::new(chain, signing)))
-}
+use crate::tls::{self, load_cert_files, ServerCertResolver};
 
 /// A bound bundle endpoint, ready to serve.
 #[derive(Debug)]
@@ -259,19 +228,7 @@ async fn keep_certificate(
 ) {
     match profile {
         EndpointProfile::HttpsWeb(files) => {
-            let every = files
-                .file_sync_interval
-                .unwrap_or(DEFAULT_FILE_SYNC_INTERVAL)
-                .max(Duration::from_secs(1));
-            loop {
-                tokio::time::sleep(every).await;
-                match load_cert_files(&files, &provider) {
-                    Ok(key) => resolver.set(key),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot reload the bundle endpoint certificate; keeping the current one")
-                    }
-                }
-            }
+            tls::reload_cert_files(files, resolver, provider, "bundle endpoint").await
         }
         EndpointProfile::HttpsSpiffe => {
             let mut bundles = ca.watch_bundle();

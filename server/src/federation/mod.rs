@@ -81,6 +81,15 @@ pub enum FederationError {
     },
 }
 
+impl From<crate::tls::CertFileError> for FederationError {
+    fn from(e: crate::tls::CertFileError) -> Self {
+        FederationError::CertFile {
+            path: e.path,
+            reason: e.reason,
+        }
+    }
+}
+
 /// A config `federates_with` as a stored relationship.
 pub fn stored_from_config(f: &FederatesWith) -> StoredFederationRelationship {
     let (profile, endpoint_spiffe_id) = match &f.profile {

@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::RootCertStore;
-use spinel_spiffe::{id, TrustBundle};
+use spinel_spiffe::id;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::fetch::{fetch_bundle, Authenticate};
 use super::{FederationError, PROFILE_HTTPS_SPIFFE, PROFILE_HTTPS_WEB};
-use crate::api::tls;
-use crate::datastore::{DataStore, StoredBundle, StoredFederationRelationship, StoredJwtKey};
+use crate::datastore::{DataStore, StoredBundle, StoredFederationRelationship};
+use crate::tls;
 
 /// Poll interval when the foreign bundle has no refresh hint (SPIRE's).
 pub const DEFAULT_REFRESH: Duration = Duration::from_secs(300);
@@ -132,7 +132,7 @@ impl Federation {
             other => return Err(invalid(format!("unknown profile {other:?}"))),
         };
         let fetched = fetch_bundle(&rel.bundle_endpoint_url, &td, &auth, tls::provider()).await?;
-        let next = to_stored(&fetched);
+        let next = StoredBundle::from(&fetched);
         let changed = stored.as_ref().is_none_or(|s| {
             s.x509_authorities != next.x509_authorities
                 || s.jwt_authorities != next.jwt_authorities
@@ -227,24 +227,6 @@ pub fn interval(refresh_hint: i64) -> Duration {
     match u64::try_from(refresh_hint) {
         Ok(secs) if secs > 0 => Duration::from_secs(secs).max(MIN_REFRESH),
         _ => DEFAULT_REFRESH,
-    }
-}
-
-fn to_stored(b: &TrustBundle) -> StoredBundle {
-    StoredBundle {
-        trust_domain: b.trust_domain.to_string(),
-        x509_authorities: b.x509_authorities.clone(),
-        jwt_authorities: b
-            .jwt_authorities
-            .iter()
-            .map(|a| StoredJwtKey {
-                key_id: a.key_id.clone(),
-                public_key: a.public_key.clone(),
-                expires_at: a.expires_at,
-            })
-            .collect(),
-        refresh_hint: b.refresh_hint,
-        sequence_number: b.sequence,
     }
 }
 

@@ -9,13 +9,16 @@
 //!
 //! The marks move in two ways, both handled by one refresher task
 //! ([`spawn_refresher`]):
-//! - a [`Changes::poke`] after any admin write on this server (the API
-//!   layer calls it when a mutating call completes): the refresher reads
+//! - a [`Changes::poke`] after any admin write on this server
+//!   ([`NotifyLayer`], around the API router, calls it when a call the
+//!   method table marks as mutating completes): the refresher reads
 //!   the datastore's entry revision and the bundle sequence at once, and
 //!   bumps the generation if neither moved, so bans and authority changes
 //!   wake agents too;
 //! - a periodic read ([`REFRESH_INTERVAL`]), which catches writes made by
 //!   other servers sharing the database and CA rotations.
+
+mod layer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +27,8 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::datastore::DataStore;
+
+pub use layer::{Mutates, NotifyLayer, Notifying};
 
 /// How often the refresher reads the marks without being poked.
 pub const REFRESH_INTERVAL: Duration = Duration::from_millis(500);

@@ -24,7 +24,6 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -39,11 +38,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::api::tls::{self, ServerCertResolver};
 use crate::ca::Ca;
 use crate::config::OidcDiscoveryConfig;
-use crate::federation::endpoint::{load_cert_files, DEFAULT_FILE_SYNC_INTERVAL};
 use crate::federation::FederationError;
+use crate::tls::{self, load_cert_files, ServerCertResolver};
 
 /// Signing algorithms advertised (SPIRE's provider's list).
 pub const SIGNING_ALGS: &[&str] = &["RS256", "ES256", "ES384"];
@@ -121,21 +119,12 @@ impl OidcDiscovery {
         let reload = match (&self.resolver, &self.config.serving_cert_file) {
             (Some(resolver), Some(files)) => {
                 let (resolver, files) = (resolver.clone(), files.clone());
-                Some(tokio::spawn(async move {
-                    let every = files
-                        .file_sync_interval
-                        .unwrap_or(DEFAULT_FILE_SYNC_INTERVAL)
-                        .max(Duration::from_secs(1));
-                    loop {
-                        tokio::time::sleep(every).await;
-                        match load_cert_files(&files, &provider) {
-                            Ok(key) => resolver.set(key),
-                            Err(e) => {
-                                tracing::warn!(error = %e, "cannot reload the OIDC discovery certificate; keeping the current one")
-                            }
-                        }
-                    }
-                }))
+                Some(tokio::spawn(tls::reload_cert_files(
+                    files,
+                    resolver,
+                    provider,
+                    "OIDC discovery",
+                )))
             }
             _ => None,
         };

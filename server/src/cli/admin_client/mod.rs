@@ -30,8 +30,9 @@ pub use args::{
 };
 pub use error::{AdminClientError, GoCode};
 
-/// SPIRE's default is `/tmp/spire-server/private/api.sock`; Spinel's mirrors it.
-pub const DEFAULT_SOCKET_PATH: &str = "/tmp/spinel-server/private/api.sock";
+/// The admin socket the server listens on unless configured otherwise
+/// (one constant, the config's: SPIRE's path with `spinel-server`).
+pub use crate::config::DEFAULT_SOCKET_PATH;
 
 /// How long to wait for the socket to accept the connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

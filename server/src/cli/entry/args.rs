@@ -16,15 +16,10 @@ use crate::cli::admin_client::{
     parse_td, parse_ttl, parse_unix_seconds, AdminArgs, AdminClientError, MatchOn,
 };
 
-/// `entry create` flags.
+/// The flags that describe an entry, shared by `entry create` and `entry
+/// update` (each adds its `-entryID` and its attribute flags).
 #[derive(Debug, Clone, clap::Args)]
-#[command(args_override_self = true)]
-pub struct CreateArgs {
-    #[command(flatten)]
-    pub common: AdminArgs,
-    /// A custom ID for this registration entry (optional); the server generates one otherwise.
-    #[arg(long = "entryID", value_name = "ID")]
-    pub entry_id: Option<String>,
+pub struct EntryFlags {
     /// The SPIFFE ID of this record's parent.
     #[arg(long = "parentID", value_name = "ID", value_parser = parse_spiffe_id)]
     pub parent_id: Option<SpiffeId>,
@@ -49,9 +44,6 @@ pub struct CreateArgs {
     /// A trust domain to federate with. Can be used more than once.
     #[arg(long = "federatesWith", value_name = "TRUST_DOMAIN", value_parser = parse_td)]
     pub federates_with: Vec<TrustDomain>,
-    /// The entry applies to matching nodes (agents) rather than workloads: its parent is the server.
-    #[arg(long = "node", value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", hide_default_value = true, value_parser = parse_go_bool)]
-    pub node: bool,
     /// The SPIFFE ID of this entry may use the server's admin APIs.
     #[arg(long = "admin", value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", hide_default_value = true, value_parser = parse_go_bool)]
     pub admin: bool,
@@ -70,6 +62,22 @@ pub struct CreateArgs {
     /// The entry hint, to tell apart entries with the same SPIFFE ID.
     #[arg(long = "hint", value_name = "HINT")]
     pub hint: Option<String>,
+}
+
+/// `entry create` flags.
+#[derive(Debug, Clone, clap::Args)]
+#[command(args_override_self = true)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    pub common: AdminArgs,
+    /// A custom ID for this registration entry (optional); the server generates one otherwise.
+    #[arg(long = "entryID", value_name = "ID")]
+    pub entry_id: Option<String>,
+    #[command(flatten)]
+    pub flags: EntryFlags,
+    /// The entry applies to matching nodes (agents) rather than workloads: its parent is the server.
+    #[arg(long = "node", value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", hide_default_value = true, value_parser = parse_go_bool)]
+    pub node: bool,
     /// Agents do not prefetch X509-SVIDs for this entry.
     #[arg(long = "disableX509SVIDPrefetch", value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", hide_default_value = true, value_parser = parse_go_bool)]
     pub disable_x509_svid_prefetch: bool,
@@ -87,48 +95,8 @@ pub struct UpdateArgs {
     /// The ID of the registration entry to update.
     #[arg(long = "entryID", value_name = "ID")]
     pub entry_id: Option<String>,
-    /// The SPIFFE ID of this record's parent.
-    #[arg(long = "parentID", value_name = "ID", value_parser = parse_spiffe_id)]
-    pub parent_id: Option<SpiffeId>,
-    /// The SPIFFE ID that this record represents.
-    #[arg(long = "spiffeID", value_name = "ID", value_parser = parse_spiffe_id)]
-    pub spiffe_id: Option<SpiffeId>,
-    /// The lifetime, in seconds, of X509-SVIDs issued from this entry (0: server default).
-    #[arg(long = "x509SVIDTTL", value_name = "SECONDS", allow_negative_numbers = true, value_parser = parse_ttl)]
-    pub x509_svid_ttl: Option<i32>,
-    /// Deprecated: use -x509SVIDTTL.
-    #[arg(long = "ttl", value_name = "SECONDS", hide = true, allow_negative_numbers = true, value_parser = parse_ttl)]
-    pub ttl: Option<i32>,
-    /// The lifetime, in seconds, of JWT-SVIDs issued from this entry (0: server default).
-    #[arg(long = "jwtSVIDTTL", value_name = "SECONDS", allow_negative_numbers = true, value_parser = parse_ttl)]
-    pub jwt_svid_ttl: Option<i32>,
-    /// Path to a file of registration entries in JSON; `-` reads stdin. Excludes the entry flags.
-    #[arg(long = "data", value_name = "FILE")]
-    pub data: Option<PathBuf>,
-    /// A colon-delimited type:value selector. Can be used more than once.
-    #[arg(long = "selector", value_name = "TYPE:VALUE", value_parser = parse_selector)]
-    pub selectors: Vec<Selector>,
-    /// A trust domain to federate with. Can be used more than once.
-    #[arg(long = "federatesWith", value_name = "TRUST_DOMAIN", value_parser = parse_td)]
-    pub federates_with: Vec<TrustDomain>,
-    /// The SPIFFE ID of this entry may use the server's admin APIs.
-    #[arg(long = "admin", value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", hide_default_value = true, value_parser = parse_go_bool)]
-    pub admin: bool,
-    /// The entry describes a downstream server.
-    #[arg(long = "downstream", value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", hide_default_value = true, value_parser = parse_go_bool)]
-    pub downstream: bool,
-    /// Issued SVIDs must be stored through an SVIDStore plugin.
-    #[arg(long = "storeSVID", value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", hide_default_value = true, value_parser = parse_go_bool)]
-    pub store_svid: bool,
-    /// When the entry expires and is pruned, in seconds since the epoch.
-    #[arg(long = "entryExpiry", value_name = "UNIX_SECONDS", allow_negative_numbers = true, value_parser = parse_unix_seconds)]
-    pub entry_expiry: Option<i64>,
-    /// A DNS name included in SVIDs issued from this entry. Can be used more than once.
-    #[arg(long = "dns", value_name = "NAME", value_parser = parse_dns_name)]
-    pub dns_names: Vec<String>,
-    /// The entry hint, to tell apart entries with the same SPIFFE ID.
-    #[arg(long = "hint", value_name = "HINT")]
-    pub hint: Option<String>,
+    #[command(flatten)]
+    pub flags: EntryFlags,
     /// Agents do not prefetch X509-SVIDs for this entry (other attributes are kept).
     #[arg(long = "disableX509SVIDPrefetch", value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_go_bool)]
     pub disable_x509_svid_prefetch: Option<bool>,
@@ -223,143 +191,45 @@ fn check_entry_id(id: &SpiffeId) -> Result<(), AdminClientError> {
     check_workload_id(id, id.trust_domain()).map_err(|e| usage(format!("-spiffeID: {e}")))
 }
 
-impl CreateArgs {
-    /// True when any flag that describes an entry is given (they exclude `-data`).
-    fn any_entry_flag(&self) -> bool {
-        self.entry_id.is_some()
-            || self.parent_id.is_some()
+impl EntryFlags {
+    /// True when any of these flags but `-data` is given.
+    fn any(&self) -> bool {
+        self.parent_id.is_some()
             || self.spiffe_id.is_some()
             || self.x509_svid_ttl.is_some()
             || self.ttl.is_some()
             || self.jwt_svid_ttl.is_some()
             || !self.selectors.is_empty()
             || !self.federates_with.is_empty()
-            || self.node
             || self.admin
             || self.store_svid
             || self.downstream
             || self.entry_expiry.is_some()
             || !self.dns_names.is_empty()
             || self.hint.is_some()
-            || self.disable_x509_svid_prefetch
-            || self.jwt_svid_include_jti
     }
 
-    /// Checks the flags (in SPIRE's order) and builds the one entry they
-    /// describe. Not for `-data`.
-    pub fn entry(&self) -> Result<Entry, AdminClientError> {
-        if self.selectors.is_empty() {
-            return Err(usage(
-                "at least one selector is required (-selector type:value)",
-            ));
-        }
-        if self.node && !self.federates_with.is_empty() {
-            return Err(usage(
-                "node entries can not federate (-node with -federatesWith)",
-            ));
-        }
-        if self.node && self.parent_id.is_some() {
-            return Err(usage(
-                "-parentID can not be combined with -node: a node entry's parent is the server",
-            ));
-        }
-        if self.parent_id.is_none() && !self.node {
-            return Err(usage(
-                "a parent ID is required if the node flag is not set (-parentID or -node)",
-            ));
-        }
-        let Some(spiffe_id) = &self.spiffe_id else {
-            return Err(usage("a SPIFFE ID is required (-spiffeID)"));
-        };
-        check_entry_id(spiffe_id)?;
-        let parent = match &self.parent_id {
-            Some(parent) => parent.clone(),
-            None => server_id(spiffe_id.trust_domain()),
-        };
-        let additional_attributes = (self.disable_x509_svid_prefetch || self.jwt_svid_include_jti)
-            .then_some(AdditionalAttributes {
-                disable_x509_svid_prefetch: self.disable_x509_svid_prefetch,
-                jwt_svid_include_jti: self.jwt_svid_include_jti,
-            });
-        Ok(Entry {
-            id: self.entry_id.clone().unwrap_or_default(),
-            spiffe_id: Some(id_to_proto(spiffe_id)),
-            parent_id: Some(id_to_proto(&parent)),
-            selectors: self.selectors.clone(),
-            x509_svid_ttl: x509_ttl(self.x509_svid_ttl, self.ttl)?,
-            federates_with: self
-                .federates_with
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
-            admin: self.admin,
-            downstream: self.downstream,
-            expires_at: self.entry_expiry.unwrap_or(0),
-            dns_names: self.dns_names.clone(),
-            store_svid: self.store_svid,
-            jwt_svid_ttl: self.jwt_svid_ttl.unwrap_or(0),
-            hint: self.hint.clone().unwrap_or_default(),
-            additional_attributes,
-            ..Default::default()
-        })
-    }
-
-    /// `-data`, when given alone.
-    pub fn data_file(&self) -> Result<Option<&PathBuf>, AdminClientError> {
+    /// `-data`, when no flag that describes an entry is given with it
+    /// (`others`: one of the command's own is).
+    fn data_file(&self, others: bool) -> Result<Option<&PathBuf>, AdminClientError> {
         match &self.data {
-            Some(_) if self.any_entry_flag() => Err(usage(
+            Some(_) if others || self.any() => Err(usage(
                 "-data can not be combined with flags that describe an entry",
             )),
             data => Ok(data.as_ref()),
         }
     }
-}
 
-impl UpdateArgs {
-    fn any_entry_flag(&self) -> bool {
-        self.entry_id.is_some()
-            || self.parent_id.is_some()
-            || self.spiffe_id.is_some()
-            || self.x509_svid_ttl.is_some()
-            || self.ttl.is_some()
-            || self.jwt_svid_ttl.is_some()
-            || !self.selectors.is_empty()
-            || !self.federates_with.is_empty()
-            || self.admin
-            || self.store_svid
-            || self.downstream
-            || self.entry_expiry.is_some()
-            || !self.dns_names.is_empty()
-            || self.hint.is_some()
-            || self.disable_x509_svid_prefetch.is_some()
-            || self.jwt_svid_include_jti.is_some()
-    }
-
-    /// Checks the flags (in SPIRE's order) and builds the replacement entry.
-    /// Additional attributes not given on the command line are left unset;
-    /// [`UpdateArgs::merge_attributes`] fills them from the stored entry.
-    pub fn entry(&self) -> Result<Entry, AdminClientError> {
-        let Some(entry_id) = self.entry_id.as_ref().filter(|id| !id.is_empty()) else {
-            return Err(usage("entry ID is required (-entryID)"));
-        };
-        if self.selectors.is_empty() {
-            return Err(usage(
-                "at least one selector is required (-selector type:value)",
-            ));
-        }
-        let Some(parent) = &self.parent_id else {
-            return Err(usage("a parent ID is required (-parentID)"));
-        };
-        let Some(spiffe_id) = &self.spiffe_id else {
-            return Err(usage("a SPIFFE ID is required (-spiffeID)"));
-        };
-        check_entry_id(spiffe_id)?;
-        let additional_attributes = self.attributes_given().then(|| AdditionalAttributes {
-            disable_x509_svid_prefetch: self.disable_x509_svid_prefetch.unwrap_or(false),
-            jwt_svid_include_jti: self.jwt_svid_include_jti.unwrap_or(false),
-        });
+    /// The entry these flags describe, once the command has checked them.
+    fn entry(
+        &self,
+        id: String,
+        spiffe_id: &SpiffeId,
+        parent: &SpiffeId,
+        additional_attributes: Option<AdditionalAttributes>,
+    ) -> Result<Entry, AdminClientError> {
         Ok(Entry {
-            id: entry_id.clone(),
+            id,
             spiffe_id: Some(id_to_proto(spiffe_id)),
             parent_id: Some(id_to_proto(parent)),
             selectors: self.selectors.clone(),
@@ -379,6 +249,92 @@ impl UpdateArgs {
             additional_attributes,
             ..Default::default()
         })
+    }
+}
+
+impl CreateArgs {
+    /// Checks the flags (in SPIRE's order) and builds the one entry they
+    /// describe. Not for `-data`.
+    pub fn entry(&self) -> Result<Entry, AdminClientError> {
+        let flags = &self.flags;
+        if flags.selectors.is_empty() {
+            return Err(usage(
+                "at least one selector is required (-selector type:value)",
+            ));
+        }
+        if self.node && !flags.federates_with.is_empty() {
+            return Err(usage(
+                "node entries can not federate (-node with -federatesWith)",
+            ));
+        }
+        if self.node && flags.parent_id.is_some() {
+            return Err(usage(
+                "-parentID can not be combined with -node: a node entry's parent is the server",
+            ));
+        }
+        if flags.parent_id.is_none() && !self.node {
+            return Err(usage(
+                "a parent ID is required if the node flag is not set (-parentID or -node)",
+            ));
+        }
+        let Some(spiffe_id) = &flags.spiffe_id else {
+            return Err(usage("a SPIFFE ID is required (-spiffeID)"));
+        };
+        check_entry_id(spiffe_id)?;
+        let parent = match &flags.parent_id {
+            Some(parent) => parent.clone(),
+            None => server_id(spiffe_id.trust_domain()),
+        };
+        let additional_attributes = (self.disable_x509_svid_prefetch || self.jwt_svid_include_jti)
+            .then_some(AdditionalAttributes {
+                disable_x509_svid_prefetch: self.disable_x509_svid_prefetch,
+                jwt_svid_include_jti: self.jwt_svid_include_jti,
+            });
+        flags.entry(
+            self.entry_id.clone().unwrap_or_default(),
+            spiffe_id,
+            &parent,
+            additional_attributes,
+        )
+    }
+
+    /// `-data`, when given alone.
+    pub fn data_file(&self) -> Result<Option<&PathBuf>, AdminClientError> {
+        self.flags.data_file(
+            self.entry_id.is_some()
+                || self.node
+                || self.disable_x509_svid_prefetch
+                || self.jwt_svid_include_jti,
+        )
+    }
+}
+
+impl UpdateArgs {
+    /// Checks the flags (in SPIRE's order) and builds the replacement entry.
+    /// Additional attributes not given on the command line are left unset;
+    /// [`UpdateArgs::merge_attributes`] fills them from the stored entry.
+    pub fn entry(&self) -> Result<Entry, AdminClientError> {
+        let flags = &self.flags;
+        let Some(entry_id) = self.entry_id.as_ref().filter(|id| !id.is_empty()) else {
+            return Err(usage("entry ID is required (-entryID)"));
+        };
+        if flags.selectors.is_empty() {
+            return Err(usage(
+                "at least one selector is required (-selector type:value)",
+            ));
+        }
+        let Some(parent) = &flags.parent_id else {
+            return Err(usage("a parent ID is required (-parentID)"));
+        };
+        let Some(spiffe_id) = &flags.spiffe_id else {
+            return Err(usage("a SPIFFE ID is required (-spiffeID)"));
+        };
+        check_entry_id(spiffe_id)?;
+        let additional_attributes = self.attributes_given().then(|| AdditionalAttributes {
+            disable_x509_svid_prefetch: self.disable_x509_svid_prefetch.unwrap_or(false),
+            jwt_svid_include_jti: self.jwt_svid_include_jti.unwrap_or(false),
+        });
+        flags.entry(entry_id.clone(), spiffe_id, parent, additional_attributes)
     }
 
     /// True when an additional-attribute flag was given, so the stored
@@ -401,12 +357,8 @@ impl UpdateArgs {
 
     /// `-data`, when given alone.
     pub fn data_file(&self) -> Result<Option<&PathBuf>, AdminClientError> {
-        match &self.data {
-            Some(_) if self.any_entry_flag() => Err(usage(
-                "-data can not be combined with flags that describe an entry",
-            )),
-            data => Ok(data.as_ref()),
-        }
+        self.flags
+            .data_file(self.entry_id.is_some() || self.attributes_given())
     }
 }
 

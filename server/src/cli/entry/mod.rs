@@ -91,7 +91,7 @@ fn entries_from(
 async fn create(args: &CreateArgs) -> Result<(), AdminClientError> {
     let data = args.data_file()?;
     let entries = entries_from(data, || args.entry())?;
-    if args.ttl.is_some() {
+    if args.flags.ttl.is_some() {
         eprintln!("Warning: -ttl is deprecated; use -x509SVIDTTL");
     }
     let mut client = client(&args.common).await?;
@@ -124,7 +124,7 @@ async fn create(args: &CreateArgs) -> Result<(), AdminClientError> {
 async fn update(args: &UpdateArgs) -> Result<(), AdminClientError> {
     let data = args.data_file()?;
     let mut entries = entries_from(data, || args.entry())?;
-    if args.ttl.is_some() {
+    if args.flags.ttl.is_some() {
         eprintln!("Warning: -ttl is deprecated; use -x509SVIDTTL");
     }
     let mut client = client(&args.common).await?;

@@ -1,20 +1,31 @@
-//! TLS for the TCP listener: the server's own X509-SVID, and the
-//! listener's configuration.
+//! TLS pieces shared by the server's listeners: the crypto provider, a
+//! swappable served certificate, the API listener's X509-SVID and
+//! configuration, and certificate files read from disk.
 //!
-//! - [`ServerCertResolver`] serves the server's SVID
+//! Users: `run.rs` (the API's TCP listener), the federation bundle
+//! endpoint and poller (`federation/`), OIDC discovery (`oidc/`).
+//!
+//! - [`provider`] is the one crypto provider (ring) of all of them.
+//! - [`ServerCertResolver`] serves whichever certificate is current; for
+//!   the API listener that is the server's SVID
 //!   (`spiffe://<td>/spire/server`), swapped in place by [`maintain`] at
 //!   half its lifetime and whenever the bundle changes (CA rotation).
-//! - Client certificates are optional and judged by
+//! - Client certificates on the API listener are optional and judged by
 //!   [`ClientTrust`] against the bundle
 //!   as it is at the handshake, and again at every request
-//!   (`client_trust.rs`).
+//!   (`api/client_trust.rs`).
 //! - No session resumption: no session cache, no TLS 1.3 tickets, no TLS
 //!   1.2 tickets. A resumed session restores the client's chain without
 //!   any verifier seeing it, so a certificate whose CA has left the bundle
 //!   would be taken at its word (DESIGN.md invariant 9). Agents keep their
 //!   connections open, so the cost is a full handshake per reconnect.
 //! - ALPN is `h2` only: the listener speaks gRPC.
+//! - [`load_cert_files`] reads a configured PEM chain and key
+//!   (`serving_cert_file` of the bundle endpoint's `https_web` profile and
+//!   of OIDC discovery); [`reload_cert_files`] re-reads them every
+//!   `file_sync_interval`.
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -22,11 +33,13 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, NoServerSessionStorage, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use spinel_spiffe::Clock;
 
-use super::client_trust::ClientTrust;
+use crate::api::client_trust::ClientTrust;
 use crate::ca::Ca;
+use crate::config::ServingCertFile;
 
 /// What went wrong setting up TLS.
 #[derive(Debug, thiserror::Error)]
@@ -180,51 +193,67 @@ pub async fn maintain(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use rustls_pki_types::PrivatePkcs8KeyDer;
-    use spinel_spiffe::{TrustBundle, TrustDomain};
+/// Default `file_sync_interval` of `serving_cert_file`.
+pub const DEFAULT_FILE_SYNC_INTERVAL: Duration = Duration::from_secs(60);
 
-    /// Whether `config` can resume a session in any way.
-    fn resumes(config: &ServerConfig) -> bool {
-        config.session_storage.can_cache()
-            || config.ticketer.enabled()
-            || config.send_tls13_tickets > 0
+/// A certificate or key file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {reason}", path.display())]
+pub struct CertFileError {
+    /// The file.
+    pub path: PathBuf,
+    /// Why.
+    pub reason: String,
+}
+
+/// Loads a PEM certificate chain and key as rustls wants them.
+pub fn load_cert_files(
+    files: &ServingCertFile,
+    provider: &CryptoProvider,
+) -> Result<Arc<CertifiedKey>, CertFileError> {
+    let bad = |path: &Path, reason: String| CertFileError {
+        path: path.to_owned(),
+        reason,
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert_file_path)
+        .map_err(|e| bad(&files.cert_file_path, e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad(&files.cert_file_path, e.to_string()))?;
+    if chain.is_empty() {
+        return Err(bad(&files.cert_file_path, "no certificate in it".into()));
     }
+    let key = PrivateKeyDer::from_pem_file(&files.key_file_path)
+        .map_err(|e| bad(&files.key_file_path, format!("no usable private key: {e}")))?;
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| bad(&files.key_file_path, e.to_string()))?;
+    Ok(Arc::new(CertifiedKey::new(chain, signing)))
+}
 
-    fn resolver(provider: &CryptoProvider) -> Arc<ServerCertResolver> {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
-        let signing = provider
-            .key_provider
-            .load_private_key(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
-                key.serialize_der(),
-            )))
-            .unwrap();
-        Arc::new(ServerCertResolver::new(Arc::new(CertifiedKey::new(
-            vec![cert.der().clone()],
-            signing,
-        ))))
-    }
-
-    #[test]
-    fn the_listener_never_resumes_a_session() {
-        let provider = provider();
-        let (_tx, bundles) =
-            tokio::sync::watch::channel(TrustBundle::new(TrustDomain::new("example.org").unwrap()));
-        let trust = ClientTrust::new(bundles, provider.clone(), Clock::system());
-        let config = server_config(provider.clone(), resolver(&provider), trust).unwrap();
-        assert!(!resumes(&config));
-        // What rustls does unless told otherwise.
-        let default = ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_cert_resolver(resolver(&provider));
-        assert!(resumes(&default));
+/// Re-reads `files` into `resolver` every `file_sync_interval` (at least
+/// a second) until the task is dropped; a failed read keeps the current
+/// certificate and logs a warning naming `what` (`"bundle endpoint"`).
+pub async fn reload_cert_files(
+    files: ServingCertFile,
+    resolver: Arc<ServerCertResolver>,
+    provider: Arc<CryptoProvider>,
+    what: &'static str,
+) {
+    let every = files
+        .file_sync_interval
+        .unwrap_or(DEFAULT_FILE_SYNC_INTERVAL)
+        .max(Duration::from_secs(1));
+    loop {
+        tokio::time::sleep(every).await;
+        match load_cert_files(&files, &provider) {
+            Ok(key) => resolver.set(key),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reload the {what} certificate; keeping the current one")
+            }
+        }
     }
 }
+
+#[cfg(test)]
+mod tests;
