@@ -5,45 +5,9 @@
 //! Real processes run on the real clock, so this file reads the system time.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
-use std::time::{Duration, Instant};
-
 use crate::support::raw_agent;
 use spinel_proto::spire::api::server::entry::v1::{entry_client::EntryClient, ListEntriesRequest};
 use spinel_test_fixtures::{AgentHandle, AgentOptions, ServerHandle, ServerOptions};
-
-/// The audit records in the server log, as JSON `fields` objects.
-fn audit_lines(server: &ServerHandle) -> Vec<serde_json::Value> {
-    server
-        .log()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["fields"]["type"] == "audit")
-        .map(|v| v["fields"].clone())
-        .collect()
-}
-
-/// Waits until an audit line for `method` matching `keep` exists.
-async fn wait_for(
-    server: &ServerHandle,
-    method: &str,
-    keep: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(line) = audit_lines(server)
-            .into_iter()
-            .find(|l| l["method"].as_str().is_some_and(|m| m.ends_with(method)) && keep(l))
-        {
-            return line;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no audit line for {method}:\n{}",
-            server.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 fn roots_of(pem: &str) -> Vec<Vec<u8>> {
     x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes())
@@ -62,7 +26,7 @@ async fn audit_lines_for_admin_and_agent_calls() {
     let token = server
         .generate_token(Some("spiffe://example.org/node"))
         .unwrap();
-    let line = wait_for(&server, "/CreateJoinToken", |_| true).await;
+    let line = raw_agent::audit_line(&server, "/CreateJoinToken", |_| true).await;
     assert_eq!(line["caller_type"], "local");
     assert_eq!(line["status_code"], 0);
     assert_eq!(line["status"], "success");
@@ -81,7 +45,7 @@ async fn audit_lines_for_admin_and_agent_calls() {
             "unix:uid:1000",
         ])
         .unwrap();
-    let line = wait_for(&server, "/BatchCreateEntry", |_| true).await;
+    let line = raw_agent::audit_line(&server, "/BatchCreateEntry", |_| true).await;
     assert_eq!(line["caller_type"], "local");
     assert_eq!(line["status_code"], 0);
     assert_eq!(line["entity_ids"], entry_id.as_str());
@@ -94,7 +58,7 @@ async fn audit_lines_for_admin_and_agent_calls() {
         },
     )
     .unwrap();
-    let line = wait_for(&server, "/AttestAgent", |_| true).await;
+    let line = raw_agent::audit_line(&server, "/AttestAgent", |_| true).await;
     assert_eq!(line["caller_type"], "anonymous");
     assert_eq!(line["status_code"], 0);
     assert!(line["caller_addr"]
@@ -102,7 +66,7 @@ async fn audit_lines_for_admin_and_agent_calls() {
         .unwrap()
         .starts_with("127.0.0.1:"));
     // The agent's own calls carry its SPIFFE ID.
-    let line = wait_for(&server, "/SyncAuthorizedEntries", |l| {
+    let line = raw_agent::audit_line(&server, "/SyncAuthorizedEntries", |l| {
         l["caller_type"] == "spiffe"
     })
     .await;
@@ -120,7 +84,7 @@ async fn audit_lines_for_admin_and_agent_calls() {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::PermissionDenied);
-    let line = wait_for(&server, "/ListEntries", |l| l["status_code"] == 7).await;
+    let line = raw_agent::audit_line(&server, "/ListEntries", |l| l["status_code"] == 7).await;
     assert_eq!(line["status"], "error");
     assert_eq!(line["caller_type"], "anonymous");
 

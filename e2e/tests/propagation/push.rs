@@ -11,22 +11,11 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use spiffe::WorkloadApiClient;
+use spinel_test_fixtures::process::my_uid;
 use spinel_test_fixtures::{AgentHandle, AgentOptions, ServerHandle, ServerOptions};
 
 const AGENTS: usize = 3;
 const ROUNDS: usize = 5;
-
-fn my_uid() -> u32 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().nth(1).map(str::to_owned))
-        })
-        .and_then(|v| v.parse().ok())
-        .expect("effective uid from /proc/self/status")
-}
 
 fn alias(i: usize) -> String {
     format!("spiffe://example.org/node-{i}")

@@ -8,21 +8,12 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
+use spinel_test_fixtures::process::my_uid;
 use spinel_test_fixtures::{AgentHandle, AgentOptions, ServerHandle, ServerOptions};
 use x509_parser::pem::Pem;
 
 const AGENT_ALIAS: &str = "spiffe://example.org/node";
 const WORKLOAD: &str = "spiffe://example.org/web";
-
-fn my_uid() -> u32 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|v| v.split_whitespace().nth(1).map(str::to_owned))
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
 
 /// A server, an agent attested with a join token, and an entry for this
 /// process's uid with the given X509-SVID TTL. Returns the agent's ID too.
