@@ -18,15 +18,38 @@
 //!   (built by `interop/spire/build`; skipped without it, unless
 //!   `SPINEL_INTEROP_REQUIRED=1`).
 //!
+//! - `trust_domain/`: one trust domain set up as an operator would
+//!   (CLIs, OIDC discovery, `UpstreamAuthority "disk"`, key files).
+//! - `localauthority/`: CA rotation, and a soak through two CA lifetimes.
+//! - `kubernetes/`: the `k8s` workload attestor and `k8s_psat` node
+//!   attestation against fake kubelet and kube-apiserver.
+//! - `resilience/`: agents through outages, restarts, bans, evictions.
+//! - `crash/`: `kill -9` of the server at failpoints and mid-write.
+//! - `audit/`: the audit log.
+//! - `federation/`: two trust domains federated.
+//! - `propagation/`: changes pushed to agents (`WatchChanges`).
+//! - `agent/`: the agent's rebootstrap, `svid-helper` and `debug explain`.
+//! - `backends/`: PostgreSQL logins with an X509-SVID.
+//!
 //! `support/` holds what several areas share. Real processes run on the
 //! real clock, so these tests read the system time.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
+mod agent;
+mod audit;
+mod backends;
 mod cli;
+mod crash;
+mod federation;
 mod interop;
+mod kubernetes;
 mod local_user;
+mod localauthority;
+mod propagation;
+mod resilience;
 mod security;
 mod spire;
 mod support;
 mod transport;
+mod trust_domain;
 mod validation;

@@ -58,32 +58,41 @@ pub fn run_cli(program: &Path, args: &[&str]) -> Result<CliOutput> {
     })
 }
 
-/// Starts `<binary> run -config <config>` and waits until
-/// `<binary> healthcheck -socketPath <socket>` succeeds; fails at once if
-/// the process exits, with its log.
-fn run_until_healthy(
-    binary: &str,
+/// Runs `program <args> -socketPath <socket>` to completion: how SPIRE's
+/// and Spinel's CLIs reach a server's admin socket or an agent's Workload
+/// API socket.
+pub fn run_cli_at(program: &Path, socket: &Path, args: &[&str]) -> Result<CliOutput> {
+    let socket = socket.display().to_string();
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["-socketPath", &socket]);
+    run_cli(program, &all)
+}
+
+/// Starts `<binary> run -config <config>` (SPIRE's or Spinel's), logging
+/// to `log`, and waits until `<binary> healthcheck -socketPath <socket>`
+/// succeeds; fails at once if the process exits, with its log.
+pub fn run_until_healthy(
+    binary: &Path,
     config: &Path,
     socket: &Path,
     log: &Path,
     envs: &[(&str, &str)],
 ) -> Result<Process> {
     let config = config.display().to_string();
-    let mut process = Process::spawn(&bin_path(binary), &["run", "-config", &config], envs, log)?;
-    let socket = socket.display().to_string();
-    let ready = poll(
-        READY_TIMEOUT,
-        &format!("{binary} to become healthy"),
-        || {
-            if !process.is_running() {
-                bail!("{binary} exited; log:\n{}", process.log());
-            }
-            let out = run_cli(&bin_path(binary), &["healthcheck", "-socketPath", &socket])?;
-            Ok(out.success().then_some(()))
-        },
+    let mut process = Process::spawn(binary, &["run", "-config", &config], envs, log)?;
+    let name = binary.file_name().map_or_else(
+        || binary.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
     );
+    let ready = poll(READY_TIMEOUT, &format!("{name} to become healthy"), || {
+        if !process.is_running() {
+            bail!("{name} exited; log:\n{}", process.log());
+        }
+        let out = run_cli_at(binary, socket, &["healthcheck"])?;
+        Ok(out.success().then_some(()))
+    });
     if let Err(e) = ready {
-        bail!("{e:#}\n{binary} log:\n{}", process.log());
+        bail!("{e:#}\n{name} log:\n{}", process.log());
     }
     Ok(process)
 }
@@ -203,7 +212,7 @@ plugins {{
     pub fn start_process_with_env(&mut self, envs: &[(&str, &str)]) -> Result<()> {
         let log = self.dir.path().join("server.log");
         self.process = Some(run_until_healthy(
-            "spinel-server",
+            &bin_path("spinel-server"),
             &self.config_path,
             &self.socket_path,
             &log,
@@ -264,10 +273,7 @@ plugins {{
 
     /// Runs `spinel-server <args> -socketPath <admin socket>`.
     pub fn cli(&self, args: &[&str]) -> Result<CliOutput> {
-        let socket = self.socket_path.display().to_string();
-        let mut all: Vec<&str> = args.to_vec();
-        all.extend(["-socketPath", &socket]);
-        run_cli(&bin_path("spinel-server"), &all)
+        run_cli_at(&bin_path("spinel-server"), &self.socket_path, args)
     }
 
     /// `token generate [-spiffeID id]`, returning the token.
@@ -276,12 +282,7 @@ plugins {{
         if let Some(id) = spiffe_id {
             args.extend(["-spiffeID", id]);
         }
-        let out = self.cli(&args)?.ok()?;
-        out.stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("Token: "))
-            .map(|t| t.trim().to_owned())
-            .with_context(|| format!("no `Token: ` line in {:?}", out.stdout))
+        token_of(&self.cli(&args)?.ok()?.stdout)
     }
 
     /// `entry create ...`, returning the entry ID.
@@ -299,6 +300,16 @@ plugins {{
             .ok()?
             .stdout)
     }
+}
+
+/// The token in the output of `token generate` (SPIRE's and Spinel's):
+/// the `Token: <token>` line.
+pub fn token_of(stdout: &str) -> Result<String> {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Token: "))
+        .map(|t| t.trim().to_owned())
+        .with_context(|| format!("no `Token: ` line in {stdout:?}"))
 }
 
 /// The `Entry ID : <id>` value in SPIRE-formatted CLI output.
@@ -445,7 +456,7 @@ plugins {{
     pub fn start_process(&mut self) -> Result<()> {
         let log = self.dir.path().join("agent.log");
         self.process = Some(run_until_healthy(
-            "spinel-agent",
+            &bin_path("spinel-agent"),
             &self.config_path,
             &self.socket_path,
             &log,
@@ -469,10 +480,7 @@ plugins {{
 
     /// Runs `spinel-agent <args> -socketPath <workload socket>`.
     pub fn cli(&self, args: &[&str]) -> Result<CliOutput> {
-        let socket = self.socket_path.display().to_string();
-        let mut all: Vec<&str> = args.to_vec();
-        all.extend(["-socketPath", &socket]);
-        run_cli(&bin_path("spinel-agent"), &all)
+        run_cli_at(&bin_path("spinel-agent"), &self.socket_path, args)
     }
 
     /// The socket as a Workload API endpoint URI (`unix:///...`).

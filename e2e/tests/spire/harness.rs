@@ -2,14 +2,16 @@
 //! a config in a temporary directory under /tmp, a free TCP port (SPIRE
 //! cannot bind port 0 and report it), readiness by SPIRE's own
 //! `healthcheck` command, SIGKILL on drop and the log printed when a test
-//! fails (`spinel_test_fixtures::Process`).
+//! fails (`spinel_test_fixtures::Process`). Starting, health and the CLI
+//! are `spinel_test_fixtures::spinel`'s, shared with Spinel's processes;
+//! what is SPIRE's is the config and the binaries' version check.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use spinel_test_fixtures::process::{free_port, poll, write_file, Process};
-use spinel_test_fixtures::spinel::{entry_id_of, run_cli, READY_TIMEOUT};
+use spinel_test_fixtures::spinel::{self, entry_id_of, run_cli};
 use spinel_test_fixtures::{CliOutput, ServerEndpoint};
 use tempfile::TempDir;
 
@@ -57,32 +59,14 @@ impl Spire {
 
     /// `spire-server <args> -socketPath <socket>`.
     pub fn server_cli(&self, socket: &Path, args: &[&str]) -> Result<CliOutput> {
-        let socket = socket.display().to_string();
-        let mut all = args.to_vec();
-        all.extend(["-socketPath", &socket]);
-        run_cli(&self.server, &all)
+        spinel::run_cli_at(&self.server, socket, args)
     }
 }
 
-/// Starts `<binary> run -config <config>` and waits until `<binary>
-/// healthcheck -socketPath <socket>` succeeds.
+/// Starts `<binary> run -config <dir>/conf`, logging to `<dir>/log`, and
+/// waits until it is healthy.
 fn run_until_healthy(binary: &Path, dir: &Path, socket: &Path) -> Result<Process> {
-    let config = dir.join("conf").display().to_string();
-    let log = dir.join("log");
-    let mut process = Process::spawn(binary, &["run", "-config", &config], &[], &log)?;
-    let socket = socket.display().to_string();
-    let name = binary.display().to_string();
-    let ready = poll(READY_TIMEOUT, &format!("{name} to become healthy"), || {
-        if !process.is_running() {
-            bail!("{name} exited");
-        }
-        let out = run_cli(binary, &["healthcheck", "-socketPath", &socket])?;
-        Ok(out.success().then_some(()))
-    });
-    if let Err(e) = ready {
-        bail!("{e:#}\n{name} log:\n{}", process.log());
-    }
-    Ok(process)
+    spinel::run_until_healthy(binary, &dir.join("conf"), socket, &dir.join("log"), &[])
 }
 
 /// A running `spire-server` (sqlite3 datastore, memory key manager,
@@ -157,12 +141,12 @@ plugins {{
 
     /// `token generate -spiffeID <id>`, returning the token.
     pub fn generate_token(&self, id: &str) -> Result<String> {
-        let out = self.cli(&["token", "generate", "-spiffeID", id])?.ok()?;
-        out.stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("Token: "))
-            .map(|t| t.trim().to_owned())
-            .with_context(|| format!("no `Token: ` line in {:?}", out.stdout))
+        spinel::token_of(
+            &self
+                .cli(&["token", "generate", "-spiffeID", id])?
+                .ok()?
+                .stdout,
+        )
     }
 
     /// `entry create <args>`, returning the entry ID.

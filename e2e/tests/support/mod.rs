@@ -1,5 +1,18 @@
 //! What several areas of the whole-system tests share. Add here what a
 //! second area needs; what one area needs stays in its folder.
+//!
+//! - `crash`: `kill -9` a real server at a failpoint and check what it
+//!   comes back with (the `crash/` tests);
+//! - `psat`: a server and agents attesting with `k8s_psat` against the fake
+//!   kube-apiserver (`kubernetes/`, `resilience/`, `agent/`);
+//! - `raw_agent`: a tonic client attesting as an agent, the admin socket
+//!   as a channel and the audit log lines (`audit/`, `propagation/`).
+//!
+//! This file: the other local user (`nobody`) and CPU time of a process.
+
+pub mod crash;
+pub mod psat;
+pub mod raw_agent;
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
