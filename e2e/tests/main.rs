@@ -30,6 +30,7 @@
 //! - `propagation/`: changes pushed to agents (`WatchChanges`).
 //! - `agent/`: the agent's rebootstrap, `svid-helper` and `debug explain`.
 //! - `backends/`: PostgreSQL logins with an X509-SVID.
+//! - `docs/`: the paths the developer docs cite exist.
 //!
 //! `support/` holds what several areas share. Real processes run on the
 //! real clock, so these tests read the system time.
@@ -40,6 +41,7 @@ mod audit;
 mod backends;
 mod cli;
 mod crash;
+mod docs;
 mod federation;
 mod interop;
 mod kubernetes;

@@ -39,6 +39,7 @@
 //! Waking agents after a mutating call is not this layer's job: that is
 //! [`crate::notify::NotifyLayer`], beside it.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -52,7 +53,28 @@ use tower::{Layer, Service};
 use super::transport::PeerInfo;
 
 tokio::task_local! {
-    static ENTITIES: Arc<Mutex<Vec<String>>>;
+    static ENTITIES: Arc<Mutex<Entities>>;
+}
+
+/// The entities one call noted: in the order first noted, each once. The
+/// set makes noting constant time, so a batch of n entries costs O(n).
+#[derive(Debug, Default)]
+struct Entities {
+    order: Vec<String>,
+    seen: HashSet<String>,
+}
+
+impl Entities {
+    fn note(&mut self, id: &str) {
+        if !self.seen.contains(id) {
+            self.seen.insert(id.to_owned());
+            self.order.push(id.to_owned());
+        }
+    }
+
+    fn joined(&self) -> String {
+        self.order.join(",")
+    }
 }
 
 /// Notes `id` as an entity the current call names or creates, for its
@@ -62,9 +84,7 @@ tokio::task_local! {
 pub fn note_entity(id: &str) {
     let _ = ENTITIES.try_with(|ids| {
         if let Ok(mut ids) = ids.lock() {
-            if !ids.iter().any(|known| known == id) {
-                ids.push(id.to_owned());
-            }
+            ids.note(id);
         }
     });
 }
@@ -121,7 +141,7 @@ struct Record {
     caller_id: Option<String>,
     caller_addr: Option<String>,
     caller_uid: Option<u32>,
-    entities: Arc<Mutex<Vec<String>>>,
+    entities: Arc<Mutex<Entities>>,
     code: Option<i32>,
 }
 
@@ -130,7 +150,7 @@ impl Record {
         let entity_ids = self
             .entities
             .lock()
-            .map(|ids| ids.join(","))
+            .map(|ids| ids.joined())
             .unwrap_or_default();
         tracing::info!(
             target: "spinel::audit",
@@ -211,7 +231,7 @@ where
             caller_id: None,
             caller_addr: None,
             caller_uid: None,
-            entities: Arc::new(Mutex::new(Vec::new())),
+            entities: Arc::default(),
             code: None,
         };
         let enabled = self.enabled;
@@ -289,5 +309,35 @@ impl Body for AuditBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entities_keep_first_noted_order_and_appear_once() {
+        let mut ids = Entities::default();
+        for id in ["b", "a", "b", "c", "a"] {
+            ids.note(id);
+        }
+        assert_eq!(ids.joined(), "b,a,c");
+    }
+
+    #[tokio::test]
+    async fn notes_reach_the_call_they_belong_to_and_nothing_else() {
+        note_entity("outside");
+        let ids: Arc<Mutex<Entities>> = Arc::default();
+        ENTITIES
+            .scope(Arc::clone(&ids), async {
+                note_entity("x");
+                tokio::spawn(in_this_call(async { note_entity("y") }))
+                    .await
+                    .unwrap();
+                note_entity("x");
+            })
+            .await;
+        assert_eq!(ids.lock().unwrap().joined(), "x,y");
     }
 }

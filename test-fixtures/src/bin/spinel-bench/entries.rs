@@ -1,0 +1,101 @@
+//! Rows about the registration store: batch entry create and `entry show`.
+//!
+//! Both start one server (sled datastore, memory key manager) and create
+//! `--entries` entries through `spinel-server entry create -data FILE`,
+//! `--batch` per file, as an operator importing a list would.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use spinel_test_fixtures::process::write_file;
+use spinel_test_fixtures::{ServerHandle, ServerOptions};
+
+use crate::args::Flags;
+
+const PARENT: &str = "spiffe://example.org/spire/agent/join_token/bench";
+
+fn server() -> Result<ServerHandle> {
+    ServerHandle::start(ServerOptions {
+        key_manager: "memory".into(),
+        ..Default::default()
+    })
+}
+
+/// Writes the `-data` file of entries `first..first + count`.
+fn entries_file(path: &Path, first: usize, count: usize) -> Result<()> {
+    let entries: Vec<serde_json::Value> = (first..first + count)
+        .map(|i| {
+            serde_json::json!({
+                "spiffe_id": format!("spiffe://example.org/bench/{i:07}"),
+                "parent_id": PARENT,
+                "selectors": [
+                    {"type": "unix", "value": format!("uid:{}", 10_000 + i % 1_000)},
+                    {"type": "unix", "value": "gid:100"},
+                ],
+                "x509_svid_ttl": 3600,
+            })
+        })
+        .collect();
+    write_file(path, &serde_json::json!({ "entries": entries }).to_string())
+}
+
+/// Creates `total` entries in files of `batch`; returns the seconds spent
+/// in `entry create` (files are written before the clock starts).
+fn create_all(server: &ServerHandle, total: usize, batch: usize) -> Result<f64> {
+    let dir = tempfile::tempdir_in("/tmp")?;
+    let mut files = Vec::new();
+    let mut first = 0;
+    while first < total {
+        let count = batch.min(total - first);
+        let path = dir.path().join(format!("entries-{first}.json"));
+        entries_file(&path, first, count)?;
+        files.push(path);
+        first += count;
+    }
+    let start = Instant::now();
+    for path in &files {
+        let path = path.to_str().context("temporary path is not UTF-8")?;
+        let out = server.cli(&["entry", "create", "-data", path])?;
+        if !out.success() {
+            bail!("entry create -data {path} failed:\n{}", out.stderr);
+        }
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// `entry-create --entries N --batch B`: entries per second.
+pub fn create(mut flags: Flags) -> Result<()> {
+    let total = flags.number("entries", 100_000, 1)?;
+    let batch = flags.number("batch", 1_000, 1)?;
+    flags.done()?;
+    let server = server()?;
+    let secs = create_all(&server, total, batch)?;
+    println!(
+        "entry-create: {total} entries in batches of {batch}: {secs:.2} s, {:.0} entries/s",
+        total as f64 / secs
+    );
+    Ok(())
+}
+
+/// `entry-show --entries N`: the time `entry show` takes to list them all.
+pub fn show(mut flags: Flags) -> Result<()> {
+    let total = flags.number("entries", 100_000, 1)?;
+    flags.done()?;
+    let server = server()?;
+    create_all(&server, total, 1_000)?;
+    let start = Instant::now();
+    let out = server.cli(&["entry", "show", "-output", "json"])?;
+    let secs = start.elapsed().as_secs_f64();
+    if !out.success() {
+        bail!("entry show failed:\n{}", out.stderr);
+    }
+    let shown: serde_json::Value =
+        serde_json::from_str(&out.stdout).context("entry show -output json")?;
+    let count = shown["entries"].as_array().map_or(0, Vec::len);
+    if count != total {
+        bail!("entry show listed {count} entries, expected {total}");
+    }
+    println!("entry-show: {total} entries listed in {secs:.2} s");
+    Ok(())
+}
