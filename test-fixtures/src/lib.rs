@@ -23,6 +23,7 @@ pub mod grpc_raw;
 pub mod k8s;
 pub mod manifests;
 pub mod process;
+pub mod raw_agent;
 pub mod spinel;
 pub mod x509;
 

@@ -9,12 +9,6 @@ use crate::support::raw_agent;
 use spinel_proto::spire::api::server::entry::v1::{entry_client::EntryClient, ListEntriesRequest};
 use spinel_test_fixtures::{AgentHandle, AgentOptions, ServerHandle, ServerOptions};
 
-fn roots_of(pem: &str) -> Vec<Vec<u8>> {
-    x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes())
-        .map(|p| p.unwrap().contents)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn audit_lines_for_admin_and_agent_calls() {
     let server = ServerHandle::start(ServerOptions {
@@ -76,9 +70,7 @@ async fn audit_lines_for_admin_and_agent_calls() {
         .starts_with("spiffe://example.org/spire/agent/join_token/"));
 
     // A refused call: an anonymous TLS client listing entries.
-    let roots = roots_of(&server.bundle_pem().unwrap());
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", server.port).parse().unwrap();
-    let channel = raw_agent::tls_channel(addr, raw_agent::client_config(&roots, None)).await;
+    let channel = raw_agent::anonymous(&server).await;
     let refused = EntryClient::new(channel)
         .list_entries(ListEntriesRequest::default())
         .await
