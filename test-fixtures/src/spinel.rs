@@ -385,6 +385,20 @@ impl AgentHandle {
 
     /// [`AgentHandle::start`] against any server.
     pub fn start_for(server: &ServerEndpoint, opts: AgentOptions) -> Result<Self> {
+        let mut agent = Self::configure_for(server, opts)?;
+        agent.start_process()?;
+        Ok(agent)
+    }
+
+    /// Writes the config and directory of an agent of `server` without
+    /// starting it ([`AgentHandle::start_process`] or
+    /// [`AgentHandle::spawn_process`] start it).
+    pub fn configure(server: &ServerHandle, opts: AgentOptions) -> Result<Self> {
+        Self::configure_for(&server.endpoint()?, opts)
+    }
+
+    /// [`AgentHandle::configure`] against any server.
+    pub fn configure_for(server: &ServerEndpoint, opts: AgentOptions) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("spinel-agt")
             .tempdir_in("/tmp")?;
@@ -442,14 +456,26 @@ plugins {{
             plugins_extra = opts.plugins_extra,
         );
         write_file(&config_path, &config)?;
-        let mut agent = AgentHandle {
+        Ok(AgentHandle {
             dir,
             config_path,
             socket_path,
             process: None,
-        };
-        agent.start_process()?;
-        Ok(agent)
+        })
+    }
+
+    /// Starts the agent process without waiting for anything (the caller
+    /// polls its socket).
+    pub fn spawn_process(&mut self) -> Result<()> {
+        let log = self.dir.path().join("agent.log");
+        let config = self.config_path.display().to_string();
+        self.process = Some(Process::spawn(
+            &bin_path("spinel-agent"),
+            &["run", "-config", &config],
+            &[],
+            &log,
+        )?);
+        Ok(())
     }
 
     /// Starts the agent process on the existing config and waits until ready.

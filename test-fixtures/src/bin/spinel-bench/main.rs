@@ -16,6 +16,9 @@
 //! | `ceiling` | only the ceiling |
 //! | `entry-create` | batch entry create through `entry create -data`, entries per second |
 //! | `entry-show` | `entry show` of every entry, the time it takes |
+//! | `propagation` | `entry create` returning until the workload's stream shows the SVID, p50/p99 |
+//! | `cold-start` | an agent process started until its workload gets its first SVID |
+//! | `jwt-new-audience` | FetchJWTSVID with an audience not minted before (one server round trip) |
 //!
 //! Loopback only; every loop is bounded.
 #![allow(clippy::disallowed_methods)] // wall-clock timing is the point here
@@ -23,6 +26,8 @@
 mod args;
 mod ceiling;
 mod entries;
+mod propagation;
+mod stats;
 
 use anyhow::{bail, Result};
 
@@ -30,7 +35,10 @@ const USAGE: &str = "usage: spinel-bench <row> [--flag value ...]
 rows:
   ceiling                                  P-256 sign/verify on one core
   entry-create --entries N --batch B       batch entry create, entries/s
-  entry-show   --entries N                 entry show of N entries";
+  entry-show   --entries N                 entry show of N entries
+  propagation  --agents N --rounds R       entry create -> workload stream
+  cold-start   --runs R                    agent start -> first X509-SVID
+  jwt-new-audience --requests N            FetchJWTSVID, new audience each";
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -44,6 +52,9 @@ async fn main() -> Result<()> {
         "ceiling" => flags.done(),
         "entry-create" => entries::create(flags),
         "entry-show" => entries::show(flags),
+        "propagation" => propagation::entry_to_stream(flags).await,
+        "cold-start" => propagation::cold_start(flags).await,
+        "jwt-new-audience" => propagation::jwt_new_audience(flags).await,
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())
