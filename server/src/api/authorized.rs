@@ -8,11 +8,19 @@
 //! pass authority on.
 //!
 //! Agents poll this every second, so the work is cached twice: one index of
-//! all entries by parent, reloaded only when the datastore's entry revision
-//! moves, and one result per agent, reused while the revision, the agent's
-//! selectors and every included entry's expiry allow.
+//! all entries by parent, kept at the datastore's entry revision, and one
+//! result per agent, reused while the revision, the agent's selectors and
+//! every included entry's expiry allow.
+//!
+//! When the revision moves, the index follows the datastore's change log
+//! ([`DataStore::entry_changes_since`]): only the entries written since are
+//! read again, so a change costs the same with 100 or 100,000 entries. It
+//! reads everything again only at the first call, when the log no longer
+//! reaches back to the index's revision, or when more than
+//! [`INCREMENTAL_MAX`] entries changed.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use spinel_spiffe::{id, selector, Selector, TrustDomain};
@@ -42,12 +50,60 @@ impl AuthorizedSet {
     }
 }
 
+/// Above this many changed entries the index is read again in full
+/// rather than entry by entry.
+pub const INCREMENTAL_MAX: usize = 10_000;
+
 /// Every entry, indexed by parent ID, as of one entry revision.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct EntryIndex {
     revision: u64,
-    by_parent: HashMap<String, Vec<Arc<RegistrationEntry>>>,
-    aliases: Vec<(Arc<RegistrationEntry>, Vec<Selector>)>,
+    /// Entry ID -> entry, to find what a changed entry was.
+    by_id: HashMap<String, Arc<RegistrationEntry>>,
+    /// Parent ID -> entry ID -> entry.
+    by_parent: HashMap<String, HashMap<String, Arc<RegistrationEntry>>>,
+    /// Node aliases (entries parented by the server), by entry ID, with
+    /// their selectors parsed.
+    aliases: HashMap<String, (Arc<RegistrationEntry>, Vec<Selector>)>,
+}
+
+impl EntryIndex {
+    fn empty(revision: u64) -> Self {
+        EntryIndex {
+            revision,
+            by_id: HashMap::new(),
+            by_parent: HashMap::new(),
+            aliases: HashMap::new(),
+        }
+    }
+
+    fn insert(&mut self, entry: RegistrationEntry, server_id: &str) {
+        self.remove(&entry.id);
+        let entry = Arc::new(entry);
+        if entry.parent_id == server_id {
+            let selectors = entry.selectors.iter().map(Selector::from).collect();
+            self.aliases
+                .insert(entry.id.clone(), (entry.clone(), selectors));
+        }
+        self.by_parent
+            .entry(entry.parent_id.clone())
+            .or_default()
+            .insert(entry.id.clone(), entry.clone());
+        self.by_id.insert(entry.id.clone(), entry);
+    }
+
+    fn remove(&mut self, id: &str) {
+        let Some(old) = self.by_id.remove(id) else {
+            return;
+        };
+        self.aliases.remove(id);
+        if let Some(children) = self.by_parent.get_mut(&old.parent_id) {
+            children.remove(id);
+            if children.is_empty() {
+                self.by_parent.remove(&old.parent_id);
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -63,6 +119,8 @@ pub struct AuthorizedEntries {
     server_id: String,
     index: tokio::sync::Mutex<Option<Arc<EntryIndex>>>,
     per_agent: Mutex<HashMap<String, CachedSet>>,
+    /// How often the index was read from the datastore in full.
+    full_loads: AtomicU64,
 }
 
 impl AuthorizedEntries {
@@ -72,7 +130,14 @@ impl AuthorizedEntries {
             server_id: id::server_id(td).to_string(),
             index: tokio::sync::Mutex::new(None),
             per_agent: Mutex::new(HashMap::new()),
+            full_loads: AtomicU64::new(0),
         }
+    }
+
+    /// How often the entry index was read from the datastore in full (at
+    /// the first call, and when the change log could not be followed).
+    pub fn full_loads(&self) -> u64 {
+        self.full_loads.load(Ordering::Relaxed)
     }
 
     /// The entries `agent` is authorized for at time `now` (Unix seconds).
@@ -122,8 +187,11 @@ impl AuthorizedEntries {
     async fn index(&self, datastore: &dyn DataStore) -> Result<Arc<EntryIndex>> {
         let revision = datastore.entries_revision().await?;
         let mut slot = self.index.lock().await;
-        if let Some(index) = slot.as_ref() {
+        if let Some(index) = slot.as_mut() {
             if index.revision == revision {
+                return Ok(index.clone());
+            }
+            if index.revision < revision && self.follow(datastore, index, revision).await? {
                 return Ok(index.clone());
             }
         }
@@ -131,31 +199,55 @@ impl AuthorizedEntries {
         // as the revision it is filed under, so a change in between only
         // causes one extra reload.
         let entries = datastore.list_entries(&EntryFilter::default()).await?;
+        self.full_loads.fetch_add(1, Ordering::Relaxed);
         let index = Arc::new(build_index(revision, entries, &self.server_id));
         *slot = Some(index.clone());
         Ok(index)
     }
 }
 
-fn build_index(revision: u64, entries: Vec<RegistrationEntry>, server_id: &str) -> EntryIndex {
-    let mut by_parent: HashMap<String, Vec<Arc<RegistrationEntry>>> = HashMap::new();
-    let mut aliases = Vec::new();
-    for entry in entries {
-        let entry = Arc::new(entry);
-        if entry.parent_id == server_id {
-            let selectors = entry.selectors.iter().map(Selector::from).collect();
-            aliases.push((entry.clone(), selectors));
+impl AuthorizedEntries {
+    /// Brings `index` to `revision` with the entries changed since its own
+    /// revision. False when the datastore cannot say what changed, or too
+    /// much did: the caller reads everything. The changed entries are read
+    /// after the revision, so the index is at least as new as the revision
+    /// it is filed under (a later change is read again next time).
+    async fn follow(
+        &self,
+        datastore: &dyn DataStore,
+        index: &mut Arc<EntryIndex>,
+        revision: u64,
+    ) -> Result<bool> {
+        let Some(ids) = datastore.entry_changes_since(index.revision).await? else {
+            return Ok(false);
+        };
+        if ids.len() > INCREMENTAL_MAX {
+            return Ok(false);
         }
-        by_parent
-            .entry(entry.parent_id.clone())
-            .or_default()
-            .push(entry);
+        let mut changed = Vec::with_capacity(ids.len());
+        for id in ids {
+            let entry = datastore.get_entry(&id).await?;
+            changed.push((id, entry));
+        }
+        // In place unless a sync still holds the old index.
+        let index = Arc::make_mut(index);
+        for (id, entry) in changed {
+            match entry {
+                Some(entry) => index.insert(entry, &self.server_id),
+                None => index.remove(&id),
+            }
+        }
+        index.revision = revision;
+        Ok(true)
     }
-    EntryIndex {
-        revision,
-        by_parent,
-        aliases,
+}
+
+fn build_index(revision: u64, entries: Vec<RegistrationEntry>, server_id: &str) -> EntryIndex {
+    let mut index = EntryIndex::empty(revision);
+    for entry in entries {
+        index.insert(entry, server_id);
     }
+    index
 }
 
 fn live(entry: &RegistrationEntry, now: i64) -> bool {
@@ -167,7 +259,7 @@ fn compute(index: &EntryIndex, agent: &AttestedAgent, now: i64) -> AuthorizedSet
     let mut valid_until = i64::MAX;
     let mut queue: VecDeque<&str> = VecDeque::new();
     queue.push_back(&agent.spiffe_id);
-    for (alias, selectors) in &index.aliases {
+    for (alias, selectors) in index.aliases.values() {
         if live(alias, now) && selector::is_subset(selectors, &node_selectors) {
             if alias.expires_at != 0 {
                 valid_until = valid_until.min(alias.expires_at);
@@ -182,7 +274,12 @@ fn compute(index: &EntryIndex, agent: &AttestedAgent, now: i64) -> AuthorizedSet
         if !seen_parents.insert(parent) {
             continue;
         }
-        for entry in index.by_parent.get(parent).into_iter().flatten() {
+        for entry in index
+            .by_parent
+            .get(parent)
+            .into_iter()
+            .flat_map(|c| c.values())
+        {
             if !live(entry, now) {
                 continue;
             }
@@ -315,6 +412,76 @@ mod tests {
             ids(&bare),
             vec!["1-own", "2-child", "3-grandchild", "9-loop"]
         );
+    }
+
+    #[tokio::test]
+    async fn the_index_follows_the_change_log_and_agrees_with_a_full_load() {
+        use crate::datastore::sled::SledDataStore;
+        let ds = SledDataStore::open_temporary().unwrap();
+        let td = TrustDomain::new("example.org").unwrap();
+        let cache = AuthorizedEntries::new(&td);
+        let agent = agent(&["k8s_psat:cluster:c"]);
+        let mut stored = Vec::new();
+        for e in [
+            entry("1-own", AGENT, "spiffe://example.org/node", &["x:y"]),
+            entry(
+                "2-child",
+                "spiffe://example.org/node",
+                "spiffe://example.org/w",
+                &["unix:uid:1"],
+            ),
+            entry(
+                "3-alias",
+                SERVER,
+                "spiffe://example.org/cluster",
+                &["k8s_psat:cluster:c"],
+            ),
+            entry(
+                "4-under-alias",
+                "spiffe://example.org/cluster",
+                "spiffe://example.org/pod",
+                &["k8s:ns:a"],
+            ),
+        ] {
+            stored.push(ds.create_entry(e).await.unwrap());
+        }
+        let first = cache.for_agent(&ds, &agent, 0).await.unwrap();
+        assert_eq!(ids(&first), ["1-own", "2-child", "4-under-alias"]);
+
+        // Move the child under the alias's pod, delete the alias (its
+        // subtree goes), add a new own entry.
+        let mut moved = stored[1].clone();
+        moved.parent_id = "spiffe://example.org/pod".into();
+        ds.update_entry(moved).await.unwrap();
+        ds.delete_entry("3-alias").await.unwrap();
+        ds.create_entry(entry("5-new", AGENT, "spiffe://example.org/n2", &["x:z"]))
+            .await
+            .unwrap();
+        let followed = cache.for_agent(&ds, &agent, 0).await.unwrap();
+        let fresh = AuthorizedEntries::new(&td)
+            .for_agent(&ds, &agent, 0)
+            .await
+            .unwrap();
+        assert_eq!(ids(&followed), ids(&fresh));
+        assert_eq!(ids(&followed), ["1-own", "5-new"]);
+        assert_eq!(
+            cache.full_loads(),
+            1,
+            "the second call read only the changes"
+        );
+
+        // The alias comes back: its subtree (the moved child) with it.
+        ds.create_entry(entry(
+            "3-alias",
+            SERVER,
+            "spiffe://example.org/cluster",
+            &["k8s_psat:cluster:c"],
+        ))
+        .await
+        .unwrap();
+        let back = cache.for_agent(&ds, &agent, 0).await.unwrap();
+        assert_eq!(ids(&back), ["1-own", "2-child", "4-under-alias", "5-new"]);
+        assert_eq!(cache.full_loads(), 1);
     }
 
     #[test]

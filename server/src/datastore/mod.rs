@@ -122,6 +122,13 @@ pub trait DataStore: Send + Sync + std::fmt::Debug + 'static {
     /// A counter bumped on every entry create/update/delete; lets caches
     /// tell whether anything changed.
     async fn entries_revision(&self) -> Result<u64>;
+    /// The IDs of the entries created, updated or deleted after entry
+    /// revision `revision` (each once, in no particular order), or `None`
+    /// when this store cannot tell (its change log no longer reaches back
+    /// that far, or `revision` is not one of its revisions): the caller
+    /// then reads everything again. Lets caches follow the store without
+    /// rereading it (`api/authorized.rs`).
+    async fn entry_changes_since(&self, revision: u64) -> Result<Option<Vec<String>>>;
 
     // --- attested agents ---
 

@@ -123,6 +123,7 @@ where
     check_entry_filters(fresh().await).await;
     check_selector_match_modes(fresh().await).await;
     check_entries_revision(fresh().await).await;
+    check_entry_changes(fresh().await).await;
     check_agents(fresh().await).await;
     check_join_tokens(fresh().await).await;
     check_join_token_race(fresh().await).await;
@@ -507,6 +508,45 @@ async fn check_entries_revision(ds: Arc<dyn DataStore>) {
     ds.list_entries(&EntryFilter::default()).await.unwrap();
     ds.get_entry(&b.id).await.unwrap();
     assert_eq!(ds.entries_revision().await.unwrap(), last);
+}
+
+/// The change log: which entries were written after a revision.
+async fn check_entry_changes(ds: Arc<dyn DataStore>) {
+    let start = ds.entries_revision().await.unwrap();
+    let since = |r: u64| {
+        let ds = ds.clone();
+        async move {
+            ds.entry_changes_since(r)
+                .await
+                .unwrap()
+                .map(|ids| ids.into_iter().collect::<BTreeSet<_>>())
+        }
+    };
+    assert_eq!(since(start).await, Some(BTreeSet::new()));
+    let a = ds
+        .create_entry(with_id("a", entry("a", AGENT, &["unix:uid:1"])))
+        .await
+        .unwrap();
+    let b = ds
+        .create_entry(with_id("b", entry("b", AGENT, &["unix:uid:2"])))
+        .await
+        .unwrap();
+    let after_creates = ds.entries_revision().await.unwrap();
+    ds.update_entry(a.clone()).await.unwrap();
+    ds.delete_entry(&b.id).await.unwrap();
+    let set = |ids: &[&str]| Some(ids.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>());
+    // Each entry once, however often it was written; deleted ones too.
+    assert_eq!(since(start).await, set(&["a", "b"]));
+    assert_eq!(since(after_creates).await, set(&["a", "b"]));
+    let now = ds.entries_revision().await.unwrap();
+    assert_eq!(since(now).await, set(&[]));
+    // Failed writes log nothing.
+    ds.create_entry(with_id("a", entry("a2", AGENT, &[])))
+        .await
+        .unwrap_err();
+    assert_eq!(since(now).await, set(&[]));
+    // A revision the store never had: it cannot tell.
+    assert_eq!(since(now + 1_000).await, None);
 }
 
 async fn check_agents(ds: Arc<dyn DataStore>) {

@@ -13,7 +13,8 @@ use super::codec::{
     similar_key,
 };
 use super::{
-    Trees, BY_PARENT, BY_SPIFFE_ID, ENTRIES, ENTRIES_COUNT_KEY, ENTRIES_REVISION_KEY, META,
+    Trees, BY_PARENT, BY_SPIFFE_ID, CHANGES, CHANGES_FLOOR_KEY, CHANGES_KEPT, ENTRIES,
+    ENTRIES_COUNT_KEY, ENTRIES_REVISION_KEY, META,
 };
 use crate::datastore::lineage::check_parent_cycle;
 use crate::datastore::{
@@ -50,6 +51,7 @@ struct EntryTx<'a> {
     by_spiffe_id: &'a TransactionalTree,
     similar: &'a TransactionalTree,
     meta: &'a TransactionalTree,
+    changes: &'a TransactionalTree,
 }
 
 impl EntryTx<'_> {
@@ -90,8 +92,9 @@ impl EntryTx<'_> {
         Ok(())
     }
 
-    /// Bumps the revision counter and moves the entry count by `added`.
-    fn bump(&self, added: i64) -> TxResult<()> {
+    /// Bumps the revision counter, files entry `id` in the change log under
+    /// the new revision, and moves the entry count by `added`.
+    fn bump(&self, id: &str, added: i64) -> TxResult<()> {
         let read = |key: &[u8]| -> TxResult<u64> {
             let bytes = self.meta.get(key)?;
             decode_u64(META, key, bytes.as_deref()).map_err(abort)
@@ -102,6 +105,8 @@ impl EntryTx<'_> {
             .insert(ENTRIES_REVISION_KEY, &encode_u64(revision)[..])?;
         self.meta
             .insert(ENTRIES_COUNT_KEY, &encode_u64(count)[..])?;
+        self.changes
+            .insert(&encode_u64(revision)[..], id.as_bytes())?;
         Ok(())
     }
 }
@@ -116,16 +121,20 @@ impl Trees {
             &self.by_spiffe_id,
             &self.similar,
             &self.meta,
+            &self.changes,
         )
-            .transaction(|(entries, by_parent, by_spiffe_id, similar, meta)| {
-                f(&EntryTx {
-                    entries,
-                    by_parent,
-                    by_spiffe_id,
-                    similar,
-                    meta,
-                })
-            })
+            .transaction(
+                |(entries, by_parent, by_spiffe_id, similar, meta, changes)| {
+                    f(&EntryTx {
+                        entries,
+                        by_parent,
+                        by_spiffe_id,
+                        similar,
+                        meta,
+                        changes,
+                    })
+                },
+            )
             .map_err(|e| match e {
                 TransactionError::Abort(e) => e,
                 TransactionError::Storage(e) => backend("entry transaction", e),
@@ -174,8 +183,9 @@ impl Trees {
                 return Err(entry_exists(entry.id.as_bytes()));
             }
             tx.put(&entry, &similar)?;
-            tx.bump(1)
+            tx.bump(&entry.id, 1)
         })?;
+        self.prune_changes()?;
         Ok(entry)
     }
 
@@ -193,9 +203,10 @@ impl Trees {
             tx.check_similar(&next, &similar)?;
             tx.unindex(&old)?;
             tx.put(&next, &similar)?;
-            tx.bump(0)?;
+            tx.bump(&next.id, 0)?;
             Ok(next)
         })
+        .and_then(|next| self.prune_changes().map(|()| next))
     }
 
     pub(super) fn delete_entry(&self, id: &str) -> Result<RegistrationEntry> {
@@ -203,9 +214,10 @@ impl Trees {
             let old = tx.existing(id)?;
             tx.entries.remove(id.as_bytes())?;
             tx.unindex(&old)?;
-            tx.bump(-1)?;
+            tx.bump(id, -1)?;
             Ok(old)
         })
+        .and_then(|old| self.prune_changes().map(|()| old))
     }
 
     pub(super) fn get_entry(&self, id: &str) -> Result<Option<RegistrationEntry>> {
@@ -365,6 +377,89 @@ fn selectors_match(entry: &[StoredSelector], given: &[StoredSelector], how: Sele
     }
 }
 
+/// The entry change log: which entry each revision touched.
+impl Trees {
+    /// The IDs of the entries created, updated or deleted after `revision`
+    /// (each once), or `None` when the log no longer reaches back that far
+    /// or `revision` is not one of this store's.
+    pub(super) fn entry_changes_since(&self, revision: u64) -> Result<Option<Vec<String>>> {
+        if revision > self.entries_revision()? {
+            return Ok(None);
+        }
+        let mut ids = BTreeSet::new();
+        let from = encode_u64(revision.saturating_add(1));
+        for row in self.changes.range(&from[..]..) {
+            let (key, id) = row.map_err(|e| backend("reading the entry change log", e))?;
+            let id = String::from_utf8(id.to_vec()).map_err(|_| DataStoreError::Corrupt {
+                location: format!("{CHANGES} {key:?}"),
+                reason: "entry ID is not UTF-8".into(),
+            })?;
+            ids.insert(id);
+        }
+        // The floor is read after the log: pruning raises it before it
+        // removes anything, so a scan that raced a prune is caught here.
+        if revision < self.counter(CHANGES_FLOOR_KEY)? {
+            return Ok(None);
+        }
+        Ok(Some(ids.into_iter().collect()))
+    }
+
+    /// Keeps the change log at most twice [`CHANGES_KEPT`] long: when it
+    /// grows past that, the floor rises to keep the newest `CHANGES_KEPT`
+    /// and the older rows go. Cheap otherwise (two key reads).
+    pub(super) fn prune_changes(&self) -> Result<()> {
+        self.prune_changes_keeping(CHANGES_KEPT)
+    }
+
+    /// [`Self::prune_changes`] keeping at least `kept` changes.
+    pub(super) fn prune_changes_keeping(&self, kept: u64) -> Result<()> {
+        let key_of = |row: Option<(::sled::IVec, ::sled::IVec)>| -> Result<Option<u64>> {
+            row.map(|(k, _)| decode_u64(CHANGES, &k, Some(&k)))
+                .transpose()
+        };
+        let read = |e| backend("reading the entry change log", e);
+        let (Some(first), Some(last)) = (
+            key_of(self.changes.first().map_err(read)?)?,
+            key_of(self.changes.last().map_err(read)?)?,
+        ) else {
+            return Ok(());
+        };
+        if last.saturating_sub(first) < kept.saturating_mul(2) {
+            return Ok(());
+        }
+        let floor = last.saturating_sub(kept);
+        let write = |e| backend("pruning the entry change log", e);
+        self.meta
+            .insert(CHANGES_FLOOR_KEY, &encode_u64(floor)[..])
+            .map_err(write)?;
+        for row in self
+            .changes
+            .range(..&encode_u64(floor.saturating_add(1))[..])
+        {
+            let (key, _) = row.map_err(read)?;
+            self.changes.remove(key).map_err(write)?;
+        }
+        Ok(())
+    }
+
+    /// Starts the change log of a store that has none (new, or written
+    /// before the log existed): complete from the current revision on.
+    pub(super) fn init_changes(&self) -> Result<bool> {
+        let present = self
+            .meta
+            .contains_key(CHANGES_FLOOR_KEY)
+            .map_err(|e| backend("reading meta", e))?;
+        if present {
+            return Ok(false);
+        }
+        let revision = self.entries_revision()?;
+        self.meta
+            .insert(CHANGES_FLOOR_KEY, &encode_u64(revision)[..])
+            .map_err(|e| backend("starting the entry change log", e))?;
+        Ok(true)
+    }
+}
+
 impl Trees {
     /// Derives every index row and the entry count from the entry records
     /// (for a store written before the layout was versioned). Not one
@@ -410,6 +505,12 @@ impl Trees {
         write(
             &self.meta,
             ENTRIES_REVISION_KEY.to_vec(),
+            &encode_u64(revision),
+        )?;
+        // No change before this revision is in the log.
+        write(
+            &self.meta,
+            CHANGES_FLOOR_KEY.to_vec(),
             &encode_u64(revision),
         )
     }

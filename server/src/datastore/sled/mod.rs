@@ -9,8 +9,12 @@
 //!   which refuses a second registration of the same thing;
 //! - `agents` (by SPIFFE ID), `join_tokens` (by value), `bundles` (by trust
 //!   domain), `federation_relationships` (by trust domain);
-//! - `meta`: the layout version, the entry revision counter and count, and
-//!   the CA journal.
+//! - `entry_changes`: revision -> ID of the entry that write created,
+//!   updated or deleted: the change log that lets caches follow the store
+//!   incrementally ([`DataStore::entry_changes_since`]), pruned to the
+//!   newest changes;
+//! - `meta`: the layout version, the entry revision counter and count, the
+//!   change log's floor, and the CA journal.
 //!
 //! Key parts are length-prefixed (see `codec`), so no ID can pose as the
 //! prefix of another.
@@ -55,6 +59,7 @@ const TOKENS: &str = "join_tokens";
 const BUNDLES: &str = "bundles";
 const FEDERATION: &str = "federation_relationships";
 const META: &str = "meta";
+const CHANGES: &str = "entry_changes";
 
 /// `meta` key: the layout version, written when the store is created.
 const FORMAT_VERSION_KEY: &[u8] = b"format_version";
@@ -62,6 +67,12 @@ const FORMAT_VERSION_KEY: &[u8] = b"format_version";
 const ENTRIES_REVISION_KEY: &[u8] = b"entries_revision";
 /// `meta` key: the number of entries.
 const ENTRIES_COUNT_KEY: &[u8] = b"entries_count";
+/// `meta` key: the lowest revision from which the entry change log is
+/// complete (changes after it are all in `entry_changes`).
+const CHANGES_FLOOR_KEY: &[u8] = b"entry_changes_floor";
+/// How many entry changes the log keeps at least; a cache further behind
+/// than that reloads everything.
+const CHANGES_KEPT: u64 = 65_536;
 /// `meta` key: the CA journal.
 const CA_JOURNAL_KEY: &[u8] = b"ca_journal";
 
@@ -93,6 +104,7 @@ struct Trees {
     bundles: ::sled::Tree,
     federation: ::sled::Tree,
     meta: ::sled::Tree,
+    changes: ::sled::Tree,
 }
 
 // sled's own Debug prints every record, join tokens included: show only
@@ -207,6 +219,11 @@ impl DataStore for SledDataStore {
 
     async fn entries_revision(&self) -> Result<u64> {
         self.trees.entries_revision()
+    }
+
+    async fn entry_changes_since(&self, revision: u64) -> Result<Option<Vec<String>>> {
+        let trees = self.trees.clone();
+        blocking(move || trees.entry_changes_since(revision)).await
     }
 
     async fn create_agent(&self, agent: AttestedAgent) -> Result<()> {

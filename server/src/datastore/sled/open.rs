@@ -7,7 +7,7 @@ use spinel_spiffe::Clock;
 
 use super::codec::{backend, decode_u64, encode_u64};
 use super::{
-    SledDataStore, Trees, AGENTS, BUNDLES, BY_PARENT, BY_SPIFFE_ID, ENTRIES, FEDERATION,
+    SledDataStore, Trees, AGENTS, BUNDLES, BY_PARENT, BY_SPIFFE_ID, CHANGES, ENTRIES, FEDERATION,
     FORMAT_VERSION_KEY, META, SIMILAR, TOKENS,
 };
 use crate::datastore::{DataStoreError, Result};
@@ -66,8 +66,10 @@ impl SledDataStore {
             bundles: tree(BUNDLES)?,
             federation: tree(FEDERATION)?,
             meta: tree(META)?,
+            changes: tree(CHANGES)?,
         };
-        if trees.check_format(existed)? {
+        let formatted = trees.check_format(existed)?;
+        if trees.init_changes()? || formatted {
             db.flush()
                 .map_err(|e| backend("flushing the new layout", e))?;
         }

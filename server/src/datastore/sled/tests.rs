@@ -286,3 +286,58 @@ async fn a_batch_creates_in_order_and_answers_each_entry() {
     let ds = SledDataStore::open(dir.path()).unwrap();
     assert_eq!(ds.count_entries().await.unwrap(), 2);
 }
+
+/// An entry of its own SPIFFE ID, so that many can coexist.
+fn distinct(id: &str) -> RegistrationEntry {
+    RegistrationEntry {
+        spiffe_id: format!("spiffe://example.org/{id}"),
+        ..entry(id)
+    }
+}
+
+#[tokio::test]
+async fn the_change_log_is_pruned_and_then_says_it_cannot_tell() {
+    let ds = SledDataStore::open_temporary().unwrap();
+    let start = ds.entries_revision().await.unwrap();
+    for i in 0..10 {
+        ds.create_entry(distinct(&format!("e{i}"))).await.unwrap();
+    }
+    // Kept 4: the log spans 10 > 2 x 4 revisions, so the oldest go.
+    ds.trees.prune_changes_keeping(4).unwrap();
+    assert_eq!(ds.entry_changes_since(start).await.unwrap(), None);
+    let now = ds.entries_revision().await.unwrap();
+    let recent = ds.entry_changes_since(now - 4).await.unwrap().unwrap();
+    assert_eq!(recent, ["e6", "e7", "e8", "e9"]);
+    assert_eq!(ds.entry_changes_since(now - 5).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_store_from_before_the_change_log_starts_one_at_its_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data");
+    let ds = SledDataStore::open(&path).unwrap();
+    ds.create_entry(distinct("old")).await.unwrap();
+    let before = ds.entries_revision().await.unwrap();
+    drop(ds);
+    // Remove what a store of an older build would not have.
+    {
+        let db = ::sled::open(&path).unwrap();
+        db.drop_tree("entry_changes").unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .remove(b"entry_changes_floor")
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let ds = SledDataStore::open(&path).unwrap();
+    assert_eq!(ds.entry_changes_since(before - 1).await.unwrap(), None);
+    assert_eq!(
+        ds.entry_changes_since(before).await.unwrap(),
+        Some(Vec::new())
+    );
+    ds.create_entry(distinct("new")).await.unwrap();
+    assert_eq!(
+        ds.entry_changes_since(before).await.unwrap(),
+        Some(vec!["new".to_owned()])
+    );
+}
