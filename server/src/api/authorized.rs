@@ -200,6 +200,12 @@ impl AuthorizedEntries {
         // causes one extra reload.
         let entries = datastore.list_entries(&EntryFilter::default()).await?;
         self.full_loads.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            revision,
+            entries = entries.len(),
+            loads = self.full_loads(),
+            "authorized-entries index read in full"
+        );
         let index = Arc::new(build_index(revision, entries, &self.server_id));
         *slot = Some(index.clone());
         Ok(index)
