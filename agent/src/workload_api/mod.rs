@@ -30,20 +30,26 @@
 //! One `FetchX509SVID`, file by file: `service.rs` takes the call;
 //! `caller.rs` checks the header and reads the peer credentials; `state.rs`
 //! (`Shared::view`) attests the caller and matches it against the cache
-//! snapshot; `response.rs` builds the message from that view; `stream.rs`
-//! sends it, then waits for cache changes (or the next SVID expiry) and
-//! sends again whenever the message changes. `explain.rs` says which
-//! entries came closest when a caller gets nothing (denial logs, debug
-//! API); `health.rs` is the health service.
+//! snapshot (through `index.rs`: the snapshot's identities by selector);
+//! `response.rs` builds the message from that view, or finds it in
+//! `shared.rs` (one X509-SVID response per snapshot and identity set,
+//! shared by every call and stream that gets that set); `stream.rs` sends
+//! it, then waits for cache changes (or the next SVID expiry) and sends
+//! again whenever the message changes. `explain.rs` says which entries came
+//! closest when a caller gets nothing (denial logs, debug API); `health.rs`
+//! is the health service.
 //!
 //! Imports go one way: `service` → `stream`, `response` → `state` →
-//! `caller` → `explain` (checked by the manager's import-graph test).
+//! `caller` → `explain`; `state` → `index`; `response`, `state` → `shared`
+//! (checked by the manager's import-graph test).
 
 mod caller;
 mod explain;
 mod health;
+mod index;
 mod response;
 mod service;
+mod shared;
 mod state;
 mod stream;
 
@@ -65,6 +71,7 @@ use crate::cache::{Cache, JwtSvidSource};
 pub use caller::SECURITY_HEADER;
 pub use explain::{explain, EntryMatch, Explanation, SelectorLog, DEFAULT_LOG_SELECTORS};
 pub use service::WorkloadApi;
+pub use stream::Updates;
 
 /// The gRPC health service of the agent's sockets: `SERVING` once `cache`
 /// is ready.

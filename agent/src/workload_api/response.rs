@@ -6,6 +6,7 @@
 //! hint only the first is kept (hints are unique within a response).
 
 use std::collections::{BTreeSet, HashMap};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -16,6 +17,7 @@ use tonic::Status;
 
 use crate::cache::Identity;
 
+use super::shared::{Digest, SetKey, SharedResponses};
 use super::state::View;
 
 /// The trust domain ID used as a map key.
@@ -51,8 +53,13 @@ fn servable(identity: &Identity, now: SystemTime) -> bool {
 }
 
 /// An X509-SVID response, and when its earliest SVID expires. `None` when
-/// no matching identity has a valid SVID at `now`.
-pub(crate) fn x509_svids(view: &View, now: SystemTime) -> Option<(X509svidResponse, SystemTime)> {
+/// no matching identity has a valid SVID at `now`. Callers that get the same
+/// identities from the same snapshot get the same response from `shared`.
+pub(crate) fn x509_svids(
+    view: &View,
+    now: SystemTime,
+    shared: &SharedResponses<X509svidResponse>,
+) -> Option<(Arc<X509svidResponse>, SystemTime)> {
     let usable: Vec<Arc<Identity>> = view
         .identities
         .iter()
@@ -61,6 +68,21 @@ pub(crate) fn x509_svids(view: &View, now: SystemTime) -> Option<(X509svidRespon
         .collect();
     let usable = unique_hints(&usable);
     let expires = usable.iter().map(|i| i.svid.not_after).min()?;
+    // Within one snapshot, an identity's address names it (the snapshot
+    // holds it); the low bit (free: `Identity` is aligned) says whether it
+    // is servable now. The response depends on nothing else.
+    let set: SetKey = view
+        .identities
+        .iter()
+        .map(|i| Arc::as_ptr(i) as usize | usize::from(servable(i, now)))
+        .collect();
+    let message = shared.get_or_build(view.snapshot.generation, set, || {
+        Some(build_x509_svids(view, &usable))
+    })?;
+    Some((message, expires))
+}
+
+fn build_x509_svids(view: &View, usable: &[Arc<Identity>]) -> X509svidResponse {
     let bundle = view.snapshot.bundle.x509_der_concat();
     let svids = usable
         .iter()
@@ -79,14 +101,33 @@ pub(crate) fn x509_svids(view: &View, now: SystemTime) -> Option<(X509svidRespon
         .filter(|(_, b)| !b.x509_authorities.is_empty())
         .map(|(td, b)| (td_key(td), b.x509_der_concat()))
         .collect();
-    Some((
-        X509svidResponse {
-            svids,
-            crl: Vec::new(),
-            federated_bundles,
-        },
-        expires,
-    ))
+    X509svidResponse {
+        svids,
+        crl: Vec::new(),
+        federated_bundles,
+    }
+}
+
+impl Digest for X509svidResponse {
+    fn digest(&self) -> u64 {
+        let mut h = DefaultHasher::new();
+        for svid in &self.svids {
+            svid.spiffe_id.hash(&mut h);
+            svid.x509_svid.hash(&mut h);
+            svid.x509_svid_key.hash(&mut h);
+            svid.bundle.hash(&mut h);
+            svid.hint.hash(&mut h);
+        }
+        self.crl.hash(&mut h);
+        // The map's order is arbitrary: its entries are summed.
+        let map = self.federated_bundles.iter().fold(0u64, |sum, entry| {
+            let mut e = DefaultHasher::new();
+            entry.hash(&mut e);
+            sum.wrapping_add(e.finish())
+        });
+        map.hash(&mut h);
+        h.finish()
+    }
 }
 
 /// The bundles the caller may use: its own trust domain's and those its

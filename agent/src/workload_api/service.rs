@@ -19,9 +19,15 @@ use crate::cache::{Cache, JwtSvidError, JwtSvidSource, Snapshot};
 
 use super::caller::{self, no_identity};
 use super::explain::{explain, Explanation, SelectorLog};
+use super::index::Indexes;
 use super::response;
+use super::shared::SharedResponses;
 use super::state::Shared;
 use super::stream::{self, Feed, Step, Updates};
+
+/// How many distinct identity sets' X509-SVID responses are shared per
+/// cache snapshot; callers past that get a response of their own.
+const SHARED_RESPONSE_SETS: usize = 4096;
 
 /// The Workload API service, to be mounted with
 /// `SpiffeWorkloadApiServer::new`. Cloning shares the state.
@@ -59,6 +65,8 @@ impl WorkloadApi {
                 clock,
                 selector_log,
                 stop: watch::Sender::new(false),
+                indexes: Indexes::default(),
+                x509: SharedResponses::new(SHARED_RESPONSE_SETS),
             }),
         }
     }
@@ -107,22 +115,24 @@ impl Feed for X509SvidFeed {
     ) -> Result<Step<X509svidResponse>, Status> {
         let view = shared.view(caller, snapshot).await?;
         view.require_identity(caller, "FetchX509SVID", &shared.selector_log)?;
-        Ok(match response::x509_svids(&view, shared.clock.now()) {
-            Some((message, expires)) => Step {
-                message: Some(message),
-                wake_at: Some(expires),
-            },
-            None => {
-                tracing::warn!(
-                    pid = caller.pid,
-                    "the caller's entries match but none has a valid X509-SVID yet"
-                );
-                Step {
-                    message: None,
-                    wake_at: None,
+        Ok(
+            match response::x509_svids(&view, shared.clock.now(), &shared.x509) {
+                Some((message, expires)) => Step {
+                    message: Some(message),
+                    wake_at: Some(expires),
+                },
+                None => {
+                    tracing::warn!(
+                        pid = caller.pid,
+                        "the caller's entries match but none has a valid X509-SVID yet"
+                    );
+                    Step {
+                        message: None,
+                        wake_at: None,
+                    }
                 }
-            }
-        })
+            },
+        )
     }
 }
 
@@ -141,7 +151,7 @@ impl Feed for X509BundlesFeed {
         let view = shared.view(caller, snapshot).await?;
         view.require_identity(caller, "FetchX509Bundles", &shared.selector_log)?;
         Ok(Step {
-            message: Some(response::x509_bundles(&view)),
+            message: Some(Arc::new(response::x509_bundles(&view))),
             wake_at: None,
         })
     }
@@ -162,7 +172,7 @@ impl Feed for JwtBundlesFeed {
         let view = shared.view(caller, snapshot).await?;
         view.require_identity(caller, "FetchJWTBundles", &shared.selector_log)?;
         Ok(Step {
-            message: Some(response::jwt_bundles(&view)?),
+            message: Some(Arc::new(response::jwt_bundles(&view)?)),
             wake_at: None,
         })
     }

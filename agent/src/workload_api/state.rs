@@ -4,11 +4,13 @@
 //! ([`Shared::view`], giving a [`View`]).
 //!
 //! `service.rs` (the methods) and `stream.rs` (the update loop) both use
-//! it; it imports neither.
+//! it; it imports neither. It holds the responses callers share
+//! (`shared.rs`).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use spinel_proto::workload::X509svidResponse;
 use spinel_spiffe::{Clock, Selector};
 use tokio::sync::watch;
 use tonic::Status;
@@ -18,6 +20,8 @@ use crate::cache::{Cache, Identity, JwtSvidSource, Snapshot};
 
 use super::caller::{attest_failure, log_denial, no_identity};
 use super::explain::SelectorLog;
+use super::index::Indexes;
+use super::shared::SharedResponses;
 
 /// What every call needs.
 #[derive(Debug)]
@@ -34,6 +38,10 @@ pub(crate) struct Shared {
     pub selector_log: SelectorLog,
     /// Set to true to end every open stream.
     pub(super) stop: watch::Sender<bool>,
+    /// The latest snapshot's identities by selector.
+    pub(super) indexes: Indexes,
+    /// X509-SVID responses, one per snapshot and identity set.
+    pub(super) x509: SharedResponses<X509svidResponse>,
 }
 
 impl Shared {
@@ -79,7 +87,7 @@ impl Shared {
             .map_err(|e| attest_failure(caller, &e))?
             .into_iter()
             .collect();
-        let identities = snapshot.matching(&selectors);
+        let identities = self.indexes.of(&snapshot).matching(&selectors);
         Ok(View {
             snapshot,
             selectors,
