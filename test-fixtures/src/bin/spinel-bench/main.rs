@@ -16,6 +16,7 @@
 //! | `ceiling` | only the ceiling |
 //! | `entry-create` | batch entry create through `entry create -data`, entries per second |
 //! | `entry-show` | `entry show` of every entry, the time it takes |
+//! | `streams-rss`, `streams-latency` | the agent's RSS over cycles of many open `FetchX509SVID` streams; fetch latency and agent CPU per fetch while they are open |
 //!
 //! Loopback only; every loop is bounded.
 #![allow(clippy::disallowed_methods)] // wall-clock timing is the point here
@@ -23,6 +24,7 @@
 mod args;
 mod ceiling;
 mod entries;
+mod streams;
 
 use anyhow::{bail, Result};
 
@@ -30,7 +32,11 @@ const USAGE: &str = "usage: spinel-bench <row> [--flag value ...]
 rows:
   ceiling                                  P-256 sign/verify on one core
   entry-create --entries N --batch B       batch entry create, entries/s
-  entry-show   --entries N                 entry show of N entries";
+  entry-show   --entries N                 entry show of N entries
+  streams-rss --entries N --matching M --streams S --cycles C --settle SECS
+                                           agent RSS over cycles of S open streams
+  streams-latency --entries N --matching M --streams S --clients C --rate R --seconds T
+                                           FetchX509SVID latency, agent CPU per call";
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -44,6 +50,8 @@ async fn main() -> Result<()> {
         "ceiling" => flags.done(),
         "entry-create" => entries::create(flags),
         "entry-show" => entries::show(flags),
+        "streams-rss" => streams::rss(flags).await,
+        "streams-latency" => streams::latency(flags).await,
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())
