@@ -32,15 +32,17 @@
 //! (`Shared::view`) attests the caller and matches it against the cache
 //! snapshot (through `index.rs`: the snapshot's identities by selector);
 //! `response.rs` builds the message from that view, or finds it in
-//! `shared.rs` (one X509-SVID response per snapshot and identity set,
-//! shared by every call and stream that gets that set); `stream.rs` sends
-//! it, then waits for cache changes (or the next SVID expiry) and sends
+//! `shared.rs` (one encoded X509-SVID response per snapshot and identity
+//! set, shared by every call and stream that gets that set); `stream.rs`
+//! sends it (through `route.rs`, which answers `FetchX509SVID` in front of
+//! the generated service so that the encoded bytes are shared too), then waits for cache changes (or the next SVID expiry) and sends
 //! again whenever the message changes. `explain.rs` says which entries came
 //! closest when a caller gets nothing (denial logs, debug API); `health.rs`
 //! is the health service.
 //!
-//! Imports go one way: `service` → `stream`, `response` → `state` →
-//! `caller` → `explain`; `state` → `index`; `response`, `state` → `shared`
+//! Imports go one way: `route` → `service` → `stream`, `response` →
+//! `state` → `caller` → `explain`; `state` → `index`; `response`, `state`
+//! → `shared`
 //! (checked by the manager's import-graph test).
 
 mod caller;
@@ -48,6 +50,7 @@ mod explain;
 mod health;
 mod index;
 mod response;
+mod route;
 mod service;
 mod shared;
 mod state;
@@ -168,7 +171,10 @@ pub async fn serve_api(
     };
     let incoming = spinel_transport::unix::incoming(listener, limits, "the Workload API socket");
     let result = spinel_transport::server::builder(false)
-        .add_service(SpiffeWorkloadApiServer::new(api))
+        .add_service(route::Routes::new(
+            api.clone(),
+            SpiffeWorkloadApiServer::new(api),
+        ))
         .add_service(health)
         .serve_with_incoming_shutdown(incoming, signal)
         .await;

@@ -6,7 +6,6 @@
 //! hint only the first is kept (hints are unique within a response).
 
 use std::collections::{BTreeSet, HashMap};
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -17,7 +16,7 @@ use tonic::Status;
 
 use crate::cache::Identity;
 
-use super::shared::{Digest, SetKey, SharedResponses};
+use super::shared::{Encoded, SetKey, SharedResponses};
 use super::state::View;
 
 /// The trust domain ID used as a map key.
@@ -52,14 +51,15 @@ fn servable(identity: &Identity, now: SystemTime) -> bool {
     !identity.svid.chain.is_empty() && identity.svid.not_after > now
 }
 
-/// An X509-SVID response, and when its earliest SVID expires. `None` when
-/// no matching identity has a valid SVID at `now`. Callers that get the same
-/// identities from the same snapshot get the same response from `shared`.
+/// An X509-SVID response, encoded, and when its earliest SVID expires.
+/// `None` when no matching identity has a valid SVID at `now`. Callers that
+/// get the same identities from the same snapshot get the same response
+/// from `shared`.
 pub(crate) fn x509_svids(
     view: &View,
     now: SystemTime,
-    shared: &SharedResponses<X509svidResponse>,
-) -> Option<(Arc<X509svidResponse>, SystemTime)> {
+    shared: &SharedResponses<Encoded>,
+) -> Option<(Arc<Encoded>, SystemTime)> {
     let usable: Vec<Arc<Identity>> = view
         .identities
         .iter()
@@ -77,7 +77,7 @@ pub(crate) fn x509_svids(
         .map(|i| Arc::as_ptr(i) as usize | usize::from(servable(i, now)))
         .collect();
     let message = shared.get_or_build(view.snapshot.generation, set, || {
-        Some(build_x509_svids(view, &usable))
+        Some(Encoded::of(&build_x509_svids(view, &usable)))
     })?;
     Some((message, expires))
 }
@@ -105,28 +105,6 @@ fn build_x509_svids(view: &View, usable: &[Arc<Identity>]) -> X509svidResponse {
         svids,
         crl: Vec::new(),
         federated_bundles,
-    }
-}
-
-impl Digest for X509svidResponse {
-    fn digest(&self) -> u64 {
-        let mut h = DefaultHasher::new();
-        for svid in &self.svids {
-            svid.spiffe_id.hash(&mut h);
-            svid.x509_svid.hash(&mut h);
-            svid.x509_svid_key.hash(&mut h);
-            svid.bundle.hash(&mut h);
-            svid.hint.hash(&mut h);
-        }
-        self.crl.hash(&mut h);
-        // The map's order is arbitrary: its entries are summed.
-        let map = self.federated_bundles.iter().fold(0u64, |sum, entry| {
-            let mut e = DefaultHasher::new();
-            entry.hash(&mut e);
-            sum.wrapping_add(e.finish())
-        });
-        map.hash(&mut h);
-        h.finish()
     }
 }
 

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::stream::{BoxStream, StreamExt};
 use spinel_proto::workload::spiffe_workload_api_server::SpiffeWorkloadApi;
 use spinel_proto::workload::{
     JwtBundlesRequest, JwtBundlesResponse, Jwtsvid, JwtsvidRequest, JwtsvidResponse,
@@ -21,7 +22,7 @@ use super::caller::{self, no_identity};
 use super::explain::{explain, Explanation, SelectorLog};
 use super::index::Indexes;
 use super::response;
-use super::shared::SharedResponses;
+use super::shared::{Encoded, SharedResponses};
 use super::state::Shared;
 use super::stream::{self, Feed, Step, Updates};
 
@@ -99,20 +100,29 @@ impl WorkloadApi {
     pub fn cache(&self) -> &Cache {
         &self.shared.cache
     }
+
+    /// `FetchX509SVID`: the caller's stream of encoded responses.
+    pub(crate) async fn open_x509_frames<T>(
+        &self,
+        request: &Request<T>,
+    ) -> Result<Updates<Encoded>, Status> {
+        let caller = caller::start(request)?;
+        stream::open(self.shared.clone(), caller, X509SvidFeed).await
+    }
 }
 
 struct X509SvidFeed;
 
 #[async_trait]
 impl Feed for X509SvidFeed {
-    type Message = X509svidResponse;
+    type Message = Encoded;
 
     async fn step(
         &self,
         shared: &Shared,
         caller: &Caller,
         snapshot: Arc<Snapshot>,
-    ) -> Result<Step<X509svidResponse>, Status> {
+    ) -> Result<Step<Encoded>, Status> {
         let view = shared.view(caller, snapshot).await?;
         view.require_identity(caller, "FetchX509SVID", &shared.selector_log)?;
         Ok(
@@ -180,7 +190,7 @@ impl Feed for JwtBundlesFeed {
 
 #[async_trait]
 impl SpiffeWorkloadApi for WorkloadApi {
-    type FetchX509SVIDStream = Updates<X509svidResponse>;
+    type FetchX509SVIDStream = BoxStream<'static, Result<X509svidResponse, Status>>;
     type FetchX509BundlesStream = Updates<X509BundlesResponse>;
     type FetchJWTBundlesStream = Updates<JwtBundlesResponse>;
 
@@ -188,9 +198,14 @@ impl SpiffeWorkloadApi for WorkloadApi {
         &self,
         request: Request<X509svidRequest>,
     ) -> Result<Response<Self::FetchX509SVIDStream>, Status> {
-        let caller = caller::start(&request)?;
-        let updates = stream::open(self.shared.clone(), caller, X509SvidFeed).await?;
-        Ok(Response::new(updates))
+        // Served by `route.rs` in front of this service; here for a server
+        // mounted without it.
+        let updates = self.open_x509_frames(&request).await?;
+        Ok(Response::new(
+            updates
+                .map(|item| item.and_then(|encoded| encoded.decode()))
+                .boxed(),
+        ))
     }
 
     async fn fetch_x509_bundles(

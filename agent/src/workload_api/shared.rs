@@ -18,7 +18,11 @@
 //! a response is built for the call alone, as without the table.
 
 use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex, Weak};
+
+use bytes::Bytes;
+use tonic::Status;
 
 /// Which identities of one snapshot a caller gets, as the caller-side
 /// builder sees them (e.g. identity addresses, with a bit for "servable
@@ -152,6 +156,43 @@ impl<M: PartialEq> Inner<M> {
         let list = self.by_digest.entry(digest).or_default();
         list.retain(|w| w.strong_count() > 0);
         list.push(Arc::downgrade(response));
+    }
+}
+
+/// One gRPC message frame (flag, length, message), shared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Encoded(Bytes);
+
+impl Digest for Encoded {
+    fn digest(&self) -> u64 {
+        let mut h = DefaultHasher::new();
+        self.0.hash(&mut h);
+        h.finish()
+    }
+}
+
+impl Encoded {
+    /// Frames `message`.
+    pub(crate) fn of(message: &impl prost::Message) -> Encoded {
+        let len = message.encoded_len();
+        let mut buf = Vec::with_capacity(5 + len);
+        buf.push(0);
+        // A message over 4 GiB cannot be framed; the agent's are far smaller.
+        buf.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+        message.encode_raw(&mut buf);
+        Encoded(Bytes::from(buf))
+    }
+
+    /// The frame's bytes.
+    pub(crate) fn into_bytes(self) -> Bytes {
+        self.0
+    }
+
+    /// The message, decoded again (for the generated service's own
+    /// `FetchX509SVID`, which `route.rs` takes over).
+    pub(crate) fn decode<M: prost::Message + Default>(&self) -> Result<M, Status> {
+        M::decode(self.0.get(5..).unwrap_or_default())
+            .map_err(|e| Status::internal(format!("re-decoding a response: {e}")))
     }
 }
 

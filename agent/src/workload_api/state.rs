@@ -10,7 +10,6 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use spinel_proto::workload::X509svidResponse;
 use spinel_spiffe::{Clock, Selector};
 use tokio::sync::watch;
 use tonic::Status;
@@ -21,7 +20,7 @@ use crate::cache::{Cache, Identity, JwtSvidSource, Snapshot};
 use super::caller::{attest_failure, log_denial, no_identity};
 use super::explain::SelectorLog;
 use super::index::Indexes;
-use super::shared::SharedResponses;
+use super::shared::{Encoded, SharedResponses};
 
 /// What every call needs.
 #[derive(Debug)]
@@ -41,7 +40,7 @@ pub(crate) struct Shared {
     /// The latest snapshot's identities by selector.
     pub(super) indexes: Indexes,
     /// X509-SVID responses, one per snapshot and identity set.
-    pub(super) x509: SharedResponses<X509svidResponse>,
+    pub(super) x509: SharedResponses<Encoded>,
 }
 
 impl Shared {
