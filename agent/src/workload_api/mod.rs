@@ -30,20 +30,29 @@
 //! One `FetchX509SVID`, file by file: `service.rs` takes the call;
 //! `caller.rs` checks the header and reads the peer credentials; `state.rs`
 //! (`Shared::view`) attests the caller and matches it against the cache
-//! snapshot; `response.rs` builds the message from that view; `stream.rs`
-//! sends it, then waits for cache changes (or the next SVID expiry) and
-//! sends again whenever the message changes. `explain.rs` says which
-//! entries came closest when a caller gets nothing (denial logs, debug
-//! API); `health.rs` is the health service.
+//! snapshot (through `index.rs`: the snapshot's identities by selector);
+//! `response.rs` builds the message from that view, or finds it in
+//! `shared.rs` (one encoded X509-SVID response per snapshot and identity
+//! set, shared by every call and stream that gets that set); `stream.rs`
+//! sends it (through `route.rs`, which answers `FetchX509SVID` in front of
+//! the generated service so that the encoded bytes are shared too), then waits for cache changes (or the next SVID expiry) and sends
+//! again whenever the message changes. `explain.rs` says which entries came
+//! closest when a caller gets nothing (denial logs, debug API); `health.rs`
+//! is the health service.
 //!
-//! Imports go one way: `service` → `stream`, `response` → `state` →
-//! `caller` → `explain` (checked by the manager's import-graph test).
+//! Imports go one way: `route` → `service` → `stream`, `response` →
+//! `state` → `caller` → `explain`; `state` → `index`; `response`, `state`
+//! → `shared`
+//! (checked by the manager's import-graph test).
 
 mod caller;
 mod explain;
 mod health;
+mod index;
 mod response;
+mod route;
 mod service;
+mod shared;
 mod state;
 mod stream;
 
@@ -65,6 +74,7 @@ use crate::cache::{Cache, JwtSvidSource};
 pub use caller::SECURITY_HEADER;
 pub use explain::{explain, EntryMatch, Explanation, SelectorLog, DEFAULT_LOG_SELECTORS};
 pub use service::WorkloadApi;
+pub use stream::Updates;
 
 /// The gRPC health service of the agent's sockets: `SERVING` once `cache`
 /// is ready.
@@ -161,7 +171,10 @@ pub async fn serve_api(
     };
     let incoming = spinel_transport::unix::incoming(listener, limits, "the Workload API socket");
     let result = spinel_transport::server::builder(false)
-        .add_service(SpiffeWorkloadApiServer::new(api))
+        .add_service(route::Routes::new(
+            api.clone(),
+            SpiffeWorkloadApiServer::new(api),
+        ))
         .add_service(health)
         .serve_with_incoming_shutdown(incoming, signal)
         .await;

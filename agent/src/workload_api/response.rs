@@ -16,6 +16,7 @@ use tonic::Status;
 
 use crate::cache::Identity;
 
+use super::shared::{Encoded, SetKey, SharedResponses};
 use super::state::View;
 
 /// The trust domain ID used as a map key.
@@ -50,9 +51,15 @@ fn servable(identity: &Identity, now: SystemTime) -> bool {
     !identity.svid.chain.is_empty() && identity.svid.not_after > now
 }
 
-/// An X509-SVID response, and when its earliest SVID expires. `None` when
-/// no matching identity has a valid SVID at `now`.
-pub(crate) fn x509_svids(view: &View, now: SystemTime) -> Option<(X509svidResponse, SystemTime)> {
+/// An X509-SVID response, encoded, and when its earliest SVID expires.
+/// `None` when no matching identity has a valid SVID at `now`. Callers that
+/// get the same identities from the same snapshot get the same response
+/// from `shared`.
+pub(crate) fn x509_svids(
+    view: &View,
+    now: SystemTime,
+    shared: &SharedResponses<Encoded>,
+) -> Option<(Arc<Encoded>, SystemTime)> {
     let usable: Vec<Arc<Identity>> = view
         .identities
         .iter()
@@ -61,6 +68,21 @@ pub(crate) fn x509_svids(view: &View, now: SystemTime) -> Option<(X509svidRespon
         .collect();
     let usable = unique_hints(&usable);
     let expires = usable.iter().map(|i| i.svid.not_after).min()?;
+    // Within one snapshot, an identity's address names it (the snapshot
+    // holds it); the low bit (free: `Identity` is aligned) says whether it
+    // is servable now. The response depends on nothing else.
+    let set: SetKey = view
+        .identities
+        .iter()
+        .map(|i| Arc::as_ptr(i) as usize | usize::from(servable(i, now)))
+        .collect();
+    let message = shared.get_or_build(view.snapshot.generation, set, || {
+        Some(Encoded::of(&build_x509_svids(view, &usable)))
+    })?;
+    Some((message, expires))
+}
+
+fn build_x509_svids(view: &View, usable: &[Arc<Identity>]) -> X509svidResponse {
     let bundle = view.snapshot.bundle.x509_der_concat();
     let svids = usable
         .iter()
@@ -79,14 +101,11 @@ pub(crate) fn x509_svids(view: &View, now: SystemTime) -> Option<(X509svidRespon
         .filter(|(_, b)| !b.x509_authorities.is_empty())
         .map(|(td, b)| (td_key(td), b.x509_der_concat()))
         .collect();
-    Some((
-        X509svidResponse {
-            svids,
-            crl: Vec::new(),
-            federated_bundles,
-        },
-        expires,
-    ))
+    X509svidResponse {
+        svids,
+        crl: Vec::new(),
+        federated_bundles,
+    }
 }
 
 /// The bundles the caller may use: its own trust domain's and those its

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::stream::{BoxStream, StreamExt};
 use spinel_proto::workload::spiffe_workload_api_server::SpiffeWorkloadApi;
 use spinel_proto::workload::{
     JwtBundlesRequest, JwtBundlesResponse, Jwtsvid, JwtsvidRequest, JwtsvidResponse,
@@ -19,9 +20,15 @@ use crate::cache::{Cache, JwtSvidError, JwtSvidSource, Snapshot};
 
 use super::caller::{self, no_identity};
 use super::explain::{explain, Explanation, SelectorLog};
+use super::index::Indexes;
 use super::response;
+use super::shared::{Encoded, SharedResponses};
 use super::state::Shared;
 use super::stream::{self, Feed, Step, Updates};
+
+/// How many distinct identity sets' X509-SVID responses are shared per
+/// cache snapshot; callers past that get a response of their own.
+const SHARED_RESPONSE_SETS: usize = 4096;
 
 /// The Workload API service, to be mounted with
 /// `SpiffeWorkloadApiServer::new`. Cloning shares the state.
@@ -59,6 +66,8 @@ impl WorkloadApi {
                 clock,
                 selector_log,
                 stop: watch::Sender::new(false),
+                indexes: Indexes::default(),
+                x509: SharedResponses::new(SHARED_RESPONSE_SETS),
             }),
         }
     }
@@ -91,38 +100,49 @@ impl WorkloadApi {
     pub fn cache(&self) -> &Cache {
         &self.shared.cache
     }
+
+    /// `FetchX509SVID`: the caller's stream of encoded responses.
+    pub(crate) async fn open_x509_frames<T>(
+        &self,
+        request: &Request<T>,
+    ) -> Result<Updates<Encoded>, Status> {
+        let caller = caller::start(request)?;
+        stream::open(self.shared.clone(), caller, X509SvidFeed).await
+    }
 }
 
 struct X509SvidFeed;
 
 #[async_trait]
 impl Feed for X509SvidFeed {
-    type Message = X509svidResponse;
+    type Message = Encoded;
 
     async fn step(
         &self,
         shared: &Shared,
         caller: &Caller,
         snapshot: Arc<Snapshot>,
-    ) -> Result<Step<X509svidResponse>, Status> {
+    ) -> Result<Step<Encoded>, Status> {
         let view = shared.view(caller, snapshot).await?;
         view.require_identity(caller, "FetchX509SVID", &shared.selector_log)?;
-        Ok(match response::x509_svids(&view, shared.clock.now()) {
-            Some((message, expires)) => Step {
-                message: Some(message),
-                wake_at: Some(expires),
-            },
-            None => {
-                tracing::warn!(
-                    pid = caller.pid,
-                    "the caller's entries match but none has a valid X509-SVID yet"
-                );
-                Step {
-                    message: None,
-                    wake_at: None,
+        Ok(
+            match response::x509_svids(&view, shared.clock.now(), &shared.x509) {
+                Some((message, expires)) => Step {
+                    message: Some(message),
+                    wake_at: Some(expires),
+                },
+                None => {
+                    tracing::warn!(
+                        pid = caller.pid,
+                        "the caller's entries match but none has a valid X509-SVID yet"
+                    );
+                    Step {
+                        message: None,
+                        wake_at: None,
+                    }
                 }
-            }
-        })
+            },
+        )
     }
 }
 
@@ -141,7 +161,7 @@ impl Feed for X509BundlesFeed {
         let view = shared.view(caller, snapshot).await?;
         view.require_identity(caller, "FetchX509Bundles", &shared.selector_log)?;
         Ok(Step {
-            message: Some(response::x509_bundles(&view)),
+            message: Some(Arc::new(response::x509_bundles(&view))),
             wake_at: None,
         })
     }
@@ -162,7 +182,7 @@ impl Feed for JwtBundlesFeed {
         let view = shared.view(caller, snapshot).await?;
         view.require_identity(caller, "FetchJWTBundles", &shared.selector_log)?;
         Ok(Step {
-            message: Some(response::jwt_bundles(&view)?),
+            message: Some(Arc::new(response::jwt_bundles(&view)?)),
             wake_at: None,
         })
     }
@@ -170,7 +190,7 @@ impl Feed for JwtBundlesFeed {
 
 #[async_trait]
 impl SpiffeWorkloadApi for WorkloadApi {
-    type FetchX509SVIDStream = Updates<X509svidResponse>;
+    type FetchX509SVIDStream = BoxStream<'static, Result<X509svidResponse, Status>>;
     type FetchX509BundlesStream = Updates<X509BundlesResponse>;
     type FetchJWTBundlesStream = Updates<JwtBundlesResponse>;
 
@@ -178,9 +198,14 @@ impl SpiffeWorkloadApi for WorkloadApi {
         &self,
         request: Request<X509svidRequest>,
     ) -> Result<Response<Self::FetchX509SVIDStream>, Status> {
-        let caller = caller::start(&request)?;
-        let updates = stream::open(self.shared.clone(), caller, X509SvidFeed).await?;
-        Ok(Response::new(updates))
+        // Served by `route.rs` in front of this service; here for a server
+        // mounted without it.
+        let updates = self.open_x509_frames(&request).await?;
+        Ok(Response::new(
+            updates
+                .map(|item| item.and_then(|encoded| encoded.decode()))
+                .boxed(),
+        ))
     }
 
     async fn fetch_x509_bundles(

@@ -4,7 +4,8 @@
 //! ([`Shared::view`], giving a [`View`]).
 //!
 //! `service.rs` (the methods) and `stream.rs` (the update loop) both use
-//! it; it imports neither.
+//! it; it imports neither. It holds the responses callers share
+//! (`shared.rs`).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -18,6 +19,8 @@ use crate::cache::{Cache, Identity, JwtSvidSource, Snapshot};
 
 use super::caller::{attest_failure, log_denial, no_identity};
 use super::explain::SelectorLog;
+use super::index::Indexes;
+use super::shared::{Encoded, SharedResponses};
 
 /// What every call needs.
 #[derive(Debug)]
@@ -34,6 +37,10 @@ pub(crate) struct Shared {
     pub selector_log: SelectorLog,
     /// Set to true to end every open stream.
     pub(super) stop: watch::Sender<bool>,
+    /// The latest snapshot's identities by selector.
+    pub(super) indexes: Indexes,
+    /// X509-SVID responses, one per snapshot and identity set.
+    pub(super) x509: SharedResponses<Encoded>,
 }
 
 impl Shared {
@@ -79,7 +86,7 @@ impl Shared {
             .map_err(|e| attest_failure(caller, &e))?
             .into_iter()
             .collect();
-        let identities = snapshot.matching(&selectors);
+        let identities = self.indexes.of(&snapshot).matching(&selectors);
         Ok(View {
             snapshot,
             selectors,

@@ -9,12 +9,14 @@
 //! stopping (`Unavailable`), so that graceful shutdown is not held up by
 //! endless streams.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
 use tonic::Status;
 
 use crate::attestor::workload::Caller;
@@ -26,8 +28,9 @@ use super::state::Shared;
 #[derive(Debug)]
 pub(crate) struct Step<T> {
     /// The message for the caller; `None` when there is nothing valid to
-    /// send (the last message stands).
-    pub message: Option<T>,
+    /// send (the last message stands). Shared: a stream keeps the one it
+    /// last sent, and many streams may hold the same one.
+    pub message: Option<Arc<T>>,
     /// When to look again even if the cache does not change.
     pub wake_at: Option<SystemTime>,
 }
@@ -47,8 +50,23 @@ pub(crate) trait Feed: Send + Sync + 'static {
     ) -> Result<Step<Self::Message>, Status>;
 }
 
-/// The stream handed to tonic.
-pub(crate) type Updates<T> = ReceiverStream<Result<T, Status>>;
+/// The messages of one Workload API stream, as handed to tonic. They wait
+/// in the channel shared; each is copied out for tonic only when tonic
+/// takes it to encode it.
+#[derive(Debug)]
+pub struct Updates<T> {
+    rx: mpsc::Receiver<Result<Arc<T>, Status>>,
+}
+
+impl<T: Clone> Stream for Updates<T> {
+    type Item = Result<T, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx
+            .poll_recv(cx)
+            .map(|next| next.map(|item| item.map(Arc::unwrap_or_clone)))
+    }
+}
 
 /// Computes the first message and starts the loop sending the next ones.
 pub(crate) async fn open<F: Feed>(
@@ -78,7 +96,7 @@ pub(crate) async fn open<F: Feed>(
         message,
         first.wake_at,
     ));
-    Ok(ReceiverStream::new(rx))
+    Ok(Updates { rx })
 }
 
 async fn follow<F: Feed>(
@@ -86,8 +104,8 @@ async fn follow<F: Feed>(
     caller: Caller,
     feed: F,
     mut changes: watch::Receiver<Arc<Snapshot>>,
-    tx: mpsc::Sender<Result<F::Message, Status>>,
-    mut last: F::Message,
+    tx: mpsc::Sender<Result<Arc<F::Message>, Status>>,
+    mut last: Arc<F::Message>,
     mut wake_at: Option<SystemTime>,
 ) {
     let mut stop = shared.stop_signal();
@@ -111,7 +129,10 @@ async fn follow<F: Feed>(
         match feed.step(&shared, &caller, snapshot).await {
             Ok(step) => {
                 wake_at = step.wake_at;
-                if let Some(message) = step.message.filter(|m| *m != last) {
+                // Shared responses of an unchanged set are the same `Arc`;
+                // contents are compared only when they are not.
+                let changed = |m: &Arc<F::Message>| !Arc::ptr_eq(m, &last) && **m != *last;
+                if let Some(message) = step.message.filter(changed) {
                     if tx.send(Ok(message.clone())).await.is_err() {
                         return;
                     }

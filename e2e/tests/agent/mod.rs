@@ -5,8 +5,11 @@
 //! - `svid_helper.rs`: `spinel-agent svid-helper` keeps SVID files fresh
 //!   for an `openssl` peer;
 //! - `explain.rs`: "why does this process get no identity?"
-//!   (`debug explain`, the agent log).
+//!   (`debug explain`, the agent log);
+//! - `streams.rs`: many long-lived `FetchX509SVID` streams: the same
+//!   responses and updates for all, memory flat across open/close cycles.
 
 mod explain;
 mod rebootstrap;
+mod streams;
 mod svid_helper;

@@ -13,6 +13,7 @@
 //! Plugins: [`unix`] (SPIRE's `unix`), [`k8s`] (SPIRE's `k8s`).
 
 pub mod k8s;
+mod names;
 mod procfs;
 pub mod unix;
 

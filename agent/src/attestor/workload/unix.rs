@@ -9,7 +9,9 @@
 //!   `workload_size_limit` is not negative; a positive limit refuses larger
 //!   binaries).
 //!
-//! Names are given only when `/etc/passwd` or `/etc/group` resolves the ID.
+//! Names are given only when `/etc/passwd` or `/etc/group` resolves the ID
+//! (answers are remembered for a few seconds while the file is unchanged:
+//! see `names.rs`).
 //!
 //! The user and group IDs come from the socket's peer credentials, which the
 //! kernel recorded when the workload connected; `/proc/<pid>` gives the
@@ -21,11 +23,13 @@
 //! no identity rather than another process's.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::Deserialize;
-use spinel_spiffe::Selector;
+use spinel_spiffe::{Clock, Selector};
 
+use super::names::Names;
 use super::procfs::{self, Root};
 use super::{AttestError, Caller, WorkloadAttestor};
 
@@ -51,6 +55,7 @@ pub struct UnixConfig {
 pub struct UnixAttestor {
     config: UnixConfig,
     root: Root,
+    names: Arc<Names>,
 }
 
 impl UnixAttestor {
@@ -61,10 +66,18 @@ impl UnixAttestor {
 
     /// An attestor reading `/proc` and `/etc` under `root`.
     pub fn with_root(config: UnixConfig, root: Root) -> Self {
-        UnixAttestor { config, root }
+        UnixAttestor {
+            config,
+            root,
+            names: Arc::new(Names::new(Clock::system())),
+        }
     }
 
     /// Attests `caller` synchronously (file reads and hashing).
+    ///
+    /// Without `discover_workload_path` this reads only `/proc/<pid>/stat`
+    /// (twice), `/proc/<pid>/status`, and, when the answers are not
+    /// remembered ([`Names`]), `/etc/passwd` and `/etc/group`.
     pub fn attest_blocking(&self, caller: &Caller) -> Result<Vec<Selector>, AttestError> {
         let pid = caller.pid;
         if pid <= 0 {
@@ -103,16 +116,16 @@ impl UnixAttestor {
 
         let mut out = Selectors::default();
         out.push("uid", caller.uid.to_string())?;
-        if let Some(name) = procfs::name_for_id(&self.root, "passwd", caller.uid)? {
+        if let Some(name) = self.names.user(&self.root, caller.uid)? {
             out.push("user", name)?;
         }
         out.push("gid", caller.gid.to_string())?;
-        if let Some(name) = procfs::name_for_id(&self.root, "group", caller.gid)? {
+        if let Some(name) = self.names.group(&self.root, caller.gid)? {
             out.push("group", name)?;
         }
         for g in &status.groups {
             out.push("supplementary_gid", g.to_string())?;
-            if let Some(name) = procfs::name_for_id(&self.root, "group", *g)? {
+            if let Some(name) = self.names.group(&self.root, *g)? {
                 out.push("supplementary_group", name)?;
             }
         }
@@ -146,6 +159,12 @@ impl Selectors {
 #[async_trait]
 impl WorkloadAttestor for UnixAttestor {
     async fn attest(&self, caller: &Caller) -> Result<Vec<Selector>, AttestError> {
+        if !self.config.discover_workload_path {
+            // A few small procfs reads and, mostly, remembered names: cheaper
+            // than handing the work to the blocking pool and back.
+            return self.attest_blocking(caller);
+        }
+        // Hashing the executable may read megabytes.
         let this = self.clone();
         let caller = caller.clone();
         tokio::task::spawn_blocking(move || this.attest_blocking(&caller))

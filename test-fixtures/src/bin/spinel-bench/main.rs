@@ -19,6 +19,7 @@
 //! | `propagation` | `entry create` returning until the workload's stream shows the SVID, p50/p99 |
 //! | `cold-start` | an agent process started until its workload gets its first SVID |
 //! | `jwt-new-audience` | FetchJWTSVID with an audience not minted before (one server round trip) |
+//! | `streams-rss`, `streams-latency` | the agent's RSS over cycles of many open `FetchX509SVID` streams; fetch latency and agent CPU per fetch while they are open |
 //!
 //! Loopback only; every loop is bounded.
 #![allow(clippy::disallowed_methods)] // wall-clock timing is the point here
@@ -28,6 +29,7 @@ mod ceiling;
 mod entries;
 mod propagation;
 mod stats;
+mod streams;
 
 use anyhow::{bail, Result};
 
@@ -39,6 +41,10 @@ rows:
   propagation  --agents N --rounds R       entry create -> workload stream
   cold-start   --runs R                    agent start -> first X509-SVID
   jwt-new-audience --requests N            FetchJWTSVID, new audience each";
+  streams-rss --entries N --matching M --streams S --cycles C --settle SECS
+                                           agent RSS over cycles of S open streams
+  streams-latency --entries N --matching M --streams S --clients C --rate R --seconds T
+                                           FetchX509SVID latency, agent CPU per call";
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -55,6 +61,8 @@ async fn main() -> Result<()> {
         "propagation" => propagation::entry_to_stream(flags).await,
         "cold-start" => propagation::cold_start(flags).await,
         "jwt-new-audience" => propagation::jwt_new_audience(flags).await,
+        "streams-rss" => streams::rss(flags).await,
+        "streams-latency" => streams::latency(flags).await,
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())
