@@ -40,7 +40,7 @@ rows:
   entry-show   --entries N                 entry show of N entries
   propagation  --agents N --rounds R       entry create -> workload stream
   cold-start   --runs R                    agent start -> first X509-SVID
-  jwt-new-audience --requests N            FetchJWTSVID, new audience each";
+  jwt-new-audience --requests N            FetchJWTSVID, new audience each
   streams-rss --entries N --matching M --streams S --cycles C --settle SECS
                                            agent RSS over cycles of S open streams
   streams-latency --entries N --matching M --streams S --clients C --rate R --seconds T
