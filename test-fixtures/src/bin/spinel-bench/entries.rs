@@ -40,9 +40,10 @@ fn entries_file(path: &Path, first: usize, count: usize) -> Result<()> {
     write_file(path, &serde_json::json!({ "entries": entries }).to_string())
 }
 
-/// Creates `total` entries in files of `batch`; returns the seconds spent
+/// Creates `total` entries (parented by an agent no benchmark starts) in
+/// files of `batch`; returns the seconds spent
 /// in `entry create` (files are written before the clock starts).
-fn create_all(server: &ServerHandle, total: usize, batch: usize) -> Result<f64> {
+pub fn create_all(server: &ServerHandle, total: usize, batch: usize) -> Result<f64> {
     let dir = tempfile::tempdir_in("/tmp")?;
     let mut files = Vec::new();
     let mut first = 0;

@@ -38,7 +38,8 @@ rows:
   ceiling                                  P-256 sign/verify on one core
   entry-create --entries N --batch B       batch entry create, entries/s
   entry-show   --entries N                 entry show of N entries
-  propagation  --agents N --rounds R       entry create -> workload stream
+  propagation  --agents N --rounds R --entries E
+                                           entry create -> workload stream, E other entries
   cold-start   --runs R                    agent start -> first X509-SVID
   jwt-new-audience --requests N            FetchJWTSVID, new audience each
   streams-rss --entries N --matching M --streams S --cycles C --settle SECS

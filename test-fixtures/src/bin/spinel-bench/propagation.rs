@@ -56,13 +56,19 @@ async fn wait_for_svid(client: &WorkloadApiClient, id: &str) -> Result<()> {
     }
 }
 
-/// `propagation --agents N --rounds R`: `entry create` returning until the
-/// workload stream of the entry's agent shows the new SVID.
+/// `propagation --agents N --rounds R --entries E`: `entry create`
+/// returning until the workload stream of the entry's agent shows the new
+/// SVID, with `E` more entries in the store (for other agents), so the
+/// cost of the server's entry index at that size shows.
 pub async fn entry_to_stream(mut flags: Flags) -> Result<()> {
     let agents = flags.number("agents", 1, 1)?;
     let rounds = flags.number("rounds", 50, 1)?;
+    let others = flags.number("entries", 0, 0)?;
     flags.done()?;
     let server = ServerHandle::start(ServerOptions::default())?;
+    if others > 0 {
+        crate::entries::create_all(&server, others, 1_000)?;
+    }
     let mut streams = Vec::new();
     let mut handles = Vec::new();
     for i in 0..agents {
@@ -100,7 +106,7 @@ pub async fn entry_to_stream(mut flags: Flags) -> Result<()> {
         }
     }
     println!(
-        "propagation: entry create returned -> workload stream, {agents} agent(s): {}",
+        "propagation: entry create returned -> workload stream, {agents} agent(s), {others} other entries: {}",
         delays.summary()
     );
     Ok(())
