@@ -16,6 +16,7 @@
 //! | `ceiling` | only the ceiling |
 //! | `entry-create` | batch entry create through `entry create -data`, entries per second |
 //! | `entry-show` | `entry show` of every entry, the time it takes |
+//! | `issuance` / `jwt-fetch` | X509-SVIDs for N entries of one agent, end to end; FetchJWTSVID for a caller with N identities |
 //!
 //! Loopback only; every loop is bounded.
 #![allow(clippy::disallowed_methods)] // wall-clock timing is the point here
@@ -23,6 +24,7 @@
 mod args;
 mod ceiling;
 mod entries;
+mod issuance;
 
 use anyhow::{bail, Result};
 
@@ -30,7 +32,8 @@ const USAGE: &str = "usage: spinel-bench <row> [--flag value ...]
 rows:
   ceiling                                  P-256 sign/verify on one core
   entry-create --entries N --batch B       batch entry create, entries/s
-  entry-show   --entries N                 entry show of N entries";
+  entry-show   --entries N                 entry show of N entries
+  issuance --entries N | jwt-fetch --identities N --rounds R   X509-SVIDs end to end; FetchJWTSVID, N identities";
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -44,6 +47,7 @@ async fn main() -> Result<()> {
         "ceiling" => flags.done(),
         "entry-create" => entries::create(flags),
         "entry-show" => entries::show(flags),
+        "issuance" | "jwt-fetch" => issuance::run(&row, flags).await,
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())
