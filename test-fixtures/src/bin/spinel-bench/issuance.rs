@@ -105,20 +105,23 @@ async fn wait_for_identities(agent: &AgentHandle, count: usize) -> Result<()> {
     Ok(())
 }
 
-/// `issuance --entries N`: entries created (one `entry create -data`
-/// returned) to an SVID for each held by the agent, SVIDs per second.
+/// `issuance --entries N`: from the start of one `entry create -data` of
+/// N entries to an SVID for each held by the agent, SVIDs per second.
 async fn x509(mut flags: Flags) -> Result<()> {
     let total = flags.number("entries", 5_000, 1)?;
     flags.done()?;
     let (server, agent) = server_and_agent()?;
     // Selectors of other uids: the agent signs for every entry whether a
     // workload asks or not.
-    create_entries(&server, total, |i| 5_000_000 + i as u32)?;
+    // Timed from the start of `entry create`: the agent may hold every
+    // SVID before the CLI process has exited.
     let start = Instant::now();
+    create_entries(&server, total, |i| 5_000_000 + i as u32)?;
+    let created = start.elapsed().as_secs_f64();
     wait_for_identities(&agent, total).await?;
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "issuance: {total} X509-SVIDs, entries created -> all held by the agent: {secs:.2} s, {:.0} SVIDs/s",
+        "issuance: {total} X509-SVIDs, entry create started -> all held by the agent: {secs:.2} s ({created:.2} s of it in entry create), {:.0} SVIDs/s",
         total as f64 / secs
     );
     Ok(())
