@@ -28,6 +28,7 @@
 //! - `audit/`: the audit log.
 //! - `federation/`: two trust domains federated.
 //! - `propagation/`: changes pushed to agents (`WatchChanges`).
+//! - `scale/`: an agent authorized for 10,000 entries.
 //! - `agent/`: the agent's rebootstrap, `svid-helper` and `debug explain`.
 //! - `backends/`: PostgreSQL logins with an X509-SVID.
 //! - `docs/`: the paths the developer docs cite exist.
@@ -49,6 +50,7 @@ mod local_user;
 mod localauthority;
 mod propagation;
 mod resilience;
+mod scale;
 mod security;
 mod spire;
 mod support;

@@ -250,32 +250,35 @@ impl SpiffeWorkloadApi for WorkloadApi {
             );
             return Err(no_identity());
         }
-        let mut svids = Vec::new();
-        for identity in response::unique_hints(&chosen) {
-            let entry = &identity.entry;
-            let token = shared
-                .jwt
-                .fetch_jwt_svid(entry, &request.audience)
-                .await
-                .map_err(|e| {
-                    tracing::warn!(spiffe_id = %entry.spiffe_id, error = %e, "could not get a JWT-SVID");
-                    match e {
-                        JwtSvidError::Invalid(_) => Status::invalid_argument(format!(
-                            "could not fetch the JWT-SVID of {}: {e}",
-                            entry.spiffe_id
-                        )),
-                        _ => Status::unavailable(format!(
-                            "could not fetch the JWT-SVID of {}: {e}",
-                            entry.spiffe_id
-                        )),
-                    }
-                })?;
-            svids.push(Jwtsvid {
+        // One concurrent round for all the caller's identities.
+        let unique = response::unique_hints(&chosen);
+        let entries: Vec<_> = unique.iter().map(|i| &i.entry).collect();
+        let tokens = shared
+            .jwt
+            .fetch_jwt_svids(&entries, &request.audience)
+            .await
+            .map_err(|(entry, e)| {
+                tracing::warn!(spiffe_id = %entry.spiffe_id, error = %e, "could not get a JWT-SVID");
+                match e {
+                    JwtSvidError::Invalid(_) => Status::invalid_argument(format!(
+                        "could not fetch the JWT-SVID of {}: {e}",
+                        entry.spiffe_id
+                    )),
+                    _ => Status::unavailable(format!(
+                        "could not fetch the JWT-SVID of {}: {e}",
+                        entry.spiffe_id
+                    )),
+                }
+            })?;
+        let svids = entries
+            .iter()
+            .zip(tokens)
+            .map(|(entry, token)| Jwtsvid {
                 spiffe_id: entry.spiffe_id.to_string(),
                 svid: token,
                 hint: entry.hint.clone(),
-            });
-        }
+            })
+            .collect();
         Ok(Response::new(JwtsvidResponse { svids }))
     }
 

@@ -159,6 +159,9 @@ pub struct Ca {
     datastore: Arc<dyn DataStore>,
     clock: Clock,
     state: RwLock<Authorities>,
+    /// The active X.509 authority ready to sign (key parsed, issuer read),
+    /// made on first use and dropped whenever the authorities change.
+    signer: RwLock<Option<Arc<x509::X509Signer>>>,
     bundle_tx: watch::Sender<TrustBundle>,
     /// Serialises every change of the authorities (rotation and manual
     /// operations), so each is journaled before the next starts.
@@ -188,6 +191,7 @@ impl Ca {
             datastore,
             clock,
             state: RwLock::new(authorities),
+            signer: RwLock::new(None),
             changes: tokio::sync::Mutex::new(()),
         });
         // An active CA that has already expired (a long outage) is replaced at once.
@@ -286,12 +290,43 @@ impl Ca {
         self.bundle_tx.subscribe()
     }
 
-    /// Signs an X509-SVID with the active X.509 CA.
+    /// Signs an X509-SVID with the active X.509 CA. Safe to call from many
+    /// threads at once: batches are signed on every core.
     pub fn sign_x509_svid(&self, params: X509SvidParams) -> Result<X509Svid, CaError> {
         check_id_length(&params.spiffe_id)?;
-        let state = self.read()?;
+        let signer = self.x509_signer()?;
         let ttl = params.ttl.unwrap_or(self.config.default_x509_svid_ttl);
-        x509::sign_leaf(state.active_x509(), &params, ttl, self.clock.now())
+        signer.sign(&params, ttl, self.clock.now())
+    }
+
+    /// The signer of the active X.509 authority: the cached one while it is
+    /// still the active authority, else a new one (which is then cached).
+    fn x509_signer(&self) -> Result<Arc<x509::X509Signer>, CaError> {
+        let state = self.read()?;
+        let active = state.active_x509();
+        let cached = self
+            .signer
+            .read()
+            .map_err(|_| CaError::State("CA signer lock poisoned".into()))?
+            .clone();
+        if let Some(signer) = cached.filter(|s| s.is_for(active)) {
+            return Ok(signer);
+        }
+        let signer = Arc::new(x509::X509Signer::new(active)?);
+        // Made while holding the state read lock, so no change of the
+        // authorities can have been installed in between.
+        *self
+            .signer
+            .write()
+            .map_err(|_| CaError::State("CA signer lock poisoned".into()))? = Some(signer.clone());
+        Ok(signer)
+    }
+
+    /// Forgets the cached signer (the authorities changed).
+    fn drop_signer(&self) {
+        if let Ok(mut signer) = self.signer.write() {
+            *signer = None;
+        }
     }
 
     /// Signs a JWT-SVID with the active JWT key (`kid` = its key ID).

@@ -44,6 +44,7 @@ impl Ca {
                 .state
                 .write()
                 .map_err(|_| CaError::State("CA state lock poisoned".into()))? = next;
+            self.drop_signer();
             self.publish_bundle().await?;
         }
         Ok(out)

@@ -269,3 +269,80 @@ async fn ids_over_2048_bytes_are_never_signed() {
         refused.is_ok()
     );
 }
+
+fn signed_by(svid: &X509Svid, ca_der: &[u8]) -> bool {
+    let (_, leaf) = x509_parser::parse_x509_certificate(&svid.chain[0]).unwrap();
+    let (_, ca) = x509_parser::parse_x509_certificate(ca_der).unwrap();
+    leaf.verify_signature(Some(ca.public_key())).is_ok()
+}
+
+fn sign_one(ca: &Ca) -> X509Svid {
+    let (csr, _) = greedy_csr();
+    ca.sign_x509_svid(X509SvidParams {
+        spiffe_id: SpiffeId::new("spiffe://example.org/w").unwrap(),
+        public_key: verify_csr(&csr).unwrap(),
+        dns_names: vec![],
+        ttl: None,
+    })
+    .unwrap()
+}
+
+/// The parsed signing key is cached between SVIDs; activating another
+/// authority (by hand or by rotation) must never leave SVIDs signed by the
+/// one it replaced.
+#[tokio::test(start_paused = true)]
+async fn the_cached_signer_follows_the_active_authority() {
+    let ca = memory_ca(Duration::from_secs(24 * 3600)).await;
+    let first = ca.bundle().x509_authorities[0].clone();
+    assert!(signed_by(&sign_one(&ca), &first));
+    assert!(signed_by(&sign_one(&ca), &first), "cached signer");
+
+    // Prepared: published, not yet signing.
+    let prepared = ca.prepare_authority(AuthorityKind::X509).await.unwrap();
+    assert!(signed_by(&sign_one(&ca), &first));
+    let second = ca
+        .bundle()
+        .x509_authorities
+        .into_iter()
+        .find(|c| *c != first)
+        .unwrap();
+
+    // Activated: every SVID from now on is signed by the new authority.
+    ca.activate_authority(AuthorityKind::X509, &prepared.authority_id)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let svid = sign_one(&ca);
+        assert!(signed_by(&svid, &second));
+        assert!(!signed_by(&svid, &first));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_cached_signer_follows_automatic_rotation() {
+    let ca = memory_ca(Duration::from_secs(60)).await;
+    let first = ca.bundle().x509_authorities[0].clone();
+    // Fill the cache before the rotation.
+    assert!(signed_by(&sign_one(&ca), &first));
+    let rotation = tokio::spawn(ca.clone().run_rotation());
+    let mut bundles = ca.watch_bundle();
+    let second = bundles
+        .wait_for(|b| b.x509_authorities.len() == 2)
+        .await
+        .unwrap()
+        .x509_authorities
+        .iter()
+        .find(|c| **c != first)
+        .unwrap()
+        .clone();
+    // The old authority leaves the bundle once it expires, well after the
+    // new one was activated.
+    bundles
+        .wait_for(|b| !b.x509_authorities.contains(&first))
+        .await
+        .unwrap();
+    let svid = sign_one(&ca);
+    assert!(signed_by(&svid, &second));
+    assert!(!signed_by(&svid, &first));
+    rotation.abort();
+}

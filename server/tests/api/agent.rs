@@ -398,3 +398,69 @@ async fn agents_are_not_admins_and_strangers_are_not_agents() {
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
 }
+
+/// A batch large enough to be signed on every core comes back in request
+/// order, each item with its own answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn large_batches_answer_in_request_order() {
+    let server = TestServer::start().await;
+    let token = server.token(Some(ALIAS)).await;
+    let agent = attest(&server, &token).await.unwrap();
+    let ids = ["a", "b", "c"];
+    let mut entries = Vec::new();
+    for name in ids {
+        let spiffe_id = format!("spiffe://example.org/{name}");
+        entries.push(
+            server
+                .create_entry(ALIAS, &spiffe_id, "unix:uid:1000", &[])
+                .await,
+        );
+    }
+    let (_, good) = csr(&[]);
+    let mut forged = good.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 0x55;
+    // Item i: entry i % 3, except every 7th names no entry and every 11th
+    // has a forged CSR.
+    let params: Vec<NewX509svidParams> = (0..150)
+        .map(|i| NewX509svidParams {
+            entry_id: if i % 7 == 0 {
+                "no-such-entry".into()
+            } else {
+                entries[i % 3].clone()
+            },
+            csr: if i % 11 == 0 {
+                forged.clone()
+            } else {
+                good.clone()
+            },
+        })
+        .collect();
+    let results = svid_client(&server, &agent)
+        .await
+        .batch_new_x509svid(BatchNewX509svidRequest { params })
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    assert_eq!(results.len(), 150);
+    for (i, result) in results.iter().enumerate() {
+        let status = result.status.clone().unwrap();
+        if i % 7 == 0 {
+            assert_eq!(status.code, Code::NotFound as i32, "item {i}");
+            assert!(result.svid.is_none());
+        } else if i % 11 == 0 {
+            assert_eq!(status.code, Code::InvalidArgument as i32, "item {i}");
+            assert!(result.svid.is_none());
+        } else {
+            assert_eq!(status.code, 0, "item {i}: {}", status.message);
+            let svid = result.svid.as_ref().unwrap();
+            let (uris, _) = sans(&svid.cert_chain[0]);
+            assert_eq!(
+                uris,
+                vec![format!("spiffe://example.org/{}", ids[i % 3])],
+                "item {i}"
+            );
+        }
+    }
+}

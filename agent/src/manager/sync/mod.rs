@@ -4,6 +4,8 @@
 //! - `run.rs`: the loop ([`Manager::run`](crate::manager::Manager::run)),
 //!   woken by the server's change stream or every `SYNC_INTERVAL`;
 //! - `round.rs`: one sync round, step by step;
+//! - `svids.rs`: the round's X509-SVIDs, asked for in chunks, keys made
+//!   on every core while the server signs;
 //! - `authorities.rs`: tainted CAs and CAs that left the bundle;
 //! - `jwt.rs`: the Workload API's JWT-SVID source (minted per audience by
 //!   the server, cached until half their lifetime).
@@ -12,3 +14,4 @@ pub(super) mod authorities;
 mod jwt;
 mod round;
 mod run;
+mod svids;

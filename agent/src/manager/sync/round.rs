@@ -10,9 +10,11 @@
 //! 5. `GetFederatedBundle` for every trust domain they federate with;
 //! 6. `BatchNewX509SVID` for entries that are new, changed, due, expired,
 //!    signed by a tainted CA or by a CA that left the bundle (one fresh key
-//!    and CSR each, one batch);
+//!    and CSR each, in chunks that keep every response far under the gRPC
+//!    message limit: `svids.rs`);
 //! 7. a new cache snapshot is published if anything changed; the Workload
-//!    API streams wake on it.
+//!    API streams wake on it. A long step 6 also publishes along the way,
+//!    and a chunk that fails keeps the SVIDs of the chunks before it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -23,8 +25,6 @@ use spinel_proto::spire::api::server::agent::v1::agent_client::AgentClient;
 use spinel_proto::spire::api::server::agent::v1::{AgentX509svidParams, RenewAgentRequest};
 use spinel_proto::spire::api::server::bundle::v1::bundle_client::BundleClient;
 use spinel_proto::spire::api::server::bundle::v1::{GetBundleRequest, GetFederatedBundleRequest};
-use spinel_proto::spire::api::server::svid::v1::svid_client::SvidClient;
-use spinel_proto::spire::api::server::svid::v1::{BatchNewX509svidRequest, NewX509svidParams};
 use spinel_proto::spire::api::types;
 use spinel_spiffe::{Selector, TrustBundle, TrustDomain};
 use tonic::Status;
@@ -32,7 +32,8 @@ use tonic::Status;
 use super::authorities::{
     drop_tainted_jwts, issued_by_any, signed_by_tainted, tainted_authorities,
 };
-use crate::cache::{CachedEntry, Identity, Snapshot, X509SvidMaterial};
+use super::svids;
+use crate::cache::{CachedEntry, Identity, Snapshot};
 use crate::manager::certs::{key_and_csr, validity};
 use crate::manager::state::{AgentSvid, Manager};
 use crate::manager::timing::renewal_due_at;
@@ -226,92 +227,103 @@ pub(crate) async fn sync_once(m: &Arc<Manager>) -> Result<(), Status> {
                 ) <= now
         }
     };
-    let wanted: Vec<&CachedEntry> = entries.iter().filter(|e| needs_svid(e)).collect();
-    let mut minted: BTreeMap<String, Arc<Identity>> = BTreeMap::new();
-    if !wanted.is_empty() {
-        let mut keys = Vec::with_capacity(wanted.len());
-        let mut params = Vec::with_capacity(wanted.len());
-        for e in &wanted {
-            // SPIRE's messages and fields (its test suites grep the agent
-            // log for the SPIFFE ID); debug, not info: one line per SVID.
-            match snapshot.identities.get(&e.id) {
-                None => {
-                    tracing::debug!(spiffe_id = %e.spiffe_id, entry_id = %e.id, "Creating X509-SVID")
-                }
-                Some(i) => {
-                    tracing::debug!(spiffe_id = %e.spiffe_id, entry_id = %e.id, expires_at = i.svid.not_after.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default(), "Renewing X509-SVID")
-                }
+    let wanted: Vec<CachedEntry> = entries.iter().filter(|e| needs_svid(e)).cloned().collect();
+    for e in &wanted {
+        // SPIRE's messages and fields (its test suites grep the agent log
+        // for the SPIFFE ID); debug, not info: one line per SVID.
+        match snapshot.identities.get(&e.id) {
+            None => {
+                tracing::debug!(spiffe_id = %e.spiffe_id, entry_id = %e.id, "Creating X509-SVID")
             }
-            let (key, csr) = key_and_csr().map_err(|e| Status::internal(e.to_string()))?;
-            keys.push(key);
-            params.push(NewX509svidParams {
-                entry_id: e.id.clone(),
-                csr,
-            });
-        }
-        let results = SvidClient::new(m.channel())
-            .batch_new_x509svid(BatchNewX509svidRequest { params })
-            .await?
-            .into_inner()
-            .results;
-        for ((entry, key), result) in wanted.iter().zip(keys).zip(results) {
-            let status = result.status.unwrap_or_default();
-            match result.svid {
-                Some(svid) if status.code == 0 => {
-                    let Some((not_before, not_after)) =
-                        svid.cert_chain.first().and_then(|c| validity(c))
-                    else {
-                        tracing::warn!(entry_id = %entry.id, "the server returned an unreadable SVID");
-                        continue;
-                    };
-                    minted.insert(
-                        entry.id.clone(),
-                        Arc::new(Identity {
-                            entry: (*entry).clone(),
-                            svid: X509SvidMaterial {
-                                chain: svid.cert_chain,
-                                private_key: key,
-                                not_before,
-                                not_after,
-                            },
-                        }),
-                    );
-                }
-                _ => {
-                    tracing::warn!(entry_id = %entry.id, code = status.code, reason = %status.message, "the server did not sign an SVID for this entry")
-                }
+            Some(i) => {
+                tracing::debug!(spiffe_id = %e.spiffe_id, entry_id = %e.id, expires_at = i.svid.not_after.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default(), "Renewing X509-SVID")
             }
         }
     }
 
-    let mut identities = BTreeMap::new();
-    for e in &entries {
-        if let Some(i) = minted.remove(&e.id) {
-            identities.insert(e.id.clone(), i);
-        } else if let Some(i) = snapshot.identities.get(&e.id) {
-            if i.svid.not_after > now && i.entry == *e {
-                identities.insert(e.id.clone(), i.clone());
-            }
+    let same_bundle = same_roots && snapshot.bundle.jwt_authorities == bundle.jwt_authorities;
+    let same_federated = snapshot.federated == federated;
+    let round = Round {
+        m,
+        snapshot: &snapshot,
+        entries: &entries,
+        bundle,
+        federated,
+        now,
+    };
+    let chunks = wanted.len().div_ceil(svids::CHUNK);
+    let mut minted = svids::Minted::new();
+    let mut done = 0;
+    let mut published = false;
+    let outcome = svids::mint(m.channel(), wanted, |chunk| {
+        minted.extend(chunk);
+        done += 1;
+        // Partial progress reaches workloads during a long sync.
+        if done < chunks && svids::publish_after(done, chunks) {
+            round.publish(&minted);
+            published = true;
         }
+    })
+    .await;
+    if let Err(status) = outcome {
+        // The SVIDs of the chunks that made it are kept.
+        if !minted.is_empty() {
+            round.publish(&minted);
+        }
+        return Err(status);
     }
+    let identities = round.identities(&minted);
     let same_identities = identities.len() == snapshot.identities.len()
         && identities
             .iter()
             .zip(snapshot.identities.iter())
             .all(|((k1, v1), (k2, v2))| k1 == k2 && Arc::ptr_eq(v1, v2));
-    let same_bundle = same_roots && snapshot.bundle.jwt_authorities == bundle.jwt_authorities;
-    let same_federated = snapshot.federated == federated;
-    if !(same_identities && same_bundle && same_federated && snapshot.ready) {
+    if published || !(same_identities && same_bundle && same_federated && snapshot.ready) {
+        round.publish_identities(identities);
+    }
+    Ok(())
+}
+
+/// What a round publishes besides the SVIDs it minted.
+struct Round<'a> {
+    m: &'a Manager,
+    snapshot: &'a Snapshot,
+    entries: &'a [CachedEntry],
+    bundle: TrustBundle,
+    federated: BTreeMap<TrustDomain, TrustBundle>,
+    now: SystemTime,
+}
+
+impl Round<'_> {
+    /// The identity of every entry: newly minted, or the cached one while
+    /// it is still valid for the same entry.
+    fn identities(&self, minted: &svids::Minted) -> BTreeMap<String, Arc<Identity>> {
+        let mut identities = BTreeMap::new();
+        for e in self.entries {
+            if let Some(i) = minted.get(&e.id) {
+                identities.insert(e.id.clone(), i.clone());
+            } else if let Some(i) = self.snapshot.identities.get(&e.id) {
+                if i.svid.not_after > self.now && i.entry == *e {
+                    identities.insert(e.id.clone(), i.clone());
+                }
+            }
+        }
+        identities
+    }
+
+    fn publish(&self, minted: &svids::Minted) {
+        self.publish_identities(self.identities(minted));
+    }
+
+    fn publish_identities(&self, identities: BTreeMap<String, Arc<Identity>>) {
         let count = identities.len();
-        m.cache().publish(|_| Snapshot {
-            bundle,
-            federated,
+        self.m.cache().publish(|_| Snapshot {
+            bundle: self.bundle.clone(),
+            federated: self.federated.clone(),
             identities,
             generation: 0,
             ready: true,
         });
         tracing::debug!(identities = count, "published a new cache snapshot");
     }
-    let _: SystemTime = now;
-    Ok(())
 }

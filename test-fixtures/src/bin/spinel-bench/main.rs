@@ -20,6 +20,7 @@
 //! | `cold-start` | an agent process started until its workload gets its first SVID |
 //! | `jwt-new-audience` | FetchJWTSVID with an audience not minted before (one server round trip) |
 //! | `streams-rss`, `streams-latency` | the agent's RSS over cycles of many open `FetchX509SVID` streams; fetch latency and agent CPU per fetch while they are open |
+//! | `issuance` / `jwt-fetch` | X509-SVIDs for N entries of one agent, end to end; FetchJWTSVID for a caller with N identities |
 //!
 //! Loopback only; every loop is bounded.
 #![allow(clippy::disallowed_methods)] // wall-clock timing is the point here
@@ -27,6 +28,7 @@
 mod args;
 mod ceiling;
 mod entries;
+mod issuance;
 mod propagation;
 mod stats;
 mod streams;
@@ -45,7 +47,9 @@ rows:
   streams-rss --entries N --matching M --streams S --cycles C --settle SECS
                                            agent RSS over cycles of S open streams
   streams-latency --entries N --matching M --streams S --clients C --rate R --seconds T
-                                           FetchX509SVID latency, agent CPU per call";
+                                           FetchX509SVID latency, agent CPU per call
+  issuance --entries N                    X509-SVIDs for N entries, end to end
+  jwt-fetch --identities N --rounds R      FetchJWTSVID for a caller with N identities";
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -64,6 +68,7 @@ async fn main() -> Result<()> {
         "jwt-new-audience" => propagation::jwt_new_audience(flags).await,
         "streams-rss" => streams::rss(flags).await,
         "streams-latency" => streams::latency(flags).await,
+        "issuance" | "jwt-fetch" => issuance::run(&row, flags).await,
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())
