@@ -12,8 +12,10 @@ use tonic::{Request, Response, Status};
 use super::*;
 
 /// Answers `BatchNewX509SVID` with the same certificate for every item,
-/// refuses entry IDs ending in `-bad`, and fails call number `fail_call`
-/// (1-based) as a whole.
+/// refuses entry IDs ending in `-bad`, and fails the call for chunk number
+/// `fail_call` (1-based, known by its first entry ID, whenever it arrives:
+/// two chunks are in flight, so calls may arrive in either order) as a
+/// whole.
 #[derive(Clone)]
 struct FakeSvid {
     leaf: Vec<u8>,
@@ -55,12 +57,14 @@ impl Svid for FakeSvid {
             .iter()
             .map(|p| p.entry_id.clone())
             .collect();
-        let call = {
-            let mut calls = self.calls.lock().unwrap();
-            calls.push(ids.clone());
-            calls.len()
-        };
-        if self.fail_call == Some(call) {
+        self.calls.lock().unwrap().push(ids.clone());
+        let chunk = ids
+            .first()
+            .and_then(|id| id.strip_prefix("entry-"))
+            .and_then(|n| n.get(..5))
+            .and_then(|n| n.parse::<usize>().ok())
+            .map(|first| first / CHUNK + 1);
+        if self.fail_call.is_some() && self.fail_call == chunk {
             return Err(Status::unavailable("the fake fails this call"));
         }
         let results = ids
@@ -167,8 +171,10 @@ async fn asks_in_chunks_in_order_and_applies_each() {
     .await
     .unwrap();
 
-    // Three requests, each at most CHUNK, together every entry in order.
-    let calls = calls.lock().unwrap().clone();
+    // Three requests, each at most CHUNK, together every entry in order
+    // (they may arrive in either order: two are in flight).
+    let mut calls = calls.lock().unwrap().clone();
+    calls.sort();
     assert_eq!(
         calls.iter().map(Vec::len).collect::<Vec<_>>(),
         vec![CHUNK, CHUNK, 7]
