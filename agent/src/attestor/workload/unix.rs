@@ -77,7 +77,7 @@ impl UnixAttestor {
     ///
     /// Without `discover_workload_path` this reads only `/proc/<pid>/stat`
     /// (twice), `/proc/<pid>/status`, and, when the answers are not
-    /// remembered ([`Names`]), `/etc/passwd` and `/etc/group`.
+    /// remembered (`names.rs`), `/etc/passwd` and `/etc/group`.
     pub fn attest_blocking(&self, caller: &Caller) -> Result<Vec<Selector>, AttestError> {
         let pid = caller.pid;
         if pid <= 0 {
