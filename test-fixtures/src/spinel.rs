@@ -293,6 +293,27 @@ plugins {{
         entry_id_of(&out.stdout)
     }
 
+    /// `entry create -data FILE` with `entries` (SPIRE's entries-file JSON
+    /// objects), `per_file` per file (one `entry create` each); fails on
+    /// the first file the CLI refuses, with its output.
+    pub fn create_entries_from_data(
+        &self,
+        entries: &[serde_json::Value],
+        per_file: usize,
+    ) -> Result<()> {
+        let dir = tempfile::tempdir_in("/tmp")?;
+        for (n, chunk) in entries.chunks(per_file.max(1)).enumerate() {
+            let path = dir.path().join(format!("entries-{n}.json"));
+            write_file(&path, &serde_json::json!({ "entries": chunk }).to_string())?;
+            let path = path.to_str().context("temporary path is not UTF-8")?;
+            let out = self.cli(&["entry", "create", "-data", path])?;
+            if !out.success() {
+                bail!("entry create -data {path} failed:\n{}", out.stderr);
+            }
+        }
+        Ok(())
+    }
+
     /// The trust bundle as PEM (`bundle show -format pem`).
     pub fn bundle_pem(&self) -> Result<String> {
         Ok(self
@@ -502,6 +523,25 @@ plugins {{
     /// The agent's log so far.
     pub fn log(&self) -> String {
         self.process.as_ref().map(Process::log).unwrap_or_default()
+    }
+
+    /// The largest identity count the agent's debug log says it published
+    /// (`published a new cache snapshot ... identities=N`).
+    pub fn published_identities(&self) -> usize {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("published a new cache snapshot"))
+            .filter_map(|l| {
+                let (_, rest) = l.split_once("identities")?;
+                let digits: String = rest
+                    .chars()
+                    .skip_while(|c| !c.is_ascii_digit())
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                digits.parse().ok()
+            })
+            .max()
+            .unwrap_or(0)
     }
 
     /// Runs `spinel-agent <args> -socketPath <workload socket>`.

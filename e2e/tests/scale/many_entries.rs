@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use spiffe::WorkloadApiClient;
-use spinel_test_fixtures::process::{my_uid, write_file};
+use spinel_test_fixtures::process::my_uid;
 use spinel_test_fixtures::{AgentHandle, AgentOptions, ServerHandle, ServerOptions};
 
 use crate::support::raw_agent::audit_lines;
@@ -23,55 +23,24 @@ const MINE: usize = 10;
 /// The agent's chunk of `BatchNewX509SVID` (agent/src/manager/sync/svids.rs).
 const CHUNK: usize = 256;
 
-/// Creates `ENTRIES` entries under `NODE` with `entry create -data`, in
-/// files of 1,000; entry `i < MINE` selects this process's uid.
+/// Creates `ENTRIES` entries under `NODE` with `entry create -data`;
+/// entry `i < MINE` selects this process's uid.
 fn create_entries(server: &ServerHandle) {
-    let dir = tempfile::tempdir_in("/tmp").unwrap();
-    for first in (0..ENTRIES).step_by(1_000) {
-        let entries: Vec<serde_json::Value> = (first..(first + 1_000).min(ENTRIES))
-            .map(|i| {
-                let uid = if i < MINE {
-                    my_uid()
-                } else {
-                    4_000_000 + i as u32
-                };
-                serde_json::json!({
-                    "spiffe_id": format!("spiffe://example.org/scale/{i:05}"),
-                    "parent_id": NODE,
-                    "selectors": [{"type": "unix", "value": format!("uid:{uid}")}],
-                })
+    let entries: Vec<serde_json::Value> = (0..ENTRIES)
+        .map(|i| {
+            let uid = if i < MINE {
+                my_uid()
+            } else {
+                4_000_000 + i as u32
+            };
+            serde_json::json!({
+                "spiffe_id": format!("spiffe://example.org/scale/{i:05}"),
+                "parent_id": NODE,
+                "selectors": [{"type": "unix", "value": format!("uid:{uid}")}],
             })
-            .collect();
-        let path = dir.path().join(format!("entries-{first}.json"));
-        write_file(
-            &path,
-            &serde_json::json!({ "entries": entries }).to_string(),
-        )
-        .unwrap();
-        let out = server
-            .cli(&["entry", "create", "-data", path.to_str().unwrap()])
-            .unwrap();
-        assert!(out.success(), "entry create -data failed: {out:?}");
-    }
-}
-
-/// The largest identity count the agent has published (its debug log).
-fn published_identities(agent: &AgentHandle) -> usize {
-    agent
-        .log()
-        .lines()
-        .filter(|l| l.contains("published a new cache snapshot"))
-        .filter_map(|l| {
-            let (_, rest) = l.split_once("identities")?;
-            let digits: String = rest
-                .chars()
-                .skip_while(|c| !c.is_ascii_digit())
-                .take_while(char::is_ascii_digit)
-                .collect();
-            digits.parse().ok()
         })
-        .max()
-        .unwrap_or(0)
+        .collect();
+    server.create_entries_from_data(&entries, 1_000).unwrap();
 }
 
 fn batch_calls(server: &ServerHandle) -> Vec<serde_json::Value> {
@@ -106,11 +75,11 @@ async fn an_agent_with_10000_entries_holds_them_all_and_stops_asking() {
     )
     .unwrap();
     let deadline = Instant::now() + Duration::from_secs(240);
-    while published_identities(&agent) < ENTRIES {
+    while agent.published_identities() < ENTRIES {
         assert!(
             Instant::now() < deadline,
             "the agent never held {ENTRIES} SVIDs (at most {}); agent log tail:\n{}",
-            published_identities(&agent),
+            agent.published_identities(),
             tail(&agent.log())
         );
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use spiffe::WorkloadApiClient;
-use spinel_test_fixtures::process::{my_uid, write_file};
+use spinel_test_fixtures::process::my_uid;
 use spinel_test_fixtures::{AgentHandle, AgentOptions, ServerHandle, ServerOptions};
 
 use crate::args::Flags;
@@ -49,7 +49,6 @@ fn server_and_agent() -> Result<(ServerHandle, AgentHandle)> {
 /// Creates `count` entries under [`NODE`] in one `entry create -data`;
 /// `uid(i)` is entry i's `unix:uid` selector.
 fn create_entries(server: &ServerHandle, count: usize, uid: impl Fn(usize) -> u32) -> Result<()> {
-    let dir = tempfile::tempdir_in("/tmp")?;
     let entries: Vec<serde_json::Value> = (0..count)
         .map(|i| {
             serde_json::json!({
@@ -59,45 +58,16 @@ fn create_entries(server: &ServerHandle, count: usize, uid: impl Fn(usize) -> u3
             })
         })
         .collect();
-    let path = dir.path().join("entries.json");
-    write_file(
-        &path,
-        &serde_json::json!({ "entries": entries }).to_string(),
-    )?;
-    let path = path.to_str().context("temporary path is not UTF-8")?;
-    let out = server.cli(&["entry", "create", "-data", path])?;
-    if !out.success() {
-        bail!("entry create -data failed:\n{}", out.stderr);
-    }
-    Ok(())
-}
-
-/// The largest identity count the agent's log shows it published.
-fn published(agent: &AgentHandle) -> usize {
-    agent
-        .log()
-        .lines()
-        .filter(|l| l.contains("published a new cache snapshot"))
-        .filter_map(|l| {
-            let (_, rest) = l.split_once("identities")?;
-            let digits: String = rest
-                .chars()
-                .skip_while(|c| !c.is_ascii_digit())
-                .take_while(char::is_ascii_digit)
-                .collect();
-            digits.parse().ok()
-        })
-        .max()
-        .unwrap_or(0)
+    server.create_entries_from_data(&entries, count)
 }
 
 async fn wait_for_identities(agent: &AgentHandle, count: usize) -> Result<()> {
     let deadline = Instant::now() + PATIENCE;
-    while published(agent) < count {
+    while agent.published_identities() < count {
         if Instant::now() > deadline {
             bail!(
                 "the agent holds {} of {count} SVIDs after {PATIENCE:?}",
-                published(agent)
+                agent.published_identities()
             );
         }
         tokio::time::sleep(Duration::from_millis(5)).await;

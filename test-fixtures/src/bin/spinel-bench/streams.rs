@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use spinel_proto::workload::spiffe_workload_api_client::SpiffeWorkloadApiClient;
 use spinel_proto::workload::{X509svidRequest, X509svidResponse};
-use spinel_test_fixtures::process::{my_uid, write_file};
+use spinel_test_fixtures::process::my_uid;
 use spinel_test_fixtures::{AgentHandle, AgentOptions, ServerHandle, ServerOptions};
 use tonic::transport::{Channel, Endpoint};
 use tonic::Streaming;
@@ -45,7 +45,6 @@ impl Setup {
             key_manager: "memory".into(),
             ..Default::default()
         })?;
-        let dir = tempfile::tempdir_in("/tmp")?;
         let uid = my_uid();
         let list: Vec<serde_json::Value> = (0..entries)
             .map(|i| {
@@ -58,15 +57,7 @@ impl Setup {
                 })
             })
             .collect();
-        for (n, chunk) in list.chunks(1_000).enumerate() {
-            let path = dir.path().join(format!("entries-{n}.json"));
-            write_file(&path, &serde_json::json!({ "entries": chunk }).to_string())?;
-            let path = path.to_str().context("temporary path is not UTF-8")?;
-            let out = server.cli(&["entry", "create", "-data", path])?;
-            if !out.success() {
-                bail!("entry create -data {path} failed:\n{}", out.stderr);
-            }
-        }
+        server.create_entries_from_data(&list, 1_000)?;
         let token = server.generate_token(Some(ALIAS))?;
         let agent = AgentHandle::start(
             &server,
