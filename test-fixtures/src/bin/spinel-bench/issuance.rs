@@ -15,6 +15,7 @@ use spinel_test_fixtures::process::my_uid;
 use spinel_test_fixtures::{AgentHandle, AgentOptions, ServerHandle, ServerOptions};
 
 use crate::args::Flags;
+use crate::stats::Latencies;
 
 const NODE: &str = "spiffe://example.org/bench-node";
 /// How long a row waits for the agent before giving up.
@@ -111,7 +112,7 @@ async fn jwt(mut flags: Flags) -> Result<()> {
     let client = WorkloadApiClient::connect_to(agent.endpoint())
         .await
         .context("connecting to the agent's Workload API")?;
-    let mut times = Vec::with_capacity(rounds);
+    let mut times = Latencies::default();
     for round in 0..rounds {
         let audience = format!("bench-audience-{round}");
         let start = Instant::now();
@@ -127,15 +128,10 @@ async fn jwt(mut flags: Flags) -> Result<()> {
             );
         }
     }
-    times.sort();
     println!(
         "jwt-fetch: FetchJWTSVID for a caller with {identities} identities, new audience each time, {rounds} rounds: median {:.1} ms, max {:.1} ms",
-        ms(times[times.len() / 2]),
-        ms(times[times.len() - 1])
+        times.ms(0.5),
+        times.ms(1.0)
     );
     Ok(())
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }

@@ -11,27 +11,41 @@ impl Latencies {
         self.0.push(d);
     }
 
-    /// The `p`-quantile (0.0..=1.0) of the samples, nearest rank.
+    pub fn extend(&mut self, more: impl IntoIterator<Item = Duration>) {
+        self.0.extend(more);
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The `p`-quantile (0.0..=1.0) of the samples by nearest rank: the
+    /// smallest sample with at least a share `p` of the samples at or
+    /// below it (`p = 0` gives the minimum).
     pub fn quantile(&self, p: f64) -> Duration {
         let mut sorted = self.0.clone();
         sorted.sort();
         if sorted.is_empty() {
             return Duration::ZERO;
         }
-        let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-        sorted[i.min(sorted.len() - 1)]
+        let rank = (sorted.len() as f64 * p).ceil() as usize;
+        sorted[rank.clamp(1, sorted.len()) - 1]
+    }
+
+    /// [`Self::quantile`] in milliseconds.
+    pub fn ms(&self, p: f64) -> f64 {
+        self.quantile(p).as_secs_f64() * 1e3
     }
 
     /// `n samples: min, p50, p99, max` in milliseconds.
     pub fn summary(&self) -> String {
-        let ms = |d: Duration| d.as_secs_f64() * 1e3;
         format!(
             "{} samples: min {:.2} ms, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
             self.0.len(),
-            ms(self.quantile(0.0)),
-            ms(self.quantile(0.5)),
-            ms(self.quantile(0.99)),
-            ms(self.quantile(1.0))
+            self.ms(0.0),
+            self.ms(0.5),
+            self.ms(0.99),
+            self.ms(1.0)
         )
     }
 }

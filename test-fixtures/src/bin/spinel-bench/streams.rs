@@ -22,6 +22,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::Streaming;
 
 use crate::args::Flags;
+use crate::stats::Latencies;
 
 const ALIAS: &str = "spiffe://example.org/bench-node";
 
@@ -259,17 +260,12 @@ pub async fn latency(mut flags: Flags) -> Result<()> {
             })
         })
         .collect();
-    let mut times = Vec::new();
+    let mut times = Latencies::default();
     for task in tasks {
         times.extend(task.await??);
     }
     let elapsed = wall.elapsed().as_secs_f64();
     let cpu = cpu_seconds(setup.pid)? - cpu_before;
-    times.sort();
-    let pct = |p: f64| {
-        let i = ((times.len() as f64 * p).ceil() as usize).clamp(1, times.len()) - 1;
-        times[i].as_secs_f64() * 1e3
-    };
     println!(
         "streams-latency: {streams} streams open ({matching} of {entries} SVIDs each), \
          {clients} clients x {rate}/s for {seconds} s: {} calls in {elapsed:.1} s",
@@ -277,11 +273,11 @@ pub async fn latency(mut flags: Flags) -> Result<()> {
     );
     println!(
         "  FetchX509SVID p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms",
-        pct(0.50),
-        pct(0.90),
-        pct(0.99),
-        pct(0.999),
-        pct(1.0)
+        times.ms(0.50),
+        times.ms(0.90),
+        times.ms(0.99),
+        times.ms(0.999),
+        times.ms(1.0)
     );
     println!(
         "  agent CPU {cpu:.2} s: {:.1} us per call",
