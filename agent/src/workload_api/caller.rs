@@ -124,7 +124,7 @@ pub(crate) fn log_denial(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::collections::BTreeMap;
     use std::sync::Arc;
     use std::time::SystemTime;
@@ -140,7 +140,12 @@ mod tests {
         Selector::parse(s).unwrap()
     }
 
-    fn identity(id: &str, selectors: &[&str]) -> (String, Arc<Identity>) {
+    /// An identity with entry `id` and `selectors` and an empty SVID (also
+    /// used by `index.rs`'s tests).
+    pub(in crate::workload_api) fn identity(
+        id: &str,
+        selectors: &[&str],
+    ) -> (String, Arc<Identity>) {
         let entry = CachedEntry {
             id: id.into(),
             spiffe_id: SpiffeId::new(format!("spiffe://example.org/{id}")).unwrap(),
