@@ -124,7 +124,7 @@ pub(crate) fn log_denial(
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+mod tests {
     use std::collections::BTreeMap;
     use std::sync::Arc;
     use std::time::SystemTime;
@@ -140,12 +140,7 @@ pub(super) mod tests {
         Selector::parse(s).unwrap()
     }
 
-    /// An identity with entry `id` and `selectors` and an empty SVID (also
-    /// used by `index.rs`'s tests).
-    pub(in crate::workload_api) fn identity(
-        id: &str,
-        selectors: &[&str],
-    ) -> (String, Arc<Identity>) {
+    fn identity(id: &str, selectors: &[&str]) -> (String, Arc<Identity>) {
         let entry = CachedEntry {
             id: id.into(),
             spiffe_id: SpiffeId::new(format!("spiffe://example.org/{id}")).unwrap(),

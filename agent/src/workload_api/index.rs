@@ -111,11 +111,13 @@ impl Indexes {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::time::SystemTime;
 
-    use spinel_spiffe::{TrustBundle, TrustDomain};
+    use spinel_spiffe::{SpiffeId, TrustBundle, TrustDomain};
+    use zeroize::Zeroizing;
 
     use super::*;
-    use crate::workload_api::caller::tests::identity;
+    use crate::cache::{CachedEntry, X509SvidMaterial};
 
     fn sel(s: &str) -> Selector {
         Selector::parse(s).unwrap()
@@ -124,7 +126,23 @@ mod tests {
     fn snapshot(generation: u64, entries: &[(&str, &[&str])]) -> Snapshot {
         let identities = entries
             .iter()
-            .map(|(id, selectors)| identity(id, selectors))
+            .map(|(id, selectors)| {
+                let entry = CachedEntry {
+                    id: (*id).into(),
+                    spiffe_id: SpiffeId::new(format!("spiffe://example.org/{id}")).unwrap(),
+                    selectors: selectors.iter().map(|s| sel(s)).collect(),
+                    federates_with: vec![],
+                    hint: String::new(),
+                    revision_number: 0,
+                };
+                let svid = X509SvidMaterial {
+                    chain: vec![],
+                    private_key: Zeroizing::new(vec![]),
+                    not_before: SystemTime::UNIX_EPOCH,
+                    not_after: SystemTime::UNIX_EPOCH,
+                };
+                ((*id).to_owned(), Arc::new(Identity { entry, svid }))
+            })
             .collect();
         Snapshot {
             bundle: TrustBundle::new(TrustDomain::new("example.org").unwrap()),
