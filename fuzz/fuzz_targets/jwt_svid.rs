@@ -157,7 +157,6 @@ fn build(input: &Input) -> (String, bool) {
         Alg::Missing => None,
         Alg::Other(s) => Some(s.clone()),
     };
-    valid &= alg.as_deref() == Some("ES256");
     if let Some(alg) = alg {
         header.insert("alg".into(), json!(alg));
     }
@@ -168,18 +167,25 @@ fn build(input: &Input) -> (String, bool) {
         Kid::Missing => None,
         Kid::Any(s) => Some(s.clone()),
     };
-    valid &= kid.as_deref() == Some(SIGNING_KID);
     if let Some(kid) = kid {
         header.insert("kid".into(), json!(kid));
     }
     if let Some(typ) = &input.typ {
-        valid &= typ == "JWT" || typ == "JOSE";
         header.insert("typ".into(), json!(typ));
     }
     if let Some((name, value)) = &input.extra_header {
-        valid &= matches!(name.as_str(), "alg" | "kid" | "typ");
+        // May replace `alg`, `kid` or `typ`: validity is judged on the
+        // header as it ends up, below.
         header.insert(name.clone(), json!(value));
     }
+    valid &= header.get("alg") == Some(&json!("ES256"));
+    valid &= header.get("kid") == Some(&json!(SIGNING_KID));
+    valid &= header
+        .get("typ")
+        .is_none_or(|typ| typ == "JWT" || typ == "JOSE");
+    valid &= header
+        .keys()
+        .all(|k| matches!(k.as_str(), "alg" | "kid" | "typ"));
 
     let mut claims = Map::new();
     match &input.sub {
