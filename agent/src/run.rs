@@ -17,9 +17,10 @@
 use std::sync::Arc;
 
 use spinel_spiffe::Clock;
+use spinel_transport::health_http;
 
 use crate::cache::Cache;
-use crate::config::{AgentConfig, KeyManagerConfig};
+use crate::config::{AgentConfig, HealthChecks, KeyManagerConfig};
 use crate::manager::{Manager, ManagerError, Refused};
 use crate::workload_api::{SelectorLog, WorkloadApi};
 
@@ -40,6 +41,17 @@ pub enum RunError {
     /// a way to attest again): it exits so that it is restarted.
     #[error(transparent)]
     Refused(#[from] Refused),
+    /// A listener could not be bound.
+    #[error("cannot listen on {what} {address}: {source}")]
+    Listen {
+        /// `the health listener`.
+        what: &'static str,
+        /// The address.
+        address: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A directory could not be created or may not be used.
     #[error("cannot use {path}: {reason}")]
     Dir {
@@ -72,6 +84,9 @@ pub async fn run(config: AgentConfig) -> Result<(), RunError> {
             "connection_limits.max_connections lowered to fit the open-file limit"
         );
     }
+    // Bound first, so that `live` answers while the agent attests.
+    let (health_stop_tx, health_stop_rx) = tokio::sync::watch::channel(false);
+    let health = serve_health(&config.health_checks, &cache, health_stop_rx).await?;
     let manager = Manager::start(config, cache.clone(), clock.clone()).await?;
     if let Err(status) = manager.sync_once().await {
         tracing::warn!(code = ?status.code(), error = %status.message(), "first sync failed; retrying in the background");
@@ -129,12 +144,57 @@ pub async fn run(config: AgentConfig) -> Result<(), RunError> {
             Ok(Ok(())) => {}
         }
     }
+    let _ = health_stop_tx.send(true);
+    if let Some(health) = health {
+        let _ = health.await;
+    }
     tracing::info!("agent stopped");
     result?;
     match refused {
         Some(refused) => Err(refused.into()),
         None => Ok(()),
     }
+}
+
+/// Starts the HTTP health listener if `health_checks.listener_enabled`:
+/// live while the process runs, ready while the Workload API serves a
+/// synced cache (what `grpc.health.v1` on the socket reports as
+/// `SERVING`).
+async fn serve_health(
+    settings: &HealthChecks,
+    cache: &Cache,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, RunError> {
+    if !settings.listener_enabled {
+        return Ok(None);
+    }
+    let address = format!("{}:{}", settings.bind_address, settings.bind_port);
+    let listener =
+        tokio::net::TcpListener::bind((settings.bind_address.as_str(), settings.bind_port))
+            .await
+            .map_err(|source| RunError::Listen {
+                what: "the health listener",
+                address: address.clone(),
+                source,
+            })?;
+    tracing::info!(address = %address, "serving health checks");
+    let cache = cache.clone();
+    let ready: health_http::Readiness = Arc::new(move || {
+        let ready = cache.snapshot().ready;
+        Box::pin(async move { ready })
+    });
+    let paths = health_http::HealthPaths {
+        live: settings.live_path.clone(),
+        ready: settings.ready_path.clone(),
+    };
+    Ok(Some(tokio::spawn(health_http::serve(
+        listener,
+        paths,
+        ready,
+        async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        },
+    ))))
 }
 
 /// Refuses, at start, a `data_dir` or key directory another user could

@@ -28,6 +28,22 @@ fn the_kubernetes_manifest_agent_conf_loads() {
         .map(|d| d.name.as_str())
         .collect();
     assert!(names.contains(&"k8s"), "{names:?}");
+    let daemonset = std::fs::read_to_string(k8s_dir().join("22-agent-daemonset.yaml")).unwrap();
+    let health = &c.health_checks;
+    assert!(
+        health.listener_enabled,
+        "the DaemonSet probes the health listener"
+    );
+    for needle in [
+        format!("containerPort: {}", health.bind_port),
+        format!("path: {}", health.live_path),
+        format!("path: {}", health.ready_path),
+    ] {
+        assert!(
+            daemonset.contains(&needle),
+            "the DaemonSet lacks {needle:?}"
+        );
+    }
     let var = |name: &str| (name == "MY_NODE_NAME").then(|| "node-1".to_owned());
     let env = Environment {
         var: &var,

@@ -20,6 +20,7 @@ pub mod de;
 pub mod duration;
 pub mod flags;
 pub mod hcl;
+pub mod health;
 pub mod logging;
 pub mod program;
 

@@ -35,6 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use spinel_spiffe::{Clock, TrustBundle};
+use spinel_transport::health_http;
 use spinel_transport::unix_socket::{self, BindError, SocketModes};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
@@ -440,14 +441,22 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
                 source,
             })?;
         tracing::info!(address = %address, "serving health checks");
-        background.push(tokio::spawn(api::health_http::serve(
+        let ready_state = state.clone();
+        let ready: health_http::Readiness = Arc::new(move || {
+            let state = ready_state.clone();
+            Box::pin(async move { state.healthy().await })
+        });
+        let mut stop = shutdown.subscribe();
+        background.push(tokio::spawn(health_http::serve(
             listener,
-            api::health_http::HealthPaths {
+            health_http::HealthPaths {
                 live: h.live_path.clone(),
                 ready: h.ready_path.clone(),
             },
-            state.clone(),
-            shutdown.subscribe(),
+            ready,
+            async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            },
         )));
     }
     background.extend(start_federation(&config, &ca, &datastore, &state, &clock, &shutdown).await?);

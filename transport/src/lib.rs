@@ -13,6 +13,8 @@
 //!   (pidfd), so that a reused PID never inherits its identity.
 //! - [`tcp`]: the accept loop of every TCP listener: caps in total and per
 //!   source address, accept back-off.
+//! - [`health_http`]: the HTTP health listener (`health_checks`) of both
+//!   binaries.
 //! - [`server`]: the HTTP/2 settings every gRPC listener shares.
 //! - [`delegate`]: `AsyncRead`/`AsyncWrite` of connection wrappers,
 //!   delegated to the stream they hold ([`delegate_io!`]).
@@ -21,6 +23,7 @@
 //!   of the invoking user or root.
 
 pub mod delegate;
+pub mod health_http;
 pub mod hpack;
 pub mod http2;
 pub mod limits;

@@ -37,6 +37,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use spinel_config::hcl::{single_plugin, ConfigFile, PluginDecl};
+pub use spinel_config::health::HealthChecks;
 use spinel_config::logging::LogFormat;
 use spinel_spiffe::TrustDomain;
 
@@ -283,6 +284,8 @@ pub struct AgentConfig {
     pub rebootstrap_delay: Duration,
     /// `agent.connection_limits`: caps on the Workload API socket.
     pub connection_limits: spinel_transport::ConnectionLimits,
+    /// `health_checks`: the HTTP health listener (off by default).
+    pub health_checks: HealthChecks,
 }
 
 /// SPIRE's default `rebootstrap_delay`.
@@ -303,6 +306,7 @@ impl AgentConfig {
     pub fn from_file(file: &ConfigFile, overrides: &Overrides) -> Result<Self, ConfigError> {
         file.check_top_level(&["agent", "plugins", "health_checks", "telemetry"])?;
         let section: AgentSection = file.section("agent")?;
+        let health_checks = HealthChecks::from_section(file.optional_section("health_checks")?);
         let invalid = |key: &'static str, reason: String| ConfigError::Invalid {
             path: file.path().to_owned(),
             key,
@@ -464,6 +468,7 @@ impl AgentConfig {
         };
         Ok(AgentConfig {
             connection_limits,
+            health_checks,
             rebootstrap_mode,
             rebootstrap_delay: overrides
                 .rebootstrap_delay
@@ -752,6 +757,40 @@ mod properties {
     fn load(text: &str) -> Result<AgentConfig, ConfigError> {
         let file = ConfigFile::parse(Path::new("agent.conf"), text)?;
         AgentConfig::from_file(&file, &Overrides::default())
+    }
+
+    #[test]
+    fn health_checks_has_spire_defaults_and_refuses_unknown_keys() {
+        let base = BASE.join("\n")
+            + "\nplugins {\n    KeyManager \"memory\" {\n        plugin_data {}\n    }\n    NodeAttestor \"join_token\" {\n        plugin_data {}\n    }\n}\n";
+        let off = load(&base).unwrap();
+        assert!(!off.health_checks.listener_enabled);
+        let on = load(
+            &(base.clone()
+                + "health_checks {\n    listener_enabled = true\n    bind_port = \"9982\"\n}\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                on.health_checks.listener_enabled,
+                on.health_checks.bind_address.as_str(),
+                on.health_checks.bind_port
+            ),
+            (true, "localhost", 9982)
+        );
+        assert_eq!(
+            (
+                on.health_checks.live_path.as_str(),
+                on.health_checks.ready_path.as_str()
+            ),
+            ("/live", "/ready")
+        );
+        let err = load(
+            &(base + "health_checks {\n    listener_enabled = true\n    ready_pth = \"/r\"\n}\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("health_checks.ready_pth"), "{err}");
     }
 
     proptest! {

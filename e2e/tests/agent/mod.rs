@@ -6,10 +6,13 @@
 //!   for an `openssl` peer;
 //! - `explain.rs`: "why does this process get no identity?"
 //!   (`debug explain`, the agent log);
+//! - `health.rs`: SPIRE's `health_checks` HTTP listener (live, ready) on
+//!   the agent and the server;
 //! - `streams.rs`: many long-lived `FetchX509SVID` streams: the same
 //!   responses and updates for all, memory flat across open/close cycles.
 
 mod explain;
+mod health;
 mod rebootstrap;
 mod streams;
 mod svid_helper;

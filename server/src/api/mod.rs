@@ -46,7 +46,6 @@ mod convert;
 mod entry;
 mod error;
 mod health;
-pub mod health_http;
 pub mod localauthority;
 mod logger;
 mod policy;

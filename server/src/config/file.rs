@@ -117,27 +117,6 @@ pub struct CaSubjectSection {
     pub common_name: Option<String>,
 }
 
-/// The `health_checks { ... }` block (SPIRE's keys and defaults).
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HealthChecksSection {
-    /// Serve the HTTP health listener.
-    #[serde(default, deserialize_with = "de::bool_or_string")]
-    pub listener_enabled: bool,
-    /// Its address (default `localhost`).
-    #[serde(default)]
-    pub bind_address: Option<String>,
-    /// Its port (default 80).
-    #[serde(default, deserialize_with = "de::option_number_or_string")]
-    pub bind_port: Option<u16>,
-    /// Liveness path (default `/live`).
-    #[serde(default)]
-    pub live_path: Option<String>,
-    /// Readiness path (default `/ready`).
-    #[serde(default)]
-    pub ready_path: Option<String>,
-}
-
 /// `plugin_data` of `DataStore "sled"`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -43,6 +43,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use spinel_config::hcl::{ConfigError, ConfigFile};
+pub use spinel_config::health::HealthChecks;
+use spinel_config::health::HealthChecksSection;
 use spinel_config::logging::{parse_level, LogFormat};
 use spinel_spiffe::{id, SpiffeId, TrustDomain};
 
@@ -143,33 +145,6 @@ pub struct Overrides {
     pub expand_env: bool,
 }
 
-/// The HTTP health listener settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HealthChecks {
-    /// Serve it.
-    pub listener_enabled: bool,
-    /// Address (default `localhost`).
-    pub bind_address: String,
-    /// Port (default 80).
-    pub bind_port: u16,
-    /// Liveness path (default `/live`).
-    pub live_path: String,
-    /// Readiness path (default `/ready`).
-    pub ready_path: String,
-}
-
-impl Default for HealthChecks {
-    fn default() -> Self {
-        HealthChecks {
-            listener_enabled: false,
-            bind_address: "localhost".into(),
-            bind_port: 80,
-            live_path: "/live".into(),
-            ready_path: "/ready".into(),
-        }
-    }
-}
-
 /// The complete, checked server configuration.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -228,7 +203,7 @@ pub fn from_file(
 ) -> Result<ServerConfig, ConfigLoadError> {
     file.check_top_level(SECTIONS)?;
     let mut server: file::ServerSection = file.section("server")?;
-    let health: Option<file::HealthChecksSection> = file.optional_section("health_checks")?;
+    let health: Option<HealthChecksSection> = file.optional_section("health_checks")?;
     let display_path = file.path().display().to_string();
     let mut warnings = Vec::new();
     if file.has_section("telemetry") {
@@ -354,19 +329,7 @@ pub fn from_file(
     let (federation, oidc_discovery) =
         resolve_federation_blocks(file, &mut server, &trust_domain, &display_path)?;
     let plugins = plugins::resolve(file, &data_dir)?;
-    let health_checks = match health {
-        Some(h) => {
-            let defaults = HealthChecks::default();
-            HealthChecks {
-                listener_enabled: h.listener_enabled,
-                bind_address: h.bind_address.unwrap_or(defaults.bind_address),
-                bind_port: h.bind_port.unwrap_or(defaults.bind_port),
-                live_path: h.live_path.unwrap_or(defaults.live_path),
-                ready_path: h.ready_path.unwrap_or(defaults.ready_path),
-            }
-        }
-        None => HealthChecks::default(),
-    };
+    let health_checks = HealthChecks::from_section(health);
     let connection_limits = connection_limits(
         server.connection_limits.take().unwrap_or_default(),
         &display_path,
