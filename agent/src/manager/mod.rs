@@ -39,4 +39,7 @@ pub use error::{ManagerError, Refused};
 pub use identity::attest::pem_certificates;
 pub use persist::store::{split_der, Store, StoreError};
 pub use state::Manager;
-pub use timing::{backoff, renewal_due_at, ISSUE_BACKDATE, MAX_BACKOFF, SYNC_INTERVAL};
+pub use timing::{
+    backoff, probe_interval, renewal_due_at, ISSUE_BACKDATE, MAX_BACKOFF, MAX_PROBE_INTERVAL,
+    PROBE_INTERVAL, SYNC_INTERVAL,
+};

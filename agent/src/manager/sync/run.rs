@@ -1,6 +1,7 @@
 //! The sync loop: a round every [`SYNC_INTERVAL`], at once when the
 //! server's change stream says something changed, backing off (capped,
-//! jittered) after failures while cached SVIDs keep being served.
+//! jittered) after failures while cached SVIDs keep being served; while
+//! no server can be reached, probing for its return (`retry.rs`).
 //!
 //! After a good round the workload cache is saved
 //! ([`Manager::save_cache`]); after a failed one, expired SVIDs are dropped
@@ -9,6 +10,7 @@
 
 use std::sync::Arc;
 
+use super::retry::{probing, wait_to_retry, Waited};
 use super::round::sync_once;
 use crate::cache::Snapshot;
 use crate::client::{wait_for_change, WatchGuard};
@@ -56,9 +58,30 @@ pub(crate) async fn run(m: Arc<Manager>) -> Refused {
                     Next::Retry => {}
                 }
                 let wait = backoff(failures, rand::random::<f64>() * 0.2);
-                tracing::warn!(code = ?status.code(), error = %status.message(), retry_in = ?wait, "sync with the server failed; serving cached SVIDs");
+                let probe = probing(&status, m.pool.reach());
+                if probe {
+                    tracing::warn!(code = ?status.code(), error = %status.message(), retry_in = ?wait, "cannot reach the server; serving cached SVIDs and probing for its return");
+                } else {
+                    tracing::warn!(code = ?status.code(), error = %status.message(), retry_in = ?wait, "sync with the server failed; serving cached SVIDs");
+                }
                 failures = failures.saturating_add(1);
-                tokio::time::sleep(wait).await;
+                let pool = m.pool.clone();
+                let waited = wait_to_retry(
+                    wait,
+                    probe,
+                    || {
+                        let pool = pool.clone();
+                        async move { pool.probe().await }
+                    },
+                    || rand::random::<f64>() * 0.5,
+                )
+                .await;
+                if waited == Waited::ServerBack {
+                    // The outage is over; a failure from here on starts
+                    // its own backoff.
+                    tracing::info!("a server is listening again; syncing now");
+                    failures = 0;
+                }
             }
         }
     }
