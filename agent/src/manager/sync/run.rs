@@ -35,19 +35,26 @@ impl Manager {
 /// Syncs until the server refuses this agent for good; returns why.
 pub(crate) async fn run(m: Arc<Manager>) -> Refused {
     let wake = Arc::new(tokio::sync::Notify::new());
-    let _watch = spawn_change_watch(&m, wake.clone());
+    let reconnect = Arc::new(tokio::sync::Notify::new());
+    let _watch = spawn_change_watch(&m, wake.clone(), reconnect.clone());
     let mut failures = 0u32;
+    let mut failed_last = false;
     loop {
         match sync_once(&m).await {
             Ok(()) => {
-                if failures > 0 {
+                if failed_last {
                     tracing::info!("sync with the server recovered");
+                    // The change stream follows at once rather than after
+                    // its own (possibly long) pause.
+                    reconnect.notify_one();
                 }
+                failed_last = false;
                 failures = 0;
                 m.save_cache();
                 wait_for_change(&wake, SYNC_INTERVAL).await;
             }
             Err(status) => {
+                failed_last = true;
                 drop_expired(&m);
                 match after_failure(&m, &status).await {
                     Next::Stop(why) => return why,
@@ -88,8 +95,12 @@ pub(crate) async fn run(m: Arc<Manager>) -> Refused {
 }
 
 /// Starts the task holding the server's change stream open; each message
-/// wakes the sync loop through `wake`.
-fn spawn_change_watch(m: &Arc<Manager>, wake: Arc<tokio::sync::Notify>) -> WatchGuard {
+/// wakes the sync loop through `wake`; `reconnect` has it reopen at once.
+fn spawn_change_watch(
+    m: &Arc<Manager>,
+    wake: Arc<tokio::sync::Notify>,
+    reconnect: Arc<tokio::sync::Notify>,
+) -> WatchGuard {
     let weak = Arc::downgrade(m);
     let fallback = m.channel();
     WatchGuard::spawn(
@@ -98,6 +109,7 @@ fn spawn_change_watch(m: &Arc<Manager>, wake: Arc<tokio::sync::Notify>) -> Watch
                 .map_or_else(|| fallback.clone(), |m| m.channel())
         },
         wake,
+        reconnect,
     )
 }
 
