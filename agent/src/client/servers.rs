@@ -164,6 +164,9 @@ impl ServerPool {
             };
             match tokio::time::timeout(CONNECT_TIMEOUT, tls.connect(name, tcp)).await {
                 Ok(Ok(stream)) => {
+                    if !failures.is_empty() {
+                        tracing::warn!(server = %target, address = %addr, passed_over = %failures.join("; "), "connected after passing over servers that could not be used");
+                    }
                     self.connected(addr, target);
                     return Ok(stream);
                 }

@@ -1,7 +1,8 @@
 //! Agents and unreachable servers, with real processes: a server back from
 //! an outage longer than the agent's longest backoff is noticed promptly,
-//! and a list of addresses whose first ones are dead still reaches the
-//! live server.
+//! a list of addresses whose first ones are dead still reaches the live
+//! server, and a server in the list the agent's bundle does not trust is
+//! passed over, never used.
 //!
 //! Timings are printed (run with `--no-capture`; figures in
 //! docs/benchmarks.md), not asserted beyond a generous bound.
@@ -111,7 +112,10 @@ fn a_server_back_after_an_outage_longer_than_the_backoff_is_noticed_promptly() {
     // s) plus a while: an agent that only backs off would now sleep ~30 s.
     std::thread::sleep(MAX_BACKOFF + Duration::from_secs(6));
     // The 20 s SVID expired meanwhile and is no longer served.
-    assert!(fetch(&agent, out.path()).is_none(), "an expired SVID was served");
+    assert!(
+        fetch(&agent, out.path()).is_none(),
+        "an expired SVID was served"
+    );
 
     let restarting = Instant::now();
     server.start_process().unwrap();
@@ -141,25 +145,17 @@ fn a_server_back_after_an_outage_longer_than_the_backoff_is_noticed_promptly() {
     );
 }
 
-#[test]
-fn a_list_with_dead_addresses_first_reaches_the_live_server() {
-    let server = ServerHandle::start(ServerOptions::default()).unwrap();
-    let token = register(&server, "600");
+/// An agent of `server` configured with `servers_list` (TOML strings)
+/// instead of SPIRE's `server_address` + `server_port`, started.
+fn agent_with_list(server: &ServerHandle, token: String, servers_list: &[String]) -> AgentHandle {
     let mut agent = AgentHandle::configure(
-        &server,
+        server,
         AgentOptions {
             join_token: Some(token),
             ..Default::default()
         },
     )
     .unwrap();
-    // Three dead addresses, then the server: whichever the agent starts
-    // at (a random position), it reaches the live one.
-    let mut addresses: Vec<String> = dead_ports(3)
-        .into_iter()
-        .map(|p| format!("\"127.0.0.1:{p}\""))
-        .collect();
-    addresses.push(format!("\"127.0.0.1:{}\"", server.port));
     let spire_keys = format!(
         "server_address = \"127.0.0.1\"\n    server_port = \"{}\"",
         server.port
@@ -168,10 +164,25 @@ fn a_list_with_dead_addresses_first_reaches_the_live_server() {
     assert!(config.contains(&spire_keys), "{config}");
     let config = config.replace(
         &spire_keys,
-        &format!("server_addresses = [{}]", addresses.join(", ")),
+        &format!("server_addresses = [{}]", servers_list.join(", ")),
     );
     std::fs::write(&agent.config_path, config).unwrap();
     agent.start_process().unwrap();
+    agent
+}
+
+#[test]
+fn a_list_with_dead_addresses_first_reaches_the_live_server() {
+    let server = ServerHandle::start(ServerOptions::default()).unwrap();
+    let token = register(&server, "600");
+    // Three dead addresses, then the server: whichever the agent starts
+    // at (a random position), it reaches the live one.
+    let mut addresses: Vec<String> = dead_ports(3)
+        .into_iter()
+        .map(|p| format!("\"127.0.0.1:{p}\""))
+        .collect();
+    addresses.push(format!("\"127.0.0.1:{}\"", server.port));
+    let agent = agent_with_list(&server, token, &addresses);
 
     let out = tempfile::tempdir_in("/tmp").unwrap();
     wait_until(
@@ -181,4 +192,46 @@ fn a_list_with_dead_addresses_first_reaches_the_live_server() {
         || fetch(&agent, out.path()).is_some_and(|na| na > SystemTime::now()),
     );
     assert!(agent.log().contains("node attestation succeeded"));
+}
+
+#[test]
+fn a_server_of_another_ca_in_the_list_is_passed_over() {
+    // Same trust domain name, its own CA: the agent's bundle does not
+    // trust it, so its TLS handshake fails and the agent moves on.
+    let impostor = ServerHandle::start(ServerOptions::default()).unwrap();
+    let server = ServerHandle::start(ServerOptions::default()).unwrap();
+    let token = register(&server, "600");
+    let addresses = [
+        format!("\"127.0.0.1:{}\"", dead_ports(1)[0]),
+        format!("\"127.0.0.1:{}\"", impostor.port),
+        format!("\"127.0.0.1:{}\"", server.port),
+    ];
+    let agent = agent_with_list(&server, token, &addresses);
+    let out = tempfile::tempdir_in("/tmp").unwrap();
+    wait_until(
+        "an SVID through the trusted server",
+        Duration::from_secs(60),
+        || agent.log(),
+        || fetch(&agent, out.path()).is_some_and(|na| na > SystemTime::now()),
+    );
+    let agents = |s: &ServerHandle| {
+        s.cli(&["agent", "list"])
+            .unwrap()
+            .stdout
+            .matches("spiffe://example.org/spire/agent/join_token/")
+            .count()
+    };
+    assert_eq!(agents(&server), 1);
+    // Whether the agent tried it first or not (its start is random), it
+    // never attested to the server it does not trust; when it tried, it
+    // says why it passed it over.
+    assert_eq!(agents(&impostor), 0, "{}", impostor.log());
+    let log = agent.log();
+    let tried = format!("127.0.0.1:{}: TLS handshake failed", impostor.port);
+    if let Some(line) = log.lines().find(|l| l.contains(&tried)) {
+        assert!(line.contains("does not chain"), "{line}");
+        println!("the impostor was tried and passed over: {line}");
+    } else {
+        println!("the agent started past the impostor");
+    }
 }
