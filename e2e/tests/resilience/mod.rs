@@ -2,8 +2,9 @@
 //! evictions, with real processes.
 //!
 //! - `agent.rs`: a join-token agent;
-//! - `failover.rs`: servers that are unreachable: a prompt return after a
-//!   long outage, dead addresses in the list;
+//! - `failover.rs`: servers that are unreachable or untrusted: a prompt
+//!   return after a long outage, dead and untrusted addresses in
+//!   `server_addresses`, moving to the next server when one dies;
 //! - `k8s_psat.rs`: a reattestable (`k8s_psat`) agent.
 
 mod agent;
