@@ -280,6 +280,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_host_name_stands_for_every_address_it_resolves_to() {
+        let live = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = live.local_addr().unwrap().port();
+        let pool = ServerPool::starting_at(
+            vec![ServerTarget {
+                host: "localhost".into(),
+                port,
+            }],
+            0,
+        );
+        let addrs = pool.in_order().await;
+        assert!(
+            addrs
+                .iter()
+                .any(|(a, _)| *a == SocketAddr::from(([127, 0, 0, 1], port))),
+            "{addrs:?}"
+        );
+        assert!(addrs.iter().all(|(a, _)| a.port() == port));
+        // Whichever address comes first (::1 may have none listening), the
+        // listening one is found.
+        for start in 0..addrs.len() {
+            let pool = ServerPool::starting_at(pool.targets().to_vec(), start);
+            assert!(pool.probe().await);
+        }
+    }
+
+    #[tokio::test]
     async fn probes_find_a_listening_server_behind_a_dead_one() {
         let dead = dead_port().await;
         let pool = ServerPool::starting_at(vec![target(dead)], 0);
