@@ -10,8 +10,10 @@
 //! its check of the server's SPIFFE ID) is the caller's, one for all.
 //!
 //! The outcome of the last connect ([`Reach`]) tells the sync loop whether
-//! the servers are down (then cheap [`ServerPool::probe`]s notice their
-//! return) or answered and failed (then it backs off in full).
+//! servers are down (then cheap [`ServerPool::probe`]s notice their
+//! return) or answered and failed (then it backs off in full). Probes skip
+//! the addresses whose TLS handshake failed in that connect: they are up,
+//! and a TCP connect to them says nothing about whether they can serve.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -37,12 +39,13 @@ pub enum Reach {
     Unknown,
     /// A server accepted the connection and passed the TLS handshake.
     Connected,
-    /// No server accepted a TCP connection (refused, timed out, or no
-    /// address resolved): they are down or out of reach.
+    /// No server could be used, and some did not accept a TCP connection
+    /// (refused, timed out) or no address resolved: servers are down or
+    /// out of reach, and may come back.
     Unreachable,
-    /// A server accepted the TCP connection but the TLS handshake failed
-    /// everywhere: a server is up, so reconnecting at once would only
-    /// load it.
+    /// Every server accepted the TCP connection but failed the TLS
+    /// handshake: they are up, so reconnecting at once would only load
+    /// them.
     HandshakeFailed,
 }
 
@@ -50,6 +53,8 @@ pub enum Reach {
 struct PoolState {
     current: Option<SocketAddr>,
     reach: Reach,
+    /// The addresses whose TLS handshake failed in the last connect.
+    handshake_failed: Vec<SocketAddr>,
 }
 
 /// The configured servers and the connection state shared by every
@@ -77,6 +82,7 @@ impl ServerPool {
             state: Mutex::new(PoolState {
                 current: None,
                 reach: Reach::Unknown,
+                handshake_failed: Vec::new(),
             }),
         })
     }
@@ -138,17 +144,20 @@ impl ServerPool {
     /// passes the TLS handshake `tls` makes, trying them in order.
     pub async fn connect(&self, tls: &TlsConnector) -> std::io::Result<TlsStream<TcpStream>> {
         let addrs = self.in_order().await;
-        let mut handshake_failed = false;
+        let mut handshake_failed = Vec::new();
+        let mut tcp_failed = addrs.is_empty();
         let mut failures = Vec::new();
         for (addr, target) in addrs {
             let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
                 Ok(Ok(tcp)) => tcp,
                 Ok(Err(e)) => {
                     failures.push(format!("{addr}: {e}"));
+                    tcp_failed = true;
                     continue;
                 }
                 Err(_) => {
                     failures.push(format!("{addr}: no answer in {CONNECT_TIMEOUT:?}"));
+                    tcp_failed = true;
                     continue;
                 }
             };
@@ -175,14 +184,16 @@ impl ServerPool {
                     "{addr}: TLS handshake not done in {CONNECT_TIMEOUT:?}"
                 )),
             }
-            handshake_failed = true;
+            handshake_failed.push(addr);
         }
-        let reach = if handshake_failed {
-            Reach::HandshakeFailed
-        } else {
+        let mut state = self.lock();
+        state.reach = if tcp_failed {
             Reach::Unreachable
+        } else {
+            Reach::HandshakeFailed
         };
-        self.lock().reach = reach;
+        state.handshake_failed = handshake_failed;
+        drop(state);
         let message = if failures.is_empty() {
             let names: Vec<String> = self.targets.iter().map(ToString::to_string).collect();
             format!("no address resolved for {}", names.join(", "))
@@ -199,6 +210,7 @@ impl ServerPool {
         let mut state = self.lock();
         let previous = state.current.replace(addr);
         state.reach = Reach::Connected;
+        state.handshake_failed.clear();
         drop(state);
         match previous {
             Some(p) if p == addr => {}
@@ -210,10 +222,15 @@ impl ServerPool {
     }
 
     /// Whether any server accepts a TCP connection now (closed at once:
-    /// no TLS, no request). Cheap enough to ask every second while the
+    /// no TLS, no request), leaving out those whose TLS handshake failed
+    /// in the last connect. Cheap enough to ask every second while the
     /// servers are down.
     pub async fn probe(&self) -> bool {
+        let skip = self.lock().handshake_failed.clone();
         for (addr, _) in self.in_order().await {
+            if skip.contains(&addr) {
+                continue;
+            }
             if let Ok(Ok(_)) = tokio::time::timeout(PROBE_TIMEOUT, TcpStream::connect(addr)).await {
                 return true;
             }
@@ -341,10 +358,20 @@ mod tests {
                 drop(s);
             }
         });
-        let pool = ServerPool::starting_at(vec![target(dead_port().await), target(port)], 0);
-        let err = pool.connect(&tls).await.unwrap_err();
-        assert_eq!(pool.reach(), Reach::HandshakeFailed);
+        let up = ServerPool::starting_at(vec![target(port)], 0);
+        let err = up.connect(&tls).await.unwrap_err();
+        assert_eq!(up.reach(), Reach::HandshakeFailed);
         assert!(err.to_string().contains("TLS handshake failed"), "{err}");
-        assert_eq!(pool.current(), None);
+        assert_eq!(up.current(), None);
+
+        // One down, one failing TLS: the down one may come back, and only
+        // it is probed (the other accepts TCP, but cannot serve).
+        let both = ServerPool::starting_at(vec![target(dead_port().await), target(port)], 0);
+        assert!(both.connect(&tls).await.is_err());
+        assert_eq!(both.reach(), Reach::Unreachable);
+        assert!(!both.probe().await);
+        // Before any connect, every address is probed.
+        let fresh = ServerPool::starting_at(both.targets().to_vec(), 0);
+        assert!(fresh.probe().await);
     }
 }

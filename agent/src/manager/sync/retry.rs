@@ -10,7 +10,8 @@
 //!   back from a 30 s outage is noticed within about a second, not after
 //!   the rest of a 30 s backoff;
 //! - *a server answered and failed* (`Unavailable`, `ResourceExhausted`,
-//!   anything from a live server) or the TLS handshake failed: the full,
+//!   anything from a live server) or every server failed the TLS
+//!   handshake: the full,
 //!   growing [`backoff`](crate::manager::timing::backoff) applies, so an
 //!   overloaded server is not hammered.
 //!
