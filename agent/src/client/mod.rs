@@ -7,7 +7,8 @@
 //! `insecure_bootstrap` skips server verification, only for the very first
 //! attestation of an agent that has no bundle yet.
 //!
-//! [`server_channel`] is the one way the agent reaches its server: without
+//! [`server_channel`] is the one way the agent reaches its servers
+//! ([`ServerPool`]: one or several, tried in turn): without
 //! a client certificate to attest (`manager::identity`), with its SVID for
 //! every sync round (`manager::sync`); the manager rebuilds it whenever its
 //! roots or its SVID change.
@@ -17,19 +18,20 @@
 //! ([`watch_changes`]).
 
 mod entries;
+mod servers;
 mod watch;
 
 pub use entries::{sync_authorized_entries, SyncedEntries};
+pub use servers::{Reach, ServerPool, CONNECT_TIMEOUT, PROBE_TIMEOUT};
 pub use watch::{wait_for_change, watch_changes, WatchGuard};
 
 use std::sync::Arc;
 
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::ClientConfig;
 use spinel_spiffe::tls::{AnyServerCertificate, SpiffeIdServerVerifier, TrustWatch};
 use spinel_spiffe::TrustDomain;
-use tokio::net::TcpStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::config::AgentConfig;
@@ -92,39 +94,38 @@ pub fn tls_config(
     Ok(config)
 }
 
-/// A lazily connecting gRPC channel to `address:port` over TLS. It
-/// reconnects by itself when the server comes back.
-pub fn channel(address: &str, port: u16, config: ClientConfig) -> Result<Channel, ClientError> {
+/// A lazily connecting gRPC channel to the servers of `pool` over TLS. It
+/// reconnects by itself when the server comes back, or moves to another
+/// server of the pool when the one in use fails.
+pub fn channel(pool: Arc<ServerPool>, config: ClientConfig) -> Result<Channel, ClientError> {
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let host = address.to_owned();
-    let server_name = ServerName::try_from(host.clone())
-        .map_err(|_| ClientError::Address(host.clone()))?
-        .to_owned();
-    let endpoint = Endpoint::from_shared(format!("http://{}:{port}", bracket(&host)))
-        .map_err(|_| ClientError::Address(host.clone()))?
-        .connect_timeout(std::time::Duration::from_secs(5));
+    // The `:authority` of every request: the first configured server (the
+    // server ignores it; its certificate is checked by SPIFFE ID).
+    let first = pool
+        .targets()
+        .first()
+        .map(ToString::to_string)
+        .ok_or_else(|| ClientError::Address(String::new()))?;
+    let endpoint = Endpoint::from_shared(format!("http://{first}"))
+        .map_err(|_| ClientError::Address(first.clone()))?;
     Ok(
         endpoint.connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
             let connector = connector.clone();
-            let server_name = server_name.clone();
-            let target = format!("{}:{port}", bracket(&host));
+            let pool = pool.clone();
             async move {
-                let tcp = TcpStream::connect(target).await?;
-                // gRPC writes small frames; Nagle would hold them for the
-                // peer's delayed ACK (~40 ms per exchange).
-                tcp.set_nodelay(true)?;
-                let tls = connector.connect(server_name, tcp).await?;
+                let tls = pool.connect(&connector).await?;
                 Ok::<_, std::io::Error>(TokioIo::new(tls))
             }
         })),
     )
 }
 
-/// The channel to the configured server, trusting `roots` and presenting
+/// The channel to the configured servers, trusting `roots` and presenting
 /// `identity` (none: to attest). With no roots and `insecure_bootstrap`,
 /// the server is not verified (first attestation only).
 pub fn server_channel(
     config: &AgentConfig,
+    pool: &Arc<ServerPool>,
     roots: &[Vec<u8>],
     identity: Option<Identity<'_>>,
     trust: &Arc<TrustWatch>,
@@ -136,13 +137,5 @@ pub fn server_channel(
         roots.is_empty() && config.insecure_bootstrap,
         trust,
     )?;
-    channel(&config.server_address, config.server_port, tls)
-}
-
-fn bracket(host: &str) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]")
-    } else {
-        host.to_owned()
-    }
+    channel(pool.clone(), tls)
 }

@@ -2,9 +2,12 @@
 //! agent side.
 //!
 //! [`watch_changes`] holds one stream open and wakes the sync loop on every
-//! message. When the stream is down it reconnects after a pause; the sync
-//! loop keeps polling meanwhile, so a server without the service (SPIRE,
-//! or an older Spinel) only costs propagation speed. A stream the server
+//! message. When the stream is down it reconnects after a pause, longer
+//! after every open that fails (up to [`MAX_RECONNECT_DELAY`]: a server
+//! that refuses is not asked every second), cut short when the sync loop
+//! says the server is back (`reconnect`); the sync loop keeps polling
+//! meanwhile, so a server without the service (SPIRE, or an older Spinel)
+//! only costs propagation speed. A stream the server
 //! ends by refusing the agent (a ban or an eviction, see
 //! `spinel_proto::refusal`) wakes the sync loop at once.
 
@@ -20,6 +23,8 @@ use tonic::Code;
 
 /// Pause before reopening a broken stream.
 pub const RECONNECT_DELAY: Duration = Duration::from_secs(1);
+/// The longest pause between attempts to open the stream while they fail.
+pub const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(30);
 /// Pause before trying again a server that does not offer the service.
 pub const UNSUPPORTED_DELAY: Duration = Duration::from_secs(60);
 /// Pause before reopening a stream the server ended by refusing the agent
@@ -41,22 +46,37 @@ fn refused(status: &tonic::Status, wake: &Notify) -> bool {
     true
 }
 
+/// The pause after `failed` opens in a row failed: [`RECONNECT_DELAY`]
+/// doubling up to [`MAX_RECONNECT_DELAY`].
+pub fn reopen_delay(failed: u32) -> Duration {
+    RECONNECT_DELAY
+        .saturating_mul(1u32 << failed.min(8))
+        .min(MAX_RECONNECT_DELAY)
+}
+
 /// Watches the server's change marks forever, calling `wake.notify_one()`
 /// when they move. `channel` is asked for anew on every reconnect, so a
-/// renewed agent SVID is picked up.
-pub async fn watch_changes(channel: impl Fn() -> Channel, wake: Arc<Notify>) {
+/// renewed agent SVID (or the server the pool moved to) is picked up; a
+/// `reconnect` notification ends the pause before reopening at once.
+pub async fn watch_changes(
+    channel: impl Fn() -> Channel,
+    wake: Arc<Notify>,
+    reconnect: Arc<Notify>,
+) {
     // The marks last seen: a message wakes the sync loop only when they
     // moved, so a (re)connect or a duplicate costs no extra sync. The very
     // first message only records them (the agent synced at start; the
     // fallback poll covers the gap).
     let mut last: Option<(u64, u64, u64)> = None;
     let mut announced = false;
+    let mut failed_opens = 0u32;
     loop {
         let delay = match WatchClient::new(channel())
             .watch_changes(WatchChangesRequest {})
             .await
         {
             Ok(response) => {
+                failed_opens = 0;
                 if !announced {
                     tracing::info!("watching the server for changes");
                     announced = true;
@@ -101,11 +121,16 @@ pub async fn watch_changes(channel: impl Fn() -> Channel, wake: Arc<Notify>) {
             }
             Err(status) if refused(&status, &wake) => REFUSED_DELAY,
             Err(status) => {
-                tracing::debug!(code = ?status.code(), error = %status.message(), "cannot open the change stream");
-                RECONNECT_DELAY
+                let delay = reopen_delay(failed_opens);
+                failed_opens = failed_opens.saturating_add(1);
+                tracing::debug!(code = ?status.code(), error = %status.message(), retry_in = ?delay, "cannot open the change stream");
+                delay
             }
         };
-        tokio::time::sleep(delay).await;
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = reconnect.notified() => {}
+        }
     }
 }
 
@@ -115,8 +140,12 @@ pub struct WatchGuard(tokio::task::JoinHandle<()>);
 
 impl WatchGuard {
     /// Spawns [`watch_changes`].
-    pub fn spawn(channel: impl Fn() -> Channel + Send + 'static, wake: Arc<Notify>) -> Self {
-        WatchGuard(tokio::spawn(watch_changes(channel, wake)))
+    pub fn spawn(
+        channel: impl Fn() -> Channel + Send + 'static,
+        wake: Arc<Notify>,
+        reconnect: Arc<Notify>,
+    ) -> Self {
+        WatchGuard(tokio::spawn(watch_changes(channel, wake, reconnect)))
     }
 }
 
@@ -132,5 +161,19 @@ pub async fn wait_for_change(wake: &Notify, interval: Duration) {
     tokio::select! {
         () = wake.notified() => {}
         () = tokio::time::sleep(interval) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_opens_back_off_to_the_cap() {
+        assert_eq!(reopen_delay(0), RECONNECT_DELAY);
+        assert_eq!(reopen_delay(1), Duration::from_secs(2));
+        assert_eq!(reopen_delay(4), Duration::from_secs(16));
+        assert_eq!(reopen_delay(5), MAX_RECONNECT_DELAY);
+        assert_eq!(reopen_delay(u32::MAX), MAX_RECONNECT_DELAY);
     }
 }

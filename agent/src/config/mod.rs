@@ -43,8 +43,10 @@ use spinel_spiffe::TrustDomain;
 
 use crate::attestor::node::{k8s_psat, K8sPsatConfig, NodeAttestorConfig};
 
+mod servers;
 mod socket_paths;
 
+pub use servers::ServerTarget;
 pub use socket_paths::check_admin_socket_path;
 
 /// SPIRE's default is `/tmp/spire-agent/public/api.sock`; Spinel's mirrors it.
@@ -87,6 +89,7 @@ struct AgentSection {
         deserialize_with = "spinel_config::de::option_number_or_string"
     )]
     server_port: Option<u16>,
+    server_addresses: Option<Vec<String>>,
     socket_path: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     log_level: Option<String>,
@@ -241,10 +244,9 @@ pub struct Overrides {
 pub struct AgentConfig {
     /// The trust domain.
     pub trust_domain: TrustDomain,
-    /// The server's host name or address.
-    pub server_address: String,
-    /// The server's port.
-    pub server_port: u16,
+    /// The servers, in configured order (`server_address` +
+    /// `server_port`, or `server_addresses`); never empty.
+    pub servers: Vec<ServerTarget>,
     /// The Workload API socket.
     pub socket_path: PathBuf,
     /// Where the agent SVID and bundle are kept.
@@ -312,6 +314,7 @@ impl AgentConfig {
             key,
             reason,
         };
+        let servers = servers(&section, overrides).map_err(|(key, why)| invalid(key, why))?;
         let td_text = overrides
             .trust_domain
             .clone()
@@ -319,12 +322,6 @@ impl AgentConfig {
             .ok_or_else(|| invalid("trust_domain", "is required".into()))?;
         let trust_domain = spinel_spiffe::id::parse_trust_domain(&td_text)
             .map_err(|e| invalid("trust_domain", e.to_string()))?;
-        let server_address = overrides
-            .server_address
-            .clone()
-            .or(section.server_address)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| invalid("server_address", "is required".into()))?;
         let trust_bundle_format = section.trust_bundle_format.unwrap_or_else(|| "pem".into());
         if !matches!(trust_bundle_format.as_str(), "pem" | "spiffe") {
             return Err(invalid(
@@ -475,11 +472,7 @@ impl AgentConfig {
                 .or(section.rebootstrap_delay)
                 .unwrap_or(DEFAULT_REBOOTSTRAP_DELAY),
             trust_domain,
-            server_address,
-            server_port: overrides
-                .server_port
-                .or(section.server_port)
-                .unwrap_or(8081),
+            servers,
             socket_path,
             data_dir,
             log_level,
@@ -499,6 +492,55 @@ impl AgentConfig {
             admin_socket_path: section.admin_socket_path,
             log_selectors: section.log_selectors,
         })
+    }
+}
+
+/// The servers from `-serverAddress`/`-serverPort`, `server_address` +
+/// `server_port` or `server_addresses`; the error names the key.
+fn servers(
+    section: &AgentSection,
+    overrides: &Overrides,
+) -> Result<Vec<ServerTarget>, (&'static str, String)> {
+    let port = overrides
+        .server_port
+        .or(section.server_port)
+        .unwrap_or(8081);
+    let one = |address: &str| {
+        // SPIRE's key holds a host or an address, never a port.
+        Ok(vec![ServerTarget {
+            host: address
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port,
+        }])
+    };
+    if let Some(address) = overrides
+        .server_address
+        .as_deref()
+        .filter(|a| !a.is_empty())
+    {
+        return one(address);
+    }
+    let address = section.server_address.as_deref().filter(|a| !a.is_empty());
+    match (address, &section.server_addresses) {
+        (Some(_), Some(_)) => Err((
+            "server_addresses",
+            "set either server_address (one server) or server_addresses (a list), not both".into(),
+        )),
+        (Some(address), None) => one(address),
+        (None, Some(list)) if list.is_empty() => {
+            Err(("server_addresses", "needs at least one address".into()))
+        }
+        (None, Some(list)) => list
+            .iter()
+            .map(|text| ServerTarget::parse(text, port))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|why| ("server_addresses", why)),
+        (None, None) => Err((
+            "server_address",
+            "is required (or server_addresses, a list)".into(),
+        )),
     }
 }
 
@@ -537,7 +579,13 @@ plugins {
     fn parses_spire_shape() {
         let c = parse(GOOD).unwrap();
         assert_eq!(c.trust_domain.as_str(), "example.org");
-        assert_eq!(c.server_port, 8081);
+        assert_eq!(
+            c.servers,
+            vec![ServerTarget {
+                host: "127.0.0.1".into(),
+                port: 8081
+            }]
+        );
         assert_eq!(c.socket_path, PathBuf::from(DEFAULT_SOCKET_PATH));
         assert_eq!(
             c.key_manager,

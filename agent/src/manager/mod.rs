@@ -14,7 +14,9 @@
 //!   the server says the agent is reattestable). SVIDs from a tainted CA or
 //!   from a CA that left the bundle are re-signed at once.
 //! - Failures back off (capped, jittered) while cached SVIDs keep being
-//!   served; an SVID that expires is dropped, never served. Bans,
+//!   served; while no server can be reached, cheap TCP probes end the
+//!   wait as soon as one listens again (`sync/retry.rs`). An SVID that
+//!   expires is dropped, never served. Bans,
 //!   evictions, lapsed SVIDs and an untrusted server are handled in
 //!   `identity/` (`rebootstrap_mode`, `rebootstrap_delay`);
 //!   `docs/operations.md` tells operators what they see.
@@ -22,7 +24,7 @@
 //! - Everything saved to disk is in `persist/`.
 //!
 //! Files: `state.rs` (the [`Manager`] and its SVID, roots and channel),
-//! `error.rs`, `timing.rs` (renewal and backoff), `certs.rs`,
+//! `error.rs`, `timing.rs` (renewal, backoff and probe spacing), `certs.rs`,
 //! `identity/`, `sync/`, `persist/`. Files import each other only
 //! downwards (`state` never imports `identity` or `sync`); a unit test
 //! (`src/import_graph.rs`) fails on any import loop.
@@ -39,4 +41,7 @@ pub use error::{ManagerError, Refused};
 pub use identity::attest::pem_certificates;
 pub use persist::store::{split_der, Store, StoreError};
 pub use state::Manager;
-pub use timing::{backoff, renewal_due_at, ISSUE_BACKDATE, MAX_BACKOFF, SYNC_INTERVAL};
+pub use timing::{
+    backoff, probe_interval, renewal_due_at, ISSUE_BACKDATE, MAX_BACKOFF, MAX_PROBE_INTERVAL,
+    PROBE_INTERVAL, SYNC_INTERVAL,
+};

@@ -21,7 +21,7 @@ use super::error::ManagerError;
 use super::persist::store::Store;
 use super::persist::workload_cache::CacheFile;
 use crate::cache::Cache;
-use crate::client;
+use crate::client::{self, ServerPool};
 use crate::config::AgentConfig;
 
 /// The agent's own SVID and key.
@@ -61,6 +61,8 @@ pub struct Manager {
     /// Whether the server's certificate chains to `roots` (see
     /// `identity/rebootstrap.rs`).
     pub(super) trust: Arc<TrustWatch>,
+    /// The servers and which one is in use, shared by every channel.
+    pub(super) pool: Arc<ServerPool>,
 }
 
 impl Manager {
@@ -98,6 +100,7 @@ impl Manager {
             let svid = self.agent_svid();
             let channel = client::server_channel(
                 &self.config,
+                &self.pool,
                 &roots,
                 Some((&svid.chain, &svid.key)),
                 &self.trust,
@@ -118,6 +121,7 @@ impl Manager {
         let roots = self.roots.read().map(|r| r.clone()).unwrap_or_default();
         let channel = client::server_channel(
             &self.config,
+            &self.pool,
             &roots,
             Some((&svid.chain, &svid.key)),
             &self.trust,

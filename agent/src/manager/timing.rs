@@ -1,6 +1,7 @@
-//! When things happen: the sync interval, SVID renewal at half-life, and
-//! the backoff after failures. Pure functions of their inputs (the jitter
-//! is passed in), so tests pin them exactly.
+//! When things happen: the sync interval, SVID renewal at half-life, the
+//! backoff after failures and the reconnect probes while the servers are
+//! down. Pure functions of their inputs (the jitter is passed in), so tests
+//! pin them exactly.
 
 use std::time::{Duration, SystemTime};
 
@@ -8,6 +9,12 @@ use std::time::{Duration, SystemTime};
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
 /// The longest wait between retries when the server fails.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The first pause between reconnect probes while no server can be reached.
+pub const PROBE_INTERVAL: Duration = Duration::from_millis(250);
+/// The longest pause between reconnect probes: a server that comes back is
+/// noticed within this (plus one TCP connect).
+pub const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How far servers backdate an SVID's NotBefore for clock skew (Spinel and
 /// SPIRE: 10 s). Renewal counts the lifetime from the real issue time.
@@ -35,6 +42,17 @@ pub fn renewal_due_at(not_before: SystemTime, not_after: SystemTime, jitter: f64
 pub fn backoff(attempt: u32, jitter: f64) -> Duration {
     let base = Duration::from_secs(1u64 << attempt.min(5)).min(MAX_BACKOFF);
     base.mul_f64(1.0 - jitter.clamp(0.0, 0.2))
+}
+
+/// The pause before reconnect probe number `probe` (0-based): doubling
+/// from [`PROBE_INTERVAL`], capped at [`MAX_PROBE_INTERVAL`], with up to
+/// half removed by `jitter` so that agents waiting for the same server do
+/// not all knock at once.
+pub fn probe_interval(probe: u32, jitter: f64) -> Duration {
+    let base = PROBE_INTERVAL
+        .saturating_mul(1u32 << probe.min(8))
+        .min(MAX_PROBE_INTERVAL);
+    base.mul_f64(1.0 - jitter.clamp(0.0, 0.5))
 }
 
 #[cfg(test)]
@@ -83,5 +101,16 @@ mod tests {
         assert_eq!(backoff(3, 0.0), Duration::from_secs(8));
         assert_eq!(backoff(30, 0.0), MAX_BACKOFF);
         assert!(backoff(2, 0.2) >= Duration::from_millis(3200));
+    }
+
+    #[test]
+    fn probes_double_to_a_one_second_cap_with_jitter() {
+        assert_eq!(probe_interval(0, 0.0), PROBE_INTERVAL);
+        assert_eq!(probe_interval(1, 0.0), Duration::from_millis(500));
+        assert_eq!(probe_interval(2, 0.0), MAX_PROBE_INTERVAL);
+        assert_eq!(probe_interval(u32::MAX, 0.0), MAX_PROBE_INTERVAL);
+        assert_eq!(probe_interval(9, 0.5), Duration::from_millis(500));
+        assert_eq!(probe_interval(9, 7.0), Duration::from_millis(500));
+        assert_eq!(probe_interval(9, -1.0), MAX_PROBE_INTERVAL);
     }
 }

@@ -2,7 +2,11 @@
 //! evictions, with real processes.
 //!
 //! - `agent.rs`: a join-token agent;
+//! - `failover.rs`: servers that are unreachable or untrusted: a prompt
+//!   return after a long outage, dead and untrusted addresses in
+//!   `server_addresses`, moving to the next server when one dies;
 //! - `k8s_psat.rs`: a reattestable (`k8s_psat`) agent.
 
 mod agent;
+mod failover;
 mod k8s_psat;

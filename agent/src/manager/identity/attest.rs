@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use spinel_spiffe::tls::TrustWatch;
 
-use crate::client;
+use crate::client::{self, ServerPool};
 use crate::config::AgentConfig;
 use crate::manager::certs::{key_and_csr, validity};
 use crate::manager::error::ManagerError;
@@ -70,6 +70,7 @@ pub fn pem_certificates(text: &str) -> Result<Vec<Vec<u8>>, String> {
 /// the server lets the agent attest again.
 pub(crate) async fn attest(
     config: &AgentConfig,
+    pool: &Arc<ServerPool>,
     roots: &[Vec<u8>],
     store: &Store,
     trust: &Arc<TrustWatch>,
@@ -87,7 +88,7 @@ pub(crate) async fn attest(
         NodeAttestorConfig::K8sPsat(psat) => node::k8s_psat::attestation_data(psat)?,
     };
     let (key, csr) = key_and_csr()?;
-    let channel = client::server_channel(config, roots, None, trust)?;
+    let channel = client::server_channel(config, pool, roots, None, trust)?;
     let attested = node::attest(channel, data, csr).await?;
     let (not_before, not_after) = attested
         .chain
@@ -118,7 +119,8 @@ impl Manager {
     /// Attests again with fresh evidence and installs the new SVID.
     pub(crate) async fn reattest(&self) -> Result<(), ManagerError> {
         let roots = self.roots.read().map(|r| r.clone()).unwrap_or_default();
-        let (svid, reattestable) = attest(&self.config, &roots, &self.store, &self.trust).await?;
+        let (svid, reattestable) =
+            attest(&self.config, &self.pool, &roots, &self.store, &self.trust).await?;
         self.reattestable.store(reattestable, Ordering::Relaxed);
         let not_after = svid.not_after;
         self.set_agent_svid(svid)?;

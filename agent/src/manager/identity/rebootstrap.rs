@@ -29,6 +29,7 @@ use std::time::Duration;
 use spinel_spiffe::tls::TrustWatch;
 
 use super::attest::{attest, bootstrap_roots};
+use crate::client::ServerPool;
 use crate::config::AgentConfig;
 use crate::manager::error::{ManagerError, Next};
 use crate::manager::persist::store::Store;
@@ -83,12 +84,13 @@ fn step(config: &AgentConfig, waited: Duration) -> Step {
 /// the agent's bundle).
 async fn attest_from_bootstrap(
     config: &AgentConfig,
+    pool: &Arc<ServerPool>,
     store: &Store,
     trust: &Arc<TrustWatch>,
 ) -> Result<(AgentSvid, bool, Vec<Vec<u8>>), ManagerError> {
     let roots = bootstrap_roots(config)?;
     trust.reset();
-    match attest(config, &roots, store, trust).await {
+    match attest(config, pool, &roots, store, trust).await {
         Ok((svid, reattestable)) => {
             store.save_bundle(&roots)?;
             tracing::warn!(
@@ -112,6 +114,7 @@ async fn attest_from_bootstrap(
 /// stored bundle for `rebootstrap_delay`, then bootstraps again.
 pub(crate) async fn at_start(
     config: &AgentConfig,
+    pool: &Arc<ServerPool>,
     store: &Store,
     trust: &Arc<TrustWatch>,
     roots: &[Vec<u8>],
@@ -124,7 +127,7 @@ pub(crate) async fn at_start(
         };
         match step(config, waited) {
             Step::Advise => return Err(ManagerError::Untrusted(advice(config, store))),
-            Step::Rebootstrap => return attest_from_bootstrap(config, store, trust).await,
+            Step::Rebootstrap => return attest_from_bootstrap(config, pool, store, trust).await,
             Step::Wait(left) => {
                 tracing::warn!(
                     rebootstrap_in = ?left,
@@ -132,7 +135,7 @@ pub(crate) async fn at_start(
                 );
                 tokio::time::sleep(backoff(attempt, rand::random::<f64>() * 0.2).min(left)).await;
                 attempt = attempt.saturating_add(1);
-                match attest(config, roots, store, trust).await {
+                match attest(config, pool, roots, store, trust).await {
                     Ok((svid, reattestable)) => return Ok((svid, reattestable, roots.to_vec())),
                     Err(e) if trust.untrusted_since().is_none() => return Err(e),
                     Err(_) => {}
@@ -177,7 +180,7 @@ impl Manager {
     /// and SVID; JWT-SVIDs from the old server keys are dropped.
     async fn rebootstrap(&self) -> Result<(), ManagerError> {
         let (svid, reattestable, roots) =
-            attest_from_bootstrap(&self.config, &self.store, &self.trust).await?;
+            attest_from_bootstrap(&self.config, &self.pool, &self.store, &self.trust).await?;
         if let Ok(mut r) = self.roots.write() {
             *r = roots;
         }

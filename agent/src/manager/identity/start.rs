@@ -19,7 +19,7 @@ use spinel_spiffe::Clock;
 use super::attest::{attest, bootstrap_roots};
 use super::{rebootstrap, stored};
 use crate::cache::Cache;
-use crate::client;
+use crate::client::{self, ServerPool};
 use crate::config::AgentConfig;
 use crate::manager::error::ManagerError;
 use crate::manager::persist::store::Store;
@@ -49,6 +49,7 @@ impl Manager {
         }
         let rebootstrap = config.rebootstrap_mode;
         let trust = TrustWatch::new(clock.clone());
+        let pool = ServerPool::new(config.servers.clone());
         let mut roots = match stored::or_rebootstrap(rebootstrap, store.load_bundle())? {
             Some(roots) if !roots.is_empty() => roots,
             _ => {
@@ -81,7 +82,7 @@ impl Manager {
                 tracing::info!(expires = ?svid.not_after, "using the agent SVID stored in data_dir");
                 (svid, false)
             }
-            None => match attest(&config, &roots, &store, &trust).await {
+            None => match attest(&config, &pool, &roots, &store, &trust).await {
                 Ok(attested) => attested,
                 Err(e) => {
                     // A reattestable agent skipped its stored SVID above; it
@@ -96,7 +97,8 @@ impl Manager {
                         }
                         None => {
                             let (svid, reattestable, fresh) =
-                                rebootstrap::at_start(&config, &store, &trust, &roots, e).await?;
+                                rebootstrap::at_start(&config, &pool, &store, &trust, &roots, e)
+                                    .await?;
                             roots = fresh;
                             (svid, reattestable)
                         }
@@ -104,8 +106,13 @@ impl Manager {
                 }
             },
         };
-        let channel =
-            client::server_channel(&config, &roots, Some((&svid.chain, &svid.key)), &trust)?;
+        let channel = client::server_channel(
+            &config,
+            &pool,
+            &roots,
+            Some((&svid.chain, &svid.key)),
+            &trust,
+        )?;
         if let Some(file) = &cache_file {
             stored::restore_cache(rebootstrap, file, &cache, now)?;
         }
@@ -120,6 +127,7 @@ impl Manager {
             reattestable: AtomicBool::new(reattestable),
             jwt_cache: Mutex::new(HashMap::new()),
             trust,
+            pool,
             config,
             clock,
         }))

@@ -4,6 +4,8 @@
 //! - `run.rs`: the loop ([`Manager::run`](crate::manager::Manager::run)),
 //!   woken by the server's change stream or every `SYNC_INTERVAL`;
 //! - `round.rs`: one sync round, step by step;
+//! - `retry.rs`: the wait after a failed round: probes while no server
+//!   can be reached, the full backoff when one answered and failed;
 //! - `svids.rs`: the round's X509-SVIDs, asked for in chunks, keys made
 //!   on every core while the server signs;
 //! - `authorities.rs`: tainted CAs and CAs that left the bundle;
@@ -12,6 +14,7 @@
 
 pub(super) mod authorities;
 mod jwt;
+mod retry;
 mod round;
 mod run;
 mod svids;

@@ -1,6 +1,7 @@
 //! The sync loop: a round every [`SYNC_INTERVAL`], at once when the
 //! server's change stream says something changed, backing off (capped,
-//! jittered) after failures while cached SVIDs keep being served.
+//! jittered) after failures while cached SVIDs keep being served; while
+//! no server can be reached, probing for its return (`retry.rs`).
 //!
 //! After a good round the workload cache is saved
 //! ([`Manager::save_cache`]); after a failed one, expired SVIDs are dropped
@@ -9,6 +10,7 @@
 
 use std::sync::Arc;
 
+use super::retry::{probing, wait_to_retry, Waited};
 use super::round::sync_once;
 use crate::cache::Snapshot;
 use crate::client::{wait_for_change, WatchGuard};
@@ -33,19 +35,26 @@ impl Manager {
 /// Syncs until the server refuses this agent for good; returns why.
 pub(crate) async fn run(m: Arc<Manager>) -> Refused {
     let wake = Arc::new(tokio::sync::Notify::new());
-    let _watch = spawn_change_watch(&m, wake.clone());
+    let reconnect = Arc::new(tokio::sync::Notify::new());
+    let _watch = spawn_change_watch(&m, wake.clone(), reconnect.clone());
     let mut failures = 0u32;
+    let mut failed_last = false;
     loop {
         match sync_once(&m).await {
             Ok(()) => {
-                if failures > 0 {
+                if failed_last {
                     tracing::info!("sync with the server recovered");
+                    // The change stream follows at once rather than after
+                    // its own (possibly long) pause.
+                    reconnect.notify_one();
                 }
+                failed_last = false;
                 failures = 0;
                 m.save_cache();
                 wait_for_change(&wake, SYNC_INTERVAL).await;
             }
             Err(status) => {
+                failed_last = true;
                 drop_expired(&m);
                 match after_failure(&m, &status).await {
                     Next::Stop(why) => return why,
@@ -56,17 +65,42 @@ pub(crate) async fn run(m: Arc<Manager>) -> Refused {
                     Next::Retry => {}
                 }
                 let wait = backoff(failures, rand::random::<f64>() * 0.2);
-                tracing::warn!(code = ?status.code(), error = %status.message(), retry_in = ?wait, "sync with the server failed; serving cached SVIDs");
+                let probe = probing(&status, m.pool.reach());
+                if probe {
+                    tracing::warn!(code = ?status.code(), error = %status.message(), retry_in = ?wait, "cannot reach the server; serving cached SVIDs and probing for its return");
+                } else {
+                    tracing::warn!(code = ?status.code(), error = %status.message(), retry_in = ?wait, "sync with the server failed; serving cached SVIDs");
+                }
                 failures = failures.saturating_add(1);
-                tokio::time::sleep(wait).await;
+                let pool = m.pool.clone();
+                let waited = wait_to_retry(
+                    wait,
+                    probe,
+                    || {
+                        let pool = pool.clone();
+                        async move { pool.probe().await }
+                    },
+                    || rand::random::<f64>() * 0.5,
+                )
+                .await;
+                if waited == Waited::ServerBack {
+                    // The outage is over; a failure from here on starts
+                    // its own backoff.
+                    tracing::info!("a server is listening again; syncing now");
+                    failures = 0;
+                }
             }
         }
     }
 }
 
 /// Starts the task holding the server's change stream open; each message
-/// wakes the sync loop through `wake`.
-fn spawn_change_watch(m: &Arc<Manager>, wake: Arc<tokio::sync::Notify>) -> WatchGuard {
+/// wakes the sync loop through `wake`; `reconnect` has it reopen at once.
+fn spawn_change_watch(
+    m: &Arc<Manager>,
+    wake: Arc<tokio::sync::Notify>,
+    reconnect: Arc<tokio::sync::Notify>,
+) -> WatchGuard {
     let weak = Arc::downgrade(m);
     let fallback = m.channel();
     WatchGuard::spawn(
@@ -75,6 +109,7 @@ fn spawn_change_watch(m: &Arc<Manager>, wake: Arc<tokio::sync::Notify>) -> Watch
                 .map_or_else(|| fallback.clone(), |m| m.channel())
         },
         wake,
+        reconnect,
     )
 }
 
