@@ -16,7 +16,7 @@ use super::admin_client::AdminClientError;
 /// `spire.api.types.Entry`) as one line of SPIRE-style JSON, without the
 /// trailing newline.
 pub fn proto_json<M: prost::Message>(msg: &M, full_name: &str) -> Result<String, AdminClientError> {
-    let value = proto_json_with_nulls(msg, full_name)?;
+    let value = proto_json_value(msg, full_name)?;
     let mut out = Vec::new();
     write_sorted(&value, &mut out)?;
     let out = String::from_utf8(out).map_err(|e| AdminClientError::Output(e.to_string()))?;
@@ -24,16 +24,8 @@ pub fn proto_json<M: prost::Message>(msg: &M, full_name: &str) -> Result<String,
 }
 
 /// `msg` as a JSON value (proto field names, unpopulated scalars included,
-/// absent messages left out).
-pub fn proto_json_value<M: prost::Message>(
-    msg: &M,
-    full_name: &str,
-) -> Result<Value, AdminClientError> {
-    proto_json_with_nulls(msg, full_name).map(drop_nulls)
-}
-
-/// [`proto_json_value`] with the `null`s still in.
-fn proto_json_with_nulls<M: prost::Message>(
+/// absent messages as `null`, which [`write_sorted`] leaves out).
+fn proto_json_value<M: prost::Message>(
     msg: &M,
     full_name: &str,
 ) -> Result<Value, AdminClientError> {
@@ -61,25 +53,6 @@ pub fn print_proto_json<M: prost::Message>(
 ) -> Result<(), AdminClientError> {
     println!("{}", proto_json(msg, full_name)?);
     Ok(())
-}
-
-fn drop_nulls(value: Value) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k, drop_nulls(v)))
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(
-            items
-                .into_iter()
-                .filter(|v| !v.is_null())
-                .map(drop_nulls)
-                .collect(),
-        ),
-        other => other,
-    }
 }
 
 /// Compact JSON with object keys in byte order, as Go's encoder writes
