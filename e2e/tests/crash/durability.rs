@@ -157,3 +157,80 @@ fn kill_9_during_writes_loses_no_acknowledged_entry_and_tears_none() {
         "the agent did not attest with the pre-crash token"
     );
 }
+
+/// Writes the `-data` file of `count` entries under `/batch{round}/`.
+fn batch_file(dir: &std::path::Path, round: usize, count: usize) -> String {
+    let entries: Vec<serde_json::Value> = (0..count)
+        .map(|i| {
+            serde_json::json!({
+                "spiffe_id": format!("spiffe://example.org/batch{round}/w{i}"),
+                "parent_id": PARENT,
+                "selectors": [{"type": "unix", "value": format!("uid:{}", 20_000 + i)}],
+            })
+        })
+        .collect();
+    let path = dir.join(format!("batch{round}.json"));
+    let json = serde_json::json!({ "entries": entries }).to_string();
+    spinel_test_fixtures::process::write_file(&path, &json).unwrap();
+    path.display().to_string()
+}
+
+/// A batch create is one durable write: acknowledged, it survives a
+/// `kill -9` whole; killed after its write but before its flush
+/// (`datastore:entries:batch-written`), the restarted server has all of
+/// it or none of it, never a part, and the count agrees.
+#[test]
+fn kill_9_keeps_acknowledged_batches_and_never_half_a_batch() {
+    if !crate::support::crash::failpoints_compiled() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerHandle::start(ServerOptions::default()).unwrap();
+    let acked = batch_file(dir.path(), 0, 200);
+    server
+        .cli(&["entry", "create", "-data", &acked])
+        .unwrap()
+        .ok()
+        .unwrap();
+    server.kill();
+    server.start_process().unwrap();
+    assert_eq!(
+        entries(&server).len(),
+        200,
+        "an acknowledged batch is whole"
+    );
+
+    let torn = batch_file(dir.path(), 1, 300);
+    let point = "datastore:entries:batch-written";
+    let out = crate::support::crash::crash_during(
+        &mut server,
+        point,
+        &["entry", "create", "-data", &torn],
+    );
+    assert!(!out.success(), "the batch was not acknowledged");
+    let stored = entries(&server);
+    let in_batch = stored
+        .iter()
+        .filter(|e| {
+            e["spiffe_id"]["path"]
+                .as_str()
+                .unwrap()
+                .starts_with("/batch1/")
+        })
+        .count();
+    assert!(
+        in_batch == 0 || in_batch == 300,
+        "{in_batch} of 300 survived"
+    );
+    assert_eq!(stored.len(), 200 + in_batch);
+    let count = server
+        .cli(&["entry", "count"])
+        .unwrap()
+        .ok()
+        .unwrap()
+        .stdout;
+    assert!(count.contains(&stored.len().to_string()), "{count}");
+    // Sent again, the batch completes (each entry created or already there).
+    server.cli(&["entry", "create", "-data", &torn]).unwrap();
+    assert_eq!(entries(&server).len(), 500);
+}

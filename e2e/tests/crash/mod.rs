@@ -3,8 +3,8 @@
 //!
 //! - `ca.rs`: between the steps of a CA change (failpoints);
 //! - `keyfile.rs`: inside a key-file write (failpoints);
-//! - `durability.rs`: while operators write entries and join tokens
-//!   (invariant 6).
+//! - `durability.rs`: while operators write entries and join tokens, and
+//!   inside a batch create (invariant 6).
 
 mod ca;
 mod durability;

@@ -107,6 +107,26 @@ impl Filter {
         })
     }
 
+    /// Whether the filter keeps every entry, as the one SPIRE's CLI sends
+    /// without flags (`by_downstream: false` and nothing else).
+    fn keeps_all(&self) -> bool {
+        let EntryFilter {
+            spiffe_id,
+            parent_id,
+            selectors,
+            federates_with,
+            hint,
+            downstream,
+        } = &self.store;
+        spiffe_id.is_none()
+            && parent_id.is_none()
+            && selectors.is_none()
+            && federates_with.is_none()
+            && hint.is_none()
+            && downstream.is_none()
+            && self.federates_with.is_none()
+    }
+
     fn keeps(&self, e: &RegistrationEntry) -> bool {
         match &self.federates_with {
             Some((tds, behavior)) => {
@@ -285,27 +305,32 @@ impl Entry for EntryService {
             .authorize(request.extensions(), method::COUNT_ENTRIES)
             .await?;
         let req = request.into_inner();
-        let count = match req.filter.as_ref() {
-            None => self
+        let filter = match req.filter.as_ref() {
+            None => None,
+            Some(f) => Some(Filter::new(
+                &self.state.trust_domain,
+                FilterParts {
+                    by_spiffe_id: f.by_spiffe_id.as_ref(),
+                    by_parent_id: f.by_parent_id.as_ref(),
+                    by_selectors: f.by_selectors.as_ref(),
+                    by_federates_with: f.by_federates_with.as_ref(),
+                    by_hint: f.by_hint.as_ref(),
+                    by_downstream: f.by_downstream,
+                },
+            )?),
+        };
+        // Counting everything reads the store's counter; only a real filter
+        // lists (and decodes) the entries it looks at.
+        let count = match filter {
+            Some(filter) if !filter.keeps_all() => {
+                u64::try_from(self.entries(&filter).await?.len()).unwrap_or(u64::MAX)
+            }
+            _ => self
                 .state
                 .datastore
                 .count_entries()
                 .await
                 .map_err(|e| ApiError::datastore("failed to count entries", e))?,
-            Some(f) => {
-                let filter = Filter::new(
-                    &self.state.trust_domain,
-                    FilterParts {
-                        by_spiffe_id: f.by_spiffe_id.as_ref(),
-                        by_parent_id: f.by_parent_id.as_ref(),
-                        by_selectors: f.by_selectors.as_ref(),
-                        by_federates_with: f.by_federates_with.as_ref(),
-                        by_hint: f.by_hint.as_ref(),
-                        by_downstream: f.by_downstream,
-                    },
-                )?;
-                u64::try_from(self.entries(&filter).await?.len()).unwrap_or(u64::MAX)
-            }
         };
         Ok(Response::new(CountEntriesResponse {
             count: i32::try_from(count).unwrap_or(i32::MAX),

@@ -17,14 +17,15 @@ use super::admin_client::AdminClientError;
 /// trailing newline.
 pub fn proto_json<M: prost::Message>(msg: &M, full_name: &str) -> Result<String, AdminClientError> {
     let value = proto_json_value(msg, full_name)?;
-    let mut out = String::new();
+    let mut out = Vec::new();
     write_sorted(&value, &mut out)?;
-    Ok(go_html_escape(&out))
+    let out = String::from_utf8(out).map_err(|e| AdminClientError::Output(e.to_string()))?;
+    Ok(go_html_escape(out))
 }
 
 /// `msg` as a JSON value (proto field names, unpopulated scalars included,
-/// absent messages left out).
-pub fn proto_json_value<M: prost::Message>(
+/// absent messages as `null`, which [`write_sorted`] leaves out).
+fn proto_json_value<M: prost::Message>(
     msg: &M,
     full_name: &str,
 ) -> Result<Value, AdminClientError> {
@@ -42,7 +43,7 @@ pub fn proto_json_value<M: prost::Message>(
     let value = dynamic
         .serialize_with_options(serde_json::value::Serializer, &options)
         .map_err(|e| output(format!("{full_name}: {e}")))?;
-    Ok(drop_nulls(value))
+    Ok(value)
 }
 
 /// Prints `msg` as SPIRE's `-output json` does.
@@ -54,66 +55,57 @@ pub fn print_proto_json<M: prost::Message>(
     Ok(())
 }
 
-fn drop_nulls(value: Value) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k, drop_nulls(v)))
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(
-            items
-                .into_iter()
-                .filter(|v| !v.is_null())
-                .map(drop_nulls)
-                .collect(),
-        ),
-        other => other,
-    }
-}
-
-/// Compact JSON with object keys in byte order, as Go's encoder writes maps.
-fn write_sorted(value: &Value, out: &mut String) -> Result<(), AdminClientError> {
+/// Compact JSON with object keys in byte order, as Go's encoder writes
+/// maps, leaving out `null`s (in objects and arrays). Written straight into
+/// `out`: `entry show` of 100,000 entries writes millions of keys.
+fn write_sorted(value: &Value, out: &mut Vec<u8>) -> Result<(), AdminClientError> {
     match value {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&scalar(&Value::String(key.clone()))?);
-                out.push(':');
-                if let Some(v) = map.get(key) {
-                    write_sorted(v, out)?;
-                }
+            let mut fields: Vec<(&String, &Value)> =
+                map.iter().filter(|(_, v)| !v.is_null()).collect();
+            // Already in order unless serde_json keeps insertion order.
+            if !fields.is_sorted_by(|a, b| a.0 <= b.0) {
+                fields.sort_by(|a, b| a.0.cmp(b.0));
             }
-            out.push('}');
+            out.push(b'{');
+            for (i, (key, v)) in fields.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                scalar(key, out)?;
+                out.push(b':');
+                write_sorted(v, out)?;
+            }
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
+            out.push(b'[');
+            for (i, item) in items.iter().filter(|v| !v.is_null()).enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_sorted(item, out)?;
             }
-            out.push(']');
+            out.push(b']');
         }
-        other => out.push_str(&scalar(other)?),
+        other => scalar(other, out)?,
     }
     Ok(())
 }
 
-fn scalar(value: &Value) -> Result<String, AdminClientError> {
-    serde_json::to_string(value).map_err(|e| AdminClientError::Output(e.to_string()))
+fn scalar<T: serde::Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), AdminClientError> {
+    serde_json::to_writer(out, value).map_err(|e| AdminClientError::Output(e.to_string()))
 }
 
 /// Go's `json.Encoder` escapes `<`, `>`, `&`, U+2028 and U+2029; in JSON
 /// text they can only occur inside strings, so a plain replacement is exact.
-fn go_html_escape(json: &str) -> String {
+fn go_html_escape(json: String) -> String {
+    if !json.contains(['<', '>', '&', '\u{2028}', '\u{2029}']) {
+        return json;
+    }
     let mut out = String::with_capacity(json.len());
     for c in json.chars() {
         match c {

@@ -115,6 +115,7 @@ where
     Fut: Future<Output = Arc<dyn DataStore>>,
 {
     check_entry_create(fresh().await).await;
+    check_batch_create(fresh().await).await;
     check_similar_entries(fresh().await).await;
     check_entry_update(fresh().await).await;
     check_entry_delete(fresh().await).await;
@@ -158,6 +159,75 @@ async fn check_entry_create(ds: Arc<dyn DataStore>) {
     assert_eq!(existing_id(clash), "fixed");
     assert_eq!(ds.count_entries().await.unwrap(), 2);
     assert_eq!(ds.get_entry("missing").await.unwrap(), None);
+}
+
+/// `create_entries`: one outcome per entry, in order; each entry checked
+/// against the store and the entries of the same call before it; the
+/// refused ones leave the others created.
+async fn check_batch_create(ds: Arc<dyn DataStore>) {
+    let uid = ["unix:uid:1"];
+    ds.create_entry(with_id("old", entry("old", AGENT, &uid)))
+        .await
+        .unwrap();
+    let before = ds.entries_revision().await.unwrap();
+    assert!(ds.create_entries(Vec::new()).await.unwrap().is_empty());
+    let outcomes = ds
+        .create_entries(vec![
+            entry("a", AGENT, &uid),
+            // Similar to a stored entry, to an earlier one of the batch.
+            entry("old", AGENT, &uid),
+            entry("a", AGENT, &uid),
+            // An ID the store has, one the batch has.
+            with_id("old", entry("x", AGENT, &[])),
+            with_id("b", entry("b", &td("a"), &[])),
+            with_id("b", entry("y", AGENT, &[])),
+            // A cycle through two entries of this batch (a -> b -> a),
+            // its own parent, and a fine child of the batch's b.
+            entry("a", &td("b"), &["unix:uid:2"]),
+            entry("c", &td("c"), &[]),
+            entry("c", &td("b"), &[]),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(outcomes.len(), 9);
+    let created: Vec<RegistrationEntry> = [0, 4, 8]
+        .iter()
+        .map(|&i| outcomes[i].as_ref().unwrap().clone())
+        .collect();
+    let a_id = created[0].id.clone();
+    let mut outcomes = outcomes.into_iter();
+    let mut next = || outcomes.next().unwrap();
+    next().unwrap();
+    assert_eq!(existing_id(next()), "old");
+    assert_eq!(existing_id(next()), a_id);
+    assert_eq!(existing_id(next()), "old");
+    next().unwrap();
+    assert_eq!(existing_id(next()), "b");
+    assert_eq!(cycle_of(next()), [td("a"), td("b"), td("a")]);
+    assert_eq!(cycle_of(next()), [td("c"), td("c")]);
+    next().unwrap();
+
+    // What was answered is what is stored, and nothing else.
+    for e in &created {
+        assert_eq!(e.revision_number, 0);
+        assert!(e.created_at > 0);
+        assert_eq!(ds.get_entry(&e.id).await.unwrap().as_ref(), Some(e));
+    }
+    assert_eq!(ds.count_entries().await.unwrap(), 4);
+    assert_eq!(
+        listed(&ds, by_parent(&td("b"))).await,
+        [created[2].id.clone()]
+    );
+    let changed: BTreeSet<String> = ds
+        .entry_changes_since(before)
+        .await
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .collect();
+    let want: BTreeSet<String> = created.iter().map(|e| e.id.clone()).collect();
+    assert_eq!(changed, want);
+    assert!(ds.entries_revision().await.unwrap() > before);
 }
 
 async fn check_similar_entries(ds: Arc<dyn DataStore>) {

@@ -230,13 +230,13 @@ pub fn sort_entries(entries: &mut [Entry]) {
     for e in entries.iter_mut() {
         e.selectors.sort_by(|a, b| sel_key(a).cmp(&sel_key(b)));
     }
+    // Borrowed keys: a sort of 100,000 entries compares ~1.7 million times.
     entries.sort_by(|a, b| {
-        let id = |e: &Entry, parent: bool| {
+        fn id(e: &Entry, parent: bool) -> (&str, &str) {
             let id = if parent { &e.parent_id } else { &e.spiffe_id };
             id.as_ref()
-                .map(|i| (i.trust_domain.clone(), i.path.clone()))
-                .unwrap_or_default()
-        };
+                .map_or(("", ""), |i| (i.trust_domain.as_str(), i.path.as_str()))
+        }
         id(a, false)
             .cmp(&id(b, false))
             .then_with(|| id(a, true).cmp(&id(b, true)))

@@ -2,7 +2,7 @@
 //! counters; reads through an index when the filter names a parent or a
 //! SPIFFE ID.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
 
 use ::sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
@@ -30,11 +30,15 @@ fn abort(e: DataStoreError) -> ConflictableTransactionError<DataStoreError> {
     ConflictableTransactionError::Abort(e)
 }
 
-fn entry_exists(id: &[u8]) -> ConflictableTransactionError<DataStoreError> {
-    abort(DataStoreError::AlreadyExists {
+fn already_exists(id: &[u8]) -> DataStoreError {
+    DataStoreError::AlreadyExists {
         kind: "entry",
         id: String::from_utf8_lossy(id).into_owned(),
-    })
+    }
+}
+
+fn entry_exists(id: &[u8]) -> ConflictableTransactionError<DataStoreError> {
+    abort(already_exists(id))
 }
 
 fn entry_not_found(id: &str) -> ConflictableTransactionError<DataStoreError> {
@@ -92,22 +96,51 @@ impl EntryTx<'_> {
         Ok(())
     }
 
-    /// Bumps the revision counter, files entry `id` in the change log under
-    /// the new revision, and moves the entry count by `added`.
-    fn bump(&self, id: &str, added: i64) -> TxResult<()> {
+    /// Bumps the revision counter once per ID of `ids`, files each entry in
+    /// the change log under its own new revision (in order), and moves the
+    /// entry count by `added`.
+    fn bump<'i>(&self, ids: impl IntoIterator<Item = &'i str>, added: i64) -> TxResult<()> {
         let read = |key: &[u8]| -> TxResult<u64> {
             let bytes = self.meta.get(key)?;
             decode_u64(META, key, bytes.as_deref()).map_err(abort)
         };
-        let revision = read(ENTRIES_REVISION_KEY)?.saturating_add(1);
+        let mut revision = read(ENTRIES_REVISION_KEY)?;
+        for id in ids {
+            revision = revision.saturating_add(1);
+            self.changes
+                .insert(&encode_u64(revision)[..], id.as_bytes())?;
+        }
         let count = read(ENTRIES_COUNT_KEY)?.saturating_add_signed(added);
         self.meta
             .insert(ENTRIES_REVISION_KEY, &encode_u64(revision)[..])?;
         self.meta
             .insert(ENTRIES_COUNT_KEY, &encode_u64(count)[..])?;
-        self.changes
-            .insert(&encode_u64(revision)[..], id.as_bytes())?;
         Ok(())
+    }
+}
+
+/// The entries of one create call accepted so far: the checks of its later
+/// entries must see them, and the store does not hold them yet.
+#[derive(Default)]
+struct Accepted {
+    /// In call order, each with its `similar_key`.
+    entries: Vec<(RegistrationEntry, Vec<u8>)>,
+    ids: HashSet<String>,
+    /// similar key -> entry ID.
+    similar: HashMap<Vec<u8>, String>,
+    /// SPIFFE ID -> (entry ID, parent ID), as `Trees::parents_of`.
+    parents: HashMap<String, Vec<(String, String)>>,
+}
+
+impl Accepted {
+    fn push(&mut self, entry: RegistrationEntry, similar: Vec<u8>) {
+        self.ids.insert(entry.id.clone());
+        self.similar.insert(similar.clone(), entry.id.clone());
+        self.parents
+            .entry(entry.spiffe_id.clone())
+            .or_default()
+            .push((entry.id.clone(), entry.parent_id.clone()));
+        self.entries.push((entry, similar));
     }
 }
 
@@ -164,11 +197,67 @@ impl Trees {
 
     pub(super) fn create_entry(
         &self,
-        mut entry: RegistrationEntry,
+        entry: RegistrationEntry,
         now: i64,
     ) -> Result<RegistrationEntry> {
+        self.create_entries(vec![entry], now)?
+            .pop()
+            .unwrap_or_else(|| Err(backend("creating an entry", "no outcome")))
+    }
+
+    /// Creates `entries` in order, each checked as a lone create would be
+    /// against the store and the entries of the call accepted before it
+    /// (a later entry similar to an earlier one is `AlreadyExists`, a
+    /// cycle may close inside the call). The accepted entries are written
+    /// in one transaction, each with its own revision in the change log:
+    /// a crash leaves all of them or none. The outer `Err` (the write
+    /// failed) means none was created.
+    ///
+    /// The checks read the store outside the transaction (sled's
+    /// transactions cannot scan, and hold sled's global lock while they
+    /// run). That is safe under `entry_writes`: every write that adds an
+    /// entry or an index row holds it, and a delete in between only
+    /// removes what a check may have relied on to refuse an entry.
+    pub(super) fn create_entries(
+        &self,
+        entries: Vec<RegistrationEntry>,
+        now: i64,
+    ) -> Result<Vec<Result<RegistrationEntry>>> {
         let _serialized = self.lock_entry_writes();
-        check_parent_cycle(&entry, |id| self.parents_of(id))?;
+        let mut accepted = Accepted::default();
+        let outcomes: Vec<Result<RegistrationEntry>> = entries
+            .into_iter()
+            .map(|entry| self.admit(entry, now, &mut accepted))
+            .collect();
+        if accepted.entries.is_empty() {
+            return Ok(outcomes);
+        }
+        let added = i64::try_from(accepted.entries.len()).unwrap_or(i64::MAX);
+        self.entry_tx(|tx| {
+            for (entry, similar) in &accepted.entries {
+                tx.put(entry, similar)?;
+            }
+            tx.bump(accepted.entries.iter().map(|(e, _)| e.id.as_str()), added)
+        })?;
+        self.prune_changes()?;
+        Ok(outcomes)
+    }
+
+    /// Checks one entry of a create call and, when it passes, completes it
+    /// (ID, `created_at`, revision 0) and adds it to `accepted`.
+    fn admit(
+        &self,
+        mut entry: RegistrationEntry,
+        now: i64,
+        accepted: &mut Accepted,
+    ) -> Result<RegistrationEntry> {
+        check_parent_cycle(&entry, |id| {
+            let mut found = self.parents_of(id)?;
+            if let Some(more) = accepted.parents.get(id) {
+                found.extend(more.iter().cloned());
+            }
+            Ok(found)
+        })?;
         if entry.id.is_empty() {
             entry.id = uuid::Uuid::new_v4().to_string();
         }
@@ -177,15 +266,22 @@ impl Trees {
         }
         entry.revision_number = 0;
         let similar = similar_key(&entry);
-        self.entry_tx(|tx| {
-            tx.check_similar(&entry, &similar)?;
-            if tx.entries.get(entry.id.as_bytes())?.is_some() {
-                return Err(entry_exists(entry.id.as_bytes()));
-            }
-            tx.put(&entry, &similar)?;
-            tx.bump(&entry.id, 1)
-        })?;
-        self.prune_changes()?;
+        if let Some(other) = accepted.similar.get(&similar) {
+            return Err(already_exists(other.as_bytes()));
+        }
+        let read = |e| backend("reading entries", e);
+        if let Some(other) = self.similar.get(&similar).map_err(read)? {
+            return Err(already_exists(&other));
+        }
+        if accepted.ids.contains(&entry.id)
+            || self
+                .entries
+                .contains_key(entry.id.as_bytes())
+                .map_err(read)?
+        {
+            return Err(already_exists(entry.id.as_bytes()));
+        }
+        accepted.push(entry.clone(), similar);
         Ok(entry)
     }
 
@@ -203,7 +299,7 @@ impl Trees {
             tx.check_similar(&next, &similar)?;
             tx.unindex(&old)?;
             tx.put(&next, &similar)?;
-            tx.bump(&next.id, 0)?;
+            tx.bump([next.id.as_str()], 0)?;
             Ok(next)
         })
         .and_then(|next| self.prune_changes().map(|()| next))
@@ -214,7 +310,7 @@ impl Trees {
             let old = tx.existing(id)?;
             tx.entries.remove(id.as_bytes())?;
             tx.unindex(&old)?;
-            tx.bump(id, -1)?;
+            tx.bump([id], -1)?;
             Ok(old)
         })
         .and_then(|old| self.prune_changes().map(|()| old))

@@ -24,8 +24,10 @@
 //! writes cannot together close a cycle.
 //!
 //! An entry, its index rows and the counters change in one sled transaction,
-//! so a crash never leaves them out of step, and every write is flushed to
-//! disk (fsync) before the call returns (invariant 6). A join token is taken
+//! so a crash never leaves them out of step; a batch create is one
+//! transaction for all its entries, so a crash leaves all of them or none.
+//! Every write is flushed to disk (fsync) before the call returns
+//! (invariant 6). A join token is taken
 //! with one atomic `remove` (invariant 7). A record that does not decode is
 //! a [`Corrupt`](super::DataStoreError::Corrupt) error naming tree and key
 //! (never the key of a join token, which is the secret), not a panic.
@@ -169,10 +171,9 @@ impl DataStore for SledDataStore {
         let trees = self.trees.clone();
         let now = self.clock.unix_seconds();
         let outcomes = blocking(move || {
-            Ok(entries
-                .into_iter()
-                .map(|entry| trees.create_entry(entry, now))
-                .collect::<Vec<_>>())
+            let outcomes = trees.create_entries(entries, now)?;
+            spinel_spiffe::failpoint::hit("datastore:entries:batch-written");
+            Ok(outcomes)
         })
         .await?;
         // One flush for the batch: sled's flush makes every write before it
