@@ -256,8 +256,8 @@ pub fn run(mut flags: Flags) -> Result<()> {
                 polled.map_err(|e| format!("{e:#}")),
             ));
         }
-        for (i, (name, label)) in case.results.iter().enumerate() {
-            let what = if i == 0 { case.what } else { "" };
+        let mut what = case.what;
+        for (name, label) in case.results {
             for (suffix, spire) in &spires {
                 let ours = cell(&spinel, name);
                 let theirs = cell(spire, name);
@@ -268,6 +268,7 @@ pub fn run(mut flags: Flags) -> Result<()> {
                     (None, None) => ("failed".into(), "failed".into(), "-".into()),
                 };
                 table.push(format!("| {what} | {label}{suffix} | {a} | {b} | {r} |"));
+                what = "";
             }
         }
         for (suffix, outcome) in std::iter::once((String::new(), &spinel))
