@@ -5,6 +5,8 @@
 //! - [`spinel`]: a whole local trust domain made of real processes: a
 //!   `spinel-server` with a temporary data dir and config, agents attested
 //!   with join tokens, and the CLI driven as an operator would.
+//! - [`spire`]: the same for SPIRE 1.13.3's `spire-server` and
+//!   `spire-agent` (interop tests, side-by-side benchmarks).
 //! - [`grpc_raw`]: a gRPC client written frame by frame, to send the
 //!   `:authority` values (or none) that other languages' gRPC stacks send.
 //! - [`cgroup`]: real pod-shaped cgroups (cgroup v1 cgroupfs, v2 systemd)
@@ -25,6 +27,7 @@ pub mod manifests;
 pub mod process;
 pub mod raw_agent;
 pub mod spinel;
+pub mod spire;
 pub mod x509;
 
 pub use process::{bin_path, Process};

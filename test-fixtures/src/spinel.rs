@@ -301,17 +301,12 @@ plugins {{
         entries: &[serde_json::Value],
         per_file: usize,
     ) -> Result<()> {
-        let dir = tempfile::tempdir_in("/tmp")?;
-        for (n, chunk) in entries.chunks(per_file.max(1)).enumerate() {
-            let path = dir.path().join(format!("entries-{n}.json"));
-            write_file(&path, &serde_json::json!({ "entries": chunk }).to_string())?;
-            let path = path.to_str().context("temporary path is not UTF-8")?;
-            let out = self.cli(&["entry", "create", "-data", path])?;
-            if !out.success() {
-                bail!("entry create -data {path} failed:\n{}", out.stderr);
-            }
-        }
-        Ok(())
+        create_entries_from_data(
+            &bin_path("spinel-server"),
+            &self.socket_path,
+            entries,
+            per_file,
+        )
     }
 
     /// The trust bundle as PEM (`bundle show -format pem`).
@@ -321,6 +316,28 @@ plugins {{
             .ok()?
             .stdout)
     }
+}
+
+/// `<cli> entry create -data FILE -socketPath <socket>` (SPIRE's or
+/// Spinel's CLI) with `entries`, `per_file` per file; fails on the first
+/// file the CLI refuses, with its output.
+pub fn create_entries_from_data(
+    cli: &Path,
+    socket: &Path,
+    entries: &[serde_json::Value],
+    per_file: usize,
+) -> Result<()> {
+    let dir = tempfile::tempdir_in("/tmp")?;
+    for (n, chunk) in entries.chunks(per_file.max(1)).enumerate() {
+        let path = dir.path().join(format!("entries-{n}.json"));
+        write_file(&path, &serde_json::json!({ "entries": chunk }).to_string())?;
+        let path = path.to_str().context("temporary path is not UTF-8")?;
+        let out = run_cli_at(cli, socket, &["entry", "create", "-data", path])?;
+        if !out.success() {
+            bail!("entry create -data {path} failed:\n{}", out.stderr);
+        }
+    }
+    Ok(())
 }
 
 /// The token in the output of `token generate` (SPIRE's and Spinel's):

@@ -5,7 +5,7 @@
 
 use crate::support::{AgentHandle, AgentOptions, ServerHandle, ServerOptions};
 
-use super::{assert_svid, my_uid_selector, pem_certs, spire, SpireAgent};
+use super::{assert_svid, my_uid_selector, pem_certs, spire, SpireAgent, WorkloadCli};
 
 const SPIRE_NODE: &str = "spiffe://example.org/mixed/spire-node";
 const SPINEL_NODE: &str = "spiffe://example.org/mixed/spinel-node";

@@ -10,8 +10,11 @@
 //! | `cli.rs` | `spire-server` CLI (entry, token, bundle, agent) on Spinel's admin socket |
 //! | `mixed.rs` | one trust domain served by both agent kinds at once |
 //! | `sample_configs.rs` | SPIRE's own `conf/server/server.conf` and `conf/agent/agent.conf` start Spinel or fail naming the key or plugin |
-//! | `harness.rs` | SPIRE processes: configs, free ports, temp dirs, kill on drop, logs on failure |
 //! | `workload.rs` | SPIRE's Workload API CLI (`spire-agent api fetch/validate`), the tests' workload |
+//!
+//! The SPIRE processes (configs, free ports, temp dirs, kill on drop, logs
+//! on failure) are `spinel_test_fixtures::spire`'s, shared with
+//! `spinel-bench`.
 //!
 //! Without a SPIRE build these tests pass with a message naming
 //! `interop/spire/build`; with `SPINEL_INTEROP_REQUIRED=1` (CI) a missing
@@ -20,7 +23,6 @@
 //! registered by `unix:uid`.
 
 mod cli;
-mod harness;
 mod mixed;
 mod sample_configs;
 mod spinel_agent;
@@ -33,11 +35,8 @@ use spinel_test_fixtures::process::my_uid;
 use x509_parser::pem::Pem;
 use x509_parser::prelude::{FromDer, GeneralName, ParsedExtension, X509Certificate};
 
-pub use harness::{Spire, SpireAgent, SpireServer};
-pub use workload::FetchedX509;
-
-/// The trust domain of every test here.
-pub const TD: &str = "example.org";
+pub use spinel_test_fixtures::spire::{Spire, SpireAgent, SpireServer};
+pub use workload::{FetchedX509, WorkloadCli};
 
 /// Where `interop/spire/build` (and `interop/build`) put the binaries.
 pub fn spire_out() -> PathBuf {

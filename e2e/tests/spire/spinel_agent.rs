@@ -8,7 +8,7 @@ use spinel_test_fixtures::spinel::READY_TIMEOUT;
 
 use crate::support::{AgentHandle, AgentOptions};
 
-use super::{assert_svid, my_uid_selector, pem_certs, spire, SpireServer};
+use super::{assert_svid, my_uid_selector, pem_certs, spire, SpireServer, WorkloadCli};
 
 const NODE: &str = "spiffe://example.org/spinel-node";
 const WORKLOAD: &str = "spiffe://example.org/spinel-workload";

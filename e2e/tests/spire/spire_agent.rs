@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::support::{ServerHandle, ServerOptions};
 
-use super::{assert_svid, my_uid_selector, pem_certs, spire, SpireAgent};
+use super::{assert_svid, my_uid_selector, pem_certs, spire, SpireAgent, WorkloadCli};
 
 const NODE: &str = "spiffe://example.org/spire-node";
 const WORKLOAD: &str = "spiffe://example.org/spire-workload";

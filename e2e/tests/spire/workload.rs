@@ -36,11 +36,24 @@ impl FetchedX509 {
     }
 }
 
-impl Spire {
+/// SPIRE's Workload API CLI, run from the SPIRE build (a trait: [`Spire`]
+/// is `spinel_test_fixtures`'s).
+pub trait WorkloadCli {
+    /// `api fetch x509` retried until it gets an SVID for `id`.
+    fn wait_x509(&self, socket: &Path, id: &str) -> Result<FetchedX509>;
+    /// `api fetch x509 -write DIR`, parsed back.
+    fn fetch_x509(&self, socket: &Path) -> Result<FetchedX509>;
+    /// `api fetch jwt -audience AUDIENCE`: the SPIFFE ID and the token.
+    fn fetch_jwt(&self, socket: &Path, audience: &str) -> Result<(String, String)>;
+    /// `api validate jwt -audience AUDIENCE -svid TOKEN`.
+    fn validate_jwt(&self, socket: &Path, audience: &str, token: &str) -> Result<CliOutput>;
+}
+
+impl WorkloadCli for Spire {
     /// `spire-agent api fetch x509 -socketPath <socket> -write <temp dir>`,
     /// retried until it succeeds with an SVID for `id` (entries reach an
     /// agent within its sync interval).
-    pub fn wait_x509(&self, socket: &Path, id: &str) -> Result<FetchedX509> {
+    fn wait_x509(&self, socket: &Path, id: &str) -> Result<FetchedX509> {
         let mut last = String::new();
         let got = poll(
             READY_TIMEOUT,
@@ -61,7 +74,7 @@ impl Spire {
     }
 
     /// One `spire-agent api fetch x509` call, writing into a temp dir.
-    pub fn fetch_x509(&self, socket: &Path) -> Result<FetchedX509> {
+    fn fetch_x509(&self, socket: &Path) -> Result<FetchedX509> {
         let dir = tempfile::Builder::new()
             .prefix("spire-fetch")
             .tempdir_in("/tmp")?;
@@ -93,7 +106,7 @@ impl Spire {
 
     /// `spire-agent api fetch jwt -audience <aud>`: the (SPIFFE ID, token)
     /// of the first JWT-SVID.
-    pub fn fetch_jwt(&self, socket: &Path, audience: &str) -> Result<(String, String)> {
+    fn fetch_jwt(&self, socket: &Path, audience: &str) -> Result<(String, String)> {
         let socket = socket.display().to_string();
         let out = run_cli(
             &self.agent,
@@ -123,7 +136,7 @@ impl Spire {
     }
 
     /// `spire-agent api validate jwt -audience <aud> -svid <token>`.
-    pub fn validate_jwt(&self, socket: &Path, audience: &str, token: &str) -> Result<CliOutput> {
+    fn validate_jwt(&self, socket: &Path, audience: &str, token: &str) -> Result<CliOutput> {
         let socket = socket.display().to_string();
         run_cli(
             &self.agent,

@@ -37,6 +37,11 @@ impl Flags {
         Ok(n)
     }
 
+    /// The text given as `--name`, or `default`.
+    pub fn text(&mut self, name: &str, default: &str) -> String {
+        self.0.remove(name).unwrap_or_else(|| default.to_owned())
+    }
+
     /// Fails on any flag no one read.
     pub fn done(self) -> Result<()> {
         if let Some(name) = self.0.keys().next() {

@@ -9,18 +9,12 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use spinel_test_fixtures::process::write_file;
-use spinel_test_fixtures::{ServerHandle, ServerOptions};
 
 use crate::args::Flags;
+use crate::stats::{result, Better};
+use crate::system::{Server, System};
 
 const PARENT: &str = "spiffe://example.org/spire/agent/join_token/bench";
-
-fn server() -> Result<ServerHandle> {
-    ServerHandle::start(ServerOptions {
-        key_manager: "memory".into(),
-        ..Default::default()
-    })
-}
 
 /// Writes the `-data` file of entries `first..first + count`.
 fn entries_file(path: &Path, first: usize, count: usize) -> Result<()> {
@@ -43,7 +37,7 @@ fn entries_file(path: &Path, first: usize, count: usize) -> Result<()> {
 /// Creates `total` entries (parented by an agent no benchmark starts) in
 /// files of `batch`; returns the seconds spent
 /// in `entry create` (files are written before the clock starts).
-pub fn create_all(server: &ServerHandle, total: usize, batch: usize) -> Result<f64> {
+pub fn create_all(server: &Server, total: usize, batch: usize) -> Result<f64> {
     let dir = tempfile::tempdir_in("/tmp")?;
     let mut files = Vec::new();
     let mut first = 0;
@@ -69,12 +63,19 @@ pub fn create_all(server: &ServerHandle, total: usize, batch: usize) -> Result<f
 pub fn create(mut flags: Flags) -> Result<()> {
     let total = flags.number("entries", 100_000, 1)?;
     let batch = flags.number("batch", 1_000, 1)?;
+    let system = System::from_flags(&mut flags)?;
     flags.done()?;
-    let server = server()?;
+    let server = system.server()?;
     let secs = create_all(&server, total, batch)?;
     println!(
         "entry-create: {total} entries in batches of {batch}: {secs:.2} s, {:.0} entries/s",
         total as f64 / secs
+    );
+    result(
+        "entries_per_s",
+        total as f64 / secs,
+        "entries/s",
+        Better::Higher,
     );
     Ok(())
 }
@@ -82,8 +83,9 @@ pub fn create(mut flags: Flags) -> Result<()> {
 /// `entry-show --entries N`: the time `entry show` takes to list them all.
 pub fn show(mut flags: Flags) -> Result<()> {
     let total = flags.number("entries", 100_000, 1)?;
+    let system = System::from_flags(&mut flags)?;
     flags.done()?;
-    let server = server()?;
+    let server = system.server()?;
     create_all(&server, total, 1_000)?;
     let start = Instant::now();
     let out = server.cli(&["entry", "show", "-output", "json"])?;
@@ -98,5 +100,6 @@ pub fn show(mut flags: Flags) -> Result<()> {
         bail!("entry show listed {count} entries, expected {total}");
     }
     println!("entry-show: {total} entries listed in {secs:.2} s");
+    result("seconds", secs, "s", Better::Lower);
     Ok(())
 }

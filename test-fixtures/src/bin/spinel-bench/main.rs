@@ -21,17 +21,25 @@
 //! | `jwt-new-audience` | FetchJWTSVID with an audience not minted before (one server round trip) |
 //! | `streams-rss`, `streams-latency` | the agent's RSS over cycles of many open `FetchX509SVID` streams; fetch latency and agent CPU per fetch while they are open |
 //! | `issuance` / `jwt-fetch` | X509-SVIDs for N entries of one agent, end to end; FetchJWTSVID for a caller with N identities |
+//! | `compare` | the rows above against Spinel and SPIRE 1.13.3 in one run, one table with the ratios |
+//!
+//! Every row but `ceiling` and `compare` takes `--impl spinel|spire`
+//! (default `spinel`) and, for SPIRE, `--spire-poll MS`: the same row
+//! against SPIRE's `spire-server` and `spire-agent` (see `system.rs` for
+//! the settings of both sides).
 //!
 //! Loopback only; every loop is bounded.
 #![allow(clippy::disallowed_methods)] // wall-clock timing is the point here
 
 mod args;
 mod ceiling;
+mod compare;
 mod entries;
 mod issuance;
 mod propagation;
 mod stats;
 mod streams;
+mod system;
 
 use anyhow::{bail, Result};
 
@@ -42,14 +50,19 @@ rows:
   entry-show   --entries N                 entry show of N entries
   propagation  --agents N --rounds R --entries E
                                            entry create -> workload stream, E other entries
-  cold-start   --runs R                    agent start -> first X509-SVID
+  cold-start   --runs R [--settle SECS]    agent start -> first X509-SVID
   jwt-new-audience --requests N            FetchJWTSVID, new audience each
   streams-rss --entries N --matching M --streams S --cycles C --settle SECS
                                            agent RSS over cycles of S open streams
   streams-latency --entries N --matching M --streams S --clients C --rate R --seconds T
                                            FetchX509SVID latency, agent CPU per call
-  issuance --entries N                    X509-SVIDs for N entries, end to end
-  jwt-fetch --identities N --rounds R      FetchJWTSVID for a caller with N identities";
+  issuance --entries N [--from create|agent-start] [--settle SECS]
+                                           X509-SVIDs for N entries, end to end
+  jwt-fetch --identities N --rounds R      FetchJWTSVID for a caller with N identities
+  compare [--only ROW,ROW]                 the rows against Spinel and SPIRE, one table
+every row but ceiling and compare also takes:
+  --impl spinel|spire                      the system under test (default spinel)
+  --spire-poll MS                          SPIRE's server cache reload and agent sync interval";
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -69,6 +82,7 @@ async fn main() -> Result<()> {
         "streams-rss" => streams::rss(flags).await,
         "streams-latency" => streams::latency(flags).await,
         "issuance" | "jwt-fetch" => issuance::run(&row, flags).await,
+        "compare" => tokio::task::block_in_place(|| compare::run(flags)),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())

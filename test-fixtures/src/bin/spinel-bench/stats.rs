@@ -49,3 +49,20 @@ impl Latencies {
         )
     }
 }
+
+/// Whether a smaller or a larger value of a result is better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Better {
+    Lower,
+    Higher,
+}
+
+/// Prints a machine-readable result line, `result: NAME VALUE UNIT
+/// lower|higher` (what `compare` reads from each row it runs).
+pub fn result(name: &str, value: f64, unit: &str, better: Better) {
+    let better = match better {
+        Better::Lower => "lower",
+        Better::Higher => "higher",
+    };
+    println!("result: {name} {value} {unit} {better}");
+}

@@ -17,12 +17,12 @@ use anyhow::{bail, Context, Result};
 use spinel_proto::workload::spiffe_workload_api_client::SpiffeWorkloadApiClient;
 use spinel_proto::workload::{X509svidRequest, X509svidResponse};
 use spinel_test_fixtures::process::my_uid;
-use spinel_test_fixtures::{AgentHandle, AgentOptions, ServerHandle, ServerOptions};
 use tonic::transport::{Channel, Endpoint};
 use tonic::Streaming;
 
 use crate::args::Flags;
-use crate::stats::Latencies;
+use crate::stats::{result, Better, Latencies};
+use crate::system::{Agent, Server, System};
 
 const ALIAS: &str = "spiffe://example.org/bench-node";
 
@@ -32,20 +32,17 @@ const NOBODYS_UID: u32 = 3_999_999;
 type Client = SpiffeWorkloadApiClient<Channel>;
 
 struct Setup {
-    _server: ServerHandle,
-    agent: AgentHandle,
+    _server: Server,
+    agent: Agent,
     pid: u32,
 }
 
 impl Setup {
-    fn start(entries: usize, matching: usize) -> Result<Setup> {
+    fn start(system: &System, entries: usize, matching: usize) -> Result<Setup> {
         if matching > entries {
             bail!("--matching {matching} is more than --entries {entries}");
         }
-        let server = ServerHandle::start(ServerOptions {
-            key_manager: "memory".into(),
-            ..Default::default()
-        })?;
+        let server = system.server()?;
         let uid = my_uid();
         let list: Vec<serde_json::Value> = (0..entries)
             .map(|i| {
@@ -59,20 +56,9 @@ impl Setup {
             })
             .collect();
         server.create_entries_from_data(&list, 1_000)?;
-        let token = server.generate_token(Some(ALIAS))?;
-        let agent = AgentHandle::start(
-            &server,
-            AgentOptions {
-                join_token: Some(token),
-                key_manager: Some("memory".into()),
-                ..Default::default()
-            },
-        )?;
-        let pid = agent
-            .process
-            .as_ref()
-            .and_then(|p| p.pid())
-            .context("the agent has no pid")?;
+        let token = server.generate_token(ALIAS)?;
+        let agent = system.agent(&server, &token)?;
+        let pid = agent.pid().context("the agent has no pid")?;
         Ok(Setup {
             _server: server,
             agent,
@@ -85,7 +71,7 @@ impl Setup {
     async fn wait_served(&self, matching: usize) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            let got = match connect(&self.agent.socket_path).await {
+            let got = match connect(self.agent.socket_path()).await {
                 Ok(mut client) => first(&mut client).await.map(|(r, _)| r.svids.len()),
                 Err(e) => Err(e),
             };
@@ -192,10 +178,11 @@ pub async fn rss(mut flags: Flags) -> Result<()> {
     let streams = flags.number("streams", 500, 1)?;
     let cycles = flags.number("cycles", 10, 1)?;
     let settle = flags.number("settle", 12, 0)?;
+    let system = System::from_flags(&mut flags)?;
     flags.done()?;
-    let setup = tokio::task::block_in_place(|| Setup::start(entries, matching))?;
+    let setup = tokio::task::block_in_place(|| Setup::start(&system, entries, matching))?;
     setup.wait_served(matching).await?;
-    let socket = setup.agent.socket_path.clone();
+    let socket = setup.agent.socket_path().to_owned();
     let start = rss_mib(setup.pid)?;
     println!(
         "streams-rss: {entries} SVIDs, {matching} per stream, {streams} streams, {cycles} cycles; \
@@ -217,6 +204,9 @@ pub async fn rss(mut flags: Flags) -> Result<()> {
         "streams-rss: open peak {peak:.1} MiB, after the last close {last_closed:.1} MiB \
          (before {start:.1} MiB)"
     );
+    result("idle_mib", start, "MiB", Better::Lower);
+    result("open_peak_mib", peak, "MiB", Better::Lower);
+    result("after_close_mib", last_closed, "MiB", Better::Lower);
     Ok(())
 }
 
@@ -231,10 +221,11 @@ pub async fn latency(mut flags: Flags) -> Result<()> {
     let clients = flags.number("clients", 100, 1)?;
     let rate = flags.number("rate", 20, 1)?;
     let seconds = flags.number("seconds", 10, 1)?;
+    let system = System::from_flags(&mut flags)?;
     flags.done()?;
-    let setup = tokio::task::block_in_place(|| Setup::start(entries, matching))?;
+    let setup = tokio::task::block_in_place(|| Setup::start(&system, entries, matching))?;
     setup.wait_served(matching).await?;
-    let socket = setup.agent.socket_path.clone();
+    let socket = setup.agent.socket_path().to_owned();
     let _open = open_streams(&socket, streams).await?;
     let mut connected = Vec::with_capacity(clients);
     for _ in 0..clients {
@@ -282,6 +273,20 @@ pub async fn latency(mut flags: Flags) -> Result<()> {
     println!(
         "  agent CPU {cpu:.2} s: {:.1} us per call",
         cpu * 1e6 / times.len() as f64
+    );
+    result("p50_ms", times.ms(0.5), "ms", Better::Lower);
+    result("p99_ms", times.ms(0.99), "ms", Better::Lower);
+    result(
+        "cpu_us_per_call",
+        cpu * 1e6 / times.len() as f64,
+        "us",
+        Better::Lower,
+    );
+    result(
+        "calls_per_s",
+        times.len() as f64 / elapsed,
+        "calls/s",
+        Better::Higher,
     );
     Ok(())
 }

@@ -1,21 +1,25 @@
-//! Real `spire-server` and `spire-agent` processes for the interop tests:
-//! a config in a temporary directory under /tmp, a free TCP port (SPIRE
+//! Real `spire-server` and `spire-agent` processes (SPIRE 1.13.3, built by
+//! `interop/spire/build` into `interop/out/spire/`), for the interop tests
+//! in `e2e/tests/spire/` and the side-by-side rows of `spinel-bench`: a
+//! config in a temporary directory under /tmp, a free TCP port (SPIRE
 //! cannot bind port 0 and report it), readiness by SPIRE's own
 //! `healthcheck` command, SIGKILL on drop and the log printed when a test
-//! fails (`spinel_test_fixtures::Process`). Starting, health and the CLI
-//! are `spinel_test_fixtures::spinel`'s, shared with Spinel's processes;
-//! what is SPIRE's is the config and the binaries' version check.
+//! fails ([`Process`]). Starting, health and the CLI are [`crate::spinel`]'s,
+//! shared with Spinel's processes; what is SPIRE's is the config and the
+//! binaries' version check.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use spinel_test_fixtures::process::{free_port, poll, write_file, Process};
-use spinel_test_fixtures::spinel::{self, entry_id_of, run_cli};
-use spinel_test_fixtures::{CliOutput, ServerEndpoint};
 use tempfile::TempDir;
 
-use super::TD;
+use crate::process::{free_port, poll, write_file, Process};
+use crate::spinel::{self, entry_id_of, run_cli};
+use crate::{CliOutput, ServerEndpoint};
+
+/// The trust domain of every SPIRE server started here.
+pub const TD: &str = "example.org";
 
 /// The SPIRE version `interop/spire/go.mod` pins.
 pub const SPIRE_VERSION: &str = "1.13.3";
@@ -35,6 +39,17 @@ impl Spire {
         Spire {
             server: dir.join("spire-server"),
             agent: dir.join("spire-agent"),
+        }
+    }
+
+    /// The binaries in `SPIRE_BIN_DIR`, or else where `interop/spire/build`
+    /// puts them (`interop/out/spire/` of this repository).
+    pub fn built() -> Self {
+        match std::env::var_os("SPIRE_BIN_DIR") {
+            Some(dir) => Self::in_dir(Path::new(&dir)),
+            None => {
+                Self::in_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../interop/out/spire"))
+            }
         }
     }
 
@@ -168,19 +183,36 @@ plugins {{
         })
     }
 
+    /// `entry create -data FILE` with `entries` (entries-file JSON
+    /// objects), `per_file` per file; fails on the first file refused.
+    pub fn create_entries_from_data(
+        &self,
+        entries: &[serde_json::Value],
+        per_file: usize,
+    ) -> Result<()> {
+        spinel::create_entries_from_data(&self.spire.server, &self.socket_path, entries, per_file)
+    }
+
+    /// The server's process ID.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         self.process.log()
     }
 }
 
-/// A running `spire-agent` (join_token, memory key manager, unix workload
-/// attestor) in its own temporary directory.
+/// A `spire-agent` (join_token, memory key manager, unix workload
+/// attestor) in its own temporary directory; running once started.
 #[derive(Debug)]
 pub struct SpireAgent {
     /// The Workload API socket.
     pub socket_path: PathBuf,
-    process: Process,
+    binary: PathBuf,
+    /// `None` until started.
+    process: Option<Process>,
     _dir: TempDir,
 }
 
@@ -188,6 +220,39 @@ impl SpireAgent {
     /// Starts an agent attesting to `server` with `join_token` and waits
     /// until its Workload API is up (which is after attestation).
     pub fn start(spire: &Spire, server: &ServerEndpoint, join_token: &str) -> Result<Self> {
+        Self::start_with(spire, server, join_token, "")
+    }
+
+    /// [`SpireAgent::start`] with `agent_extra` lines inside `agent { ... }`.
+    pub fn start_with(
+        spire: &Spire,
+        server: &ServerEndpoint,
+        join_token: &str,
+        agent_extra: &str,
+    ) -> Result<Self> {
+        let mut agent = Self::configure(spire, server, join_token, agent_extra)?;
+        agent.start_process()?;
+        Ok(agent)
+    }
+
+    /// Starts the configured agent and waits until its Workload API is up.
+    pub fn start_process(&mut self) -> Result<()> {
+        self.process = Some(run_until_healthy(
+            &self.binary,
+            self._dir.path(),
+            &self.socket_path,
+        )?);
+        Ok(())
+    }
+
+    /// Writes the config and directory of an agent without starting it
+    /// ([`SpireAgent::spawn`] starts it).
+    pub fn configure(
+        spire: &Spire,
+        server: &ServerEndpoint,
+        join_token: &str,
+        agent_extra: &str,
+    ) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("spire-agt")
             .tempdir_in("/tmp")?;
@@ -205,6 +270,7 @@ impl SpireAgent {
     trust_bundle_path = "{bundle}"
     trust_domain = "{td}"
     join_token = "{join_token}"
+{agent_extra}
 }}
 
 plugins {{
@@ -226,30 +292,68 @@ plugins {{
             td = server.trust_domain,
         );
         write_file(&root.join("conf"), &config)?;
-        let process = run_until_healthy(&spire.agent, root, &socket_path)?;
         Ok(SpireAgent {
             socket_path,
-            process,
+            binary: spire.agent.clone(),
+            process: None,
             _dir: dir,
         })
     }
 
+    /// Starts the configured agent without waiting for anything (the
+    /// caller polls its socket).
+    pub fn spawn(&mut self) -> Result<()> {
+        let root = self._dir.path();
+        let config = root.join("conf").display().to_string();
+        self.process = Some(Process::spawn(
+            &self.binary,
+            &["run", "-config", &config],
+            &[],
+            &root.join("log"),
+        )?);
+        Ok(())
+    }
+
+    fn process(&mut self) -> Result<&mut Process> {
+        self.process.as_mut().context("spire-agent is not started")
+    }
+
     /// Waits until the agent logs `needle`.
     pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> Result<()> {
-        self.process.wait_for_log(needle, timeout)
+        self.process()?.wait_for_log(needle, timeout)
     }
 
     /// Waits until the agent process exits by itself.
     pub fn wait_exit(&mut self, timeout: Duration) -> Result<()> {
-        let process = &mut self.process;
+        let process = self.process()?;
         poll(timeout, "spire-agent to exit", || {
             Ok((!process.is_running()).then_some(()))
         })
         .with_context(|| format!("spire-agent log:\n{}", process.log()))
     }
 
+    /// The agent's process ID, once started.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().and_then(Process::pid)
+    }
+
     /// The agent's log so far.
     pub fn log(&self) -> String {
-        self.process.log()
+        self.process.as_ref().map(Process::log).unwrap_or_default()
+    }
+
+    /// How many X509-SVIDs the agent has put in its cache, by its debug
+    /// log (one `SVID updated` line per SVID stored; with no rotation
+    /// during the run, the SVIDs it holds).
+    pub fn cached_svids(&self) -> usize {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("msg=\"SVID updated\""))
+            .count()
+    }
+
+    /// The socket as a Workload API endpoint URI (`unix:///...`).
+    pub fn endpoint(&self) -> String {
+        format!("unix://{}", self.socket_path.display())
     }
 }
