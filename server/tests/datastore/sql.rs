@@ -84,9 +84,12 @@ async fn check_two_handles(a: Arc<dyn DataStore>, b: Arc<dyn DataStore>) {
             })
         };
         let (ta, tb) = (take(a.clone()), take(b.clone()));
-        let winners = usize::from(ta.await.unwrap().is_some())
-            + usize::from(tb.await.unwrap().is_some());
-        assert_eq!(winners, 1, "round {round}: exactly one handle gets the token");
+        let winners =
+            usize::from(ta.await.unwrap().is_some()) + usize::from(tb.await.unwrap().is_some());
+        assert_eq!(
+            winners, 1,
+            "round {round}: exactly one handle gets the token"
+        );
     }
 
     let before = a.entries_revision().await.unwrap();
@@ -189,8 +192,66 @@ async fn sqlite_change_log_is_pruned() {
         last = Some(store.create_entry(entry(i)).await.unwrap());
     }
     let now = store.entries_revision().await.unwrap();
-    assert_eq!(store.entry_changes_since(start).await.unwrap(), None, "pruned away");
+    assert_eq!(
+        store.entry_changes_since(start).await.unwrap(),
+        None,
+        "pruned away"
+    );
     let recent = store.entry_changes_since(now - 2).await.unwrap().unwrap();
     assert_eq!(recent.len(), 2);
     assert!(recent.contains(&last.unwrap().id));
+}
+
+// --- PostgreSQL ---
+
+use spinel_test_fixtures::postgres::{self, Postgres, PostgresOptions};
+
+/// A PostgreSQL server for this test, or `None` (the test then says it
+/// checked nothing) where none is installed.
+fn start_postgres() -> Option<(tempfile::TempDir, Postgres)> {
+    let Some(install) = postgres::available() else {
+        eprintln!("skipped: needs PostgreSQL under /usr/lib/postgresql (and the postgres user when run as root)");
+        return None;
+    };
+    let dir = tempfile::tempdir_in("/tmp").unwrap();
+    let pg = Postgres::start(&install, dir.path(), &PostgresOptions::default()).unwrap();
+    Some((dir, pg))
+}
+
+/// Options for a new database `name` on `pg`, in libpq's keyword form.
+fn pg_options(pg: &Postgres, name: &str) -> SqlOptions {
+    pg.create_database(name).unwrap();
+    let url = spinel_server::datastore::sql::options::connection_url(
+        DatabaseType::Postgres,
+        &pg.keyword_connection_string(name),
+    )
+    .unwrap();
+    options(DatabaseType::Postgres, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_conforms() {
+    let Some((_dir, pg)) = start_postgres() else {
+        return;
+    };
+    let made = AtomicUsize::new(0);
+    run_suite(|| {
+        let n = made.fetch_add(1, Ordering::Relaxed);
+        let options = pg_options(&pg, &format!("conformance_{n}"));
+        async move { open(&options).await }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_two_handles_share_one_database() {
+    let Some((_dir, pg)) = start_postgres() else {
+        return;
+    };
+    let options = pg_options(&pg, "shared");
+    // Both handles migrate at once: the schema is made once.
+    let (a, b) = tokio::join!(SqlDataStore::open(&options), SqlDataStore::open(&options));
+    let (a, b): (Arc<dyn DataStore>, Arc<dyn DataStore>) =
+        (Arc::new(a.unwrap()), Arc::new(b.unwrap()));
+    check_two_handles(a, b).await;
 }

@@ -3,7 +3,8 @@
 //!
 //! `schema_version` holds one row: the version the database is at. Opening
 //! the store applies every newer migration in order, inside one
-//! transaction that first locks that row, so two servers starting
+//! transaction that first locks that row (on PostgreSQL an advisory lock
+//! before it, since the table may not exist yet), so two servers starting
 //! together on one database migrate it once; a crash midway leaves the old
 //! version. A database at a version newer than this binary knows is
 //! refused: an older server must not write a schema it does not
@@ -29,6 +30,9 @@ const MIGRATIONS: &[Migration] = &[Migration {
     postgres: include_str!("migrations/postgres/0001_initial.sql"),
     sqlite: include_str!("migrations/sqlite/0001_initial.sql"),
 }];
+
+/// The PostgreSQL advisory lock key migrations hold ("spinel" in ASCII).
+const MIGRATION_LOCK: i64 = 0x7370_696e_656c;
 
 /// The schema version this binary writes.
 pub const LATEST: i64 = 1;
@@ -60,6 +64,18 @@ pub(super) async fn migrate(
     }
     let mut tx = begin_write(pool, database_type).await?;
     let context = "creating schema_version";
+    if database_type == DatabaseType::Postgres {
+        // PostgreSQL's CREATE TABLE IF NOT EXISTS is not safe against a
+        // concurrent one (a unique violation in its catalog): servers
+        // starting together take turns on an advisory lock first, held to
+        // the end of this transaction. SQLite's BEGIN IMMEDIATE already
+        // did that.
+        sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock($1)) AS locked")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| backend("locking the schema for migration", e))?;
+    }
     sqlx::query("CREATE TABLE IF NOT EXISTS schema_version (id BIGINT PRIMARY KEY, version BIGINT NOT NULL)")
         .execute(&mut *tx)
         .await
