@@ -4,7 +4,7 @@
 //!
 //! PostgreSQL refuses to run as root: as root the server runs as the
 //! `postgres` user (Debian's package makes it); otherwise as the caller.
-//! [`Postgres::available`] says whether the binaries are installed
+//! [`available`] says whether the binaries are installed
 //! (`/usr/lib/postgresql/<version>/bin`), so a test can skip with a
 //! message where they are not.
 
