@@ -30,7 +30,7 @@
 //! - `propagation/`: changes pushed to agents (`WatchChanges`).
 //! - `scale/`: an agent authorized for 10,000 entries.
 //! - `agent/`: the agent's rebootstrap, `svid-helper` and `debug explain`.
-//! - `backends/`: PostgreSQL logins with an X509-SVID.
+//! - `backends/`: PostgreSQL logins with an X509-SVID; the SQL datastore.
 //! - `docs/`: the paths the developer docs cite exist.
 //!
 //! `support/` holds what several areas share. Real processes run on the

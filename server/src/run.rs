@@ -261,6 +261,15 @@ async fn open_datastore(config: &DataStoreConfig) -> Result<Arc<dyn DataStore>, 
             })?;
             Ok(Arc::new(store))
         }
+        DataStoreConfig::Sql(options) => {
+            let store = crate::datastore::sql::SqlDataStore::open(options)
+                .await
+                .map_err(|e| RunError::DataStore {
+                    path: PathBuf::from(crate::datastore::sql::options::redact(&options.url)),
+                    reason: e.to_string(),
+                })?;
+            Ok(Arc::new(store))
+        }
     }
 }
 

@@ -24,6 +24,7 @@ pub mod cgroup;
 pub mod grpc_raw;
 pub mod k8s;
 pub mod manifests;
+pub mod postgres;
 pub mod process;
 pub mod raw_agent;
 pub mod spinel;

@@ -15,7 +15,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use spinel_test_fixtures::process::{bin_path, free_port, poll, write_file, Process};
-use spinel_test_fixtures::spinel::{run_cli, READY_TIMEOUT};
+use spinel_test_fixtures::spinel::{run_cli, token_of, READY_TIMEOUT};
 
 use crate::support::{ServerHandle, ServerOptions};
 
@@ -187,7 +187,8 @@ fn spires_sample_configs_start_spinel_or_name_what_is_unsupported() {
             .unwrap()
             .ok()
             .unwrap();
-            let token = out.stdout.trim().trim_start_matches("Token: ").to_owned();
+            // `Token: <t>` and, without -spiffeID, a warning line after it.
+            let token = token_of(&out.stdout).unwrap();
             (token, port)
         }
         Outcome::Refused(message) => {

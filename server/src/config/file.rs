@@ -126,11 +126,9 @@ pub struct SledData {
     pub path: Option<String>,
 }
 
-/// `plugin_data` of `DataStore "sql"`, with SPIRE's keys, so that a SPIRE
-/// file is understood well enough to say what is not supported.
+/// `plugin_data` of `DataStore "sql"`, with SPIRE's keys.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)] // read only to refuse them precisely
 pub struct SqlData {
     /// `postgres`, `mysql` or `sqlite3`.
     #[serde(default)]
@@ -141,13 +139,13 @@ pub struct SqlData {
     /// Read-only replica connection string.
     #[serde(default)]
     pub ro_connection_string: Option<String>,
-    /// CA bundle for the database's TLS.
+    /// CA bundle for the database's TLS (PostgreSQL's `sslrootcert`).
     #[serde(default)]
     pub root_ca_path: Option<String>,
-    /// Client certificate.
+    /// Client certificate (`sslcert`).
     #[serde(default)]
     pub client_cert_path: Option<String>,
-    /// Client key.
+    /// Client key (`sslkey`).
     #[serde(default)]
     pub client_key_path: Option<String>,
     /// Pool size.

@@ -1,11 +1,11 @@
 //! The `plugins { ... }` block: which built-in plugin backs each seam.
 //!
-//! Supported: `DataStore "sled"` (exactly one data store), `KeyManager
+//! Supported: `DataStore "sled"` or `DataStore "sql"` with `database_type`
+//! `"postgres"` or `"sqlite3"` (exactly one data store), `KeyManager
 //! "disk"` or `"memory"` (exactly one key manager), `NodeAttestor
-//! "join_token"` and `NodeAttestor "k8s_psat"` ([`super::k8s_psat`]). `DataStore "sql"` is recognised so that a SPIRE file gets
-//! a precise answer: PostgreSQL is planned but not there yet, other
-//! databases are not supported. Anything else is an error naming the plugin
-//! and its `file:line`.
+//! "join_token"` and `NodeAttestor "k8s_psat"` ([`super::k8s_psat`]).
+//! Anything else is an error naming the plugin (and for `DataStore "sql"`
+//! the key) and its `file:line`.
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +14,8 @@ use spinel_config::hcl::{single_plugin, ConfigFile, PluginDecl};
 use super::file::{DiskKeysData, DiskUpstreamData, NoData, SledData, SqlData};
 use super::k8s_psat::K8sPsatConfig;
 use super::ConfigLoadError;
+use crate::datastore::sql::options::{connection_url, parse_go_duration};
+use crate::datastore::sql::{DatabaseType, SqlOptions};
 
 /// Plugin kinds this server has.
 const KINDS: &[&str] = &[
@@ -31,6 +33,8 @@ pub enum DataStoreConfig {
         /// Database directory.
         path: PathBuf,
     },
+    /// A SQL database (`DataStore "sql"`): PostgreSQL or SQLite.
+    Sql(SqlOptions),
 }
 
 /// The key manager to use.
@@ -107,26 +111,86 @@ fn datastore(decl: &PluginDecl, data_dir: &Path) -> Result<DataStoreConfig, Conf
                 .unwrap_or_else(|| data_dir.join("datastore"));
             Ok(DataStoreConfig::Sled { path })
         }
-        "sql" => {
-            let data: SqlData = decl.data()?;
-            let database_type = data.database_type.unwrap_or_default();
-            let message = match database_type.as_str() {
-                "postgres" => {
-                    "DataStore \"sql\" with database_type \"postgres\" is not yet supported; use DataStore \"sled\""
-                        .to_owned()
-                }
-                "" => "DataStore \"sql\" requires database_type; only \"postgres\" is planned, and it is not yet supported; use DataStore \"sled\"".to_owned(),
-                other => format!(
-                    "DataStore \"sql\" with database_type {other:?} is not supported (only \"postgres\" is planned); use DataStore \"sled\""
-                ),
-            };
-            Err(ConfigLoadError::Unsupported {
-                location: decl.location(),
-                message,
-            })
-        }
+        "sql" => sql_datastore(decl, decl.data()?).map(DataStoreConfig::Sql),
         _ => Err(decl.unsupported(&["sled", "sql"]).into()),
     }
+}
+
+/// `DataStore "sql"`: SPIRE's keys, checked; an error names the key.
+fn sql_datastore(decl: &PluginDecl, data: SqlData) -> Result<SqlOptions, ConfigLoadError> {
+    let fail = |message: String| ConfigLoadError::Unsupported {
+        location: decl.location(),
+        message: format!("DataStore \"sql\": {message}"),
+    };
+    let database_type = match data.database_type.as_deref().unwrap_or_default() {
+        "postgres" => DatabaseType::Postgres,
+        "sqlite3" => DatabaseType::Sqlite,
+        "" => {
+            return Err(fail(
+                "`database_type` is required: \"postgres\" or \"sqlite3\"".into(),
+            ))
+        }
+        other => {
+            return Err(fail(format!(
+                "`database_type` {other:?} is not supported: use \"postgres\" or \"sqlite3\" (or DataStore \"sled\")"
+            )))
+        }
+    };
+    let connection_string = data
+        .connection_string
+        .as_deref()
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| fail("`connection_string` is required".into()))?;
+    let mut url = connection_url(database_type, connection_string)
+        .map_err(|e| fail(format!("`connection_string`: {e}")))?;
+    let ro_url = match data.ro_connection_string.as_deref() {
+        None | Some("") => None,
+        Some(ro) => Some(
+            connection_url(database_type, ro)
+                .map_err(|e| fail(format!("`ro_connection_string`: {e}")))?,
+        ),
+    };
+    // SPIRE's TLS file keys, as the libpq parameters they stand for.
+    let tls = [
+        ("root_ca_path", "sslrootcert", &data.root_ca_path),
+        ("client_cert_path", "sslcert", &data.client_cert_path),
+        ("client_key_path", "sslkey", &data.client_key_path),
+    ];
+    for (key, parameter, value) in tls {
+        let Some(value) = value.as_deref().filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        if database_type != DatabaseType::Postgres {
+            return Err(fail(format!(
+                "`{key}` applies to database_type \"postgres\" only"
+            )));
+        }
+        let mut parsed =
+            url::Url::parse(&url).map_err(|e| fail(format!("`connection_string`: {e}")))?;
+        parsed.query_pairs_mut().append_pair(parameter, value);
+        url = parsed.to_string();
+    }
+    let conn_max_lifetime = data
+        .conn_max_lifetime
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(parse_go_duration)
+        .transpose()
+        .map_err(|e| {
+            fail(format!(
+                "`conn_max_lifetime`: {e} (a Go duration such as \"30s\")"
+            ))
+        })?;
+    Ok(SqlOptions {
+        database_type,
+        url,
+        ro_url,
+        max_open_conns: data.max_open_conns,
+        max_idle_conns: data.max_idle_conns,
+        conn_max_lifetime,
+        disable_migration: data.disable_migration,
+        log_sql: data.log_sql,
+    })
 }
 
 fn key_manager(decl: &PluginDecl) -> Result<KeyManagerConfig, ConfigLoadError> {

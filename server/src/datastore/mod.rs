@@ -2,8 +2,9 @@
 //! trust bundles and federation relationships.
 //!
 //! One trait, [`DataStore`], with an embedded backend ([`sled`], the default)
-//! and room for a shared one (PostgreSQL) later; both must pass the same
-//! conformance suite (`tests/datastore_conformance.rs`).
+//! and a SQL one ([`sql`]: PostgreSQL, shared by several servers, and
+//! SQLite); all pass the same conformance suite
+//! (`tests/datastore/conformance.rs`).
 //!
 //! Rules every backend keeps:
 //! - a write is durable before the call returns (invariant 6);
@@ -17,6 +18,7 @@
 pub mod lineage;
 mod model;
 pub mod sled;
+pub mod sql;
 
 pub use model::*;
 

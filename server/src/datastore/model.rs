@@ -190,3 +190,39 @@ pub struct StoredFederationRelationship {
     /// For `https_spiffe`: the SPIFFE ID the endpoint must present.
     pub endpoint_spiffe_id: String,
 }
+
+impl EntryFilter {
+    /// Whether `entry` passes every field of the filter (for backends that
+    /// filter records after an index lookup).
+    pub fn matches(&self, entry: &RegistrationEntry) -> bool {
+        let equal =
+            |wanted: &Option<String>, have: &str| wanted.as_deref().is_none_or(|w| w == have);
+        equal(&self.spiffe_id, &entry.spiffe_id)
+            && equal(&self.parent_id, &entry.parent_id)
+            && equal(&self.hint, &entry.hint)
+            && self.downstream.is_none_or(|d| d == entry.downstream)
+            && self
+                .federates_with
+                .as_ref()
+                .is_none_or(|td| entry.federates_with.contains(td))
+            && self
+                .selectors
+                .as_ref()
+                .is_none_or(|(given, how)| how.matches(&entry.selectors, given))
+    }
+}
+
+impl SelectorMatch {
+    /// Whether an entry with selectors `entry` matches the `given` set.
+    pub fn matches(self, entry: &[StoredSelector], given: &[StoredSelector]) -> bool {
+        use std::collections::BTreeSet;
+        let have: BTreeSet<&StoredSelector> = entry.iter().collect();
+        let given: BTreeSet<&StoredSelector> = given.iter().collect();
+        match self {
+            SelectorMatch::Exact => have == given,
+            SelectorMatch::Subset => have.is_subset(&given),
+            SelectorMatch::Superset => have.is_superset(&given),
+            SelectorMatch::Any => !have.is_disjoint(&given),
+        }
+    }
+}

@@ -180,17 +180,46 @@ fn unsupported_plugins() {
     assert_names(&err, &["bad.conf:6", "KeyManager", "aws_kms"]);
 }
 
+/// A `DataStore "sql"` block at line 5 with `plugin_data` lines `data`.
+fn sql(data: &str) -> String {
+    format!(
+        "server {{\n    trust_domain = \"example.org\"\n}}\nplugins {{\n    DataStore \"sql\" {{\n        plugin_data {{\n{data}\n        }}\n    }}\n    KeyManager \"memory\" {{}}\n}}\n"
+    )
+}
+
 #[test]
-fn sql_datastore_is_not_supported_yet() {
-    let sql = |db: &str| {
-        format!(
-            "server {{\n    trust_domain = \"example.org\"\n}}\nplugins {{\n    DataStore \"sql\" {{\n        plugin_data {{\n            database_type = \"{db}\"\n            connection_string = \"x\"\n        }}\n    }}\n    KeyManager \"memory\" {{}}\n}}\n"
-        )
-    };
-    let err = error_of(&sql("sqlite3"));
-    assert_names(&err, &["bad.conf:5", "sqlite3", "not supported"]);
-    let err = error_of(&sql("postgres"));
-    assert_names(&err, &["bad.conf:5", "postgres", "not yet supported"]);
+fn sql_datastore_errors_name_the_key() {
+    let err = error_of(&sql(
+        "            database_type = \"mysql\"\n            connection_string = \"x\"",
+    ));
+    assert_names(
+        &err,
+        &["bad.conf:5", "database_type", "mysql", "not supported"],
+    );
+    let err = error_of(&sql("            connection_string = \"x.db\""));
+    assert_names(&err, &["bad.conf:5", "database_type", "required"]);
+    let err = error_of(&sql("            database_type = \"sqlite3\""));
+    assert_names(&err, &["bad.conf:5", "connection_string", "required"]);
+    let err = error_of(&sql(
+        "            database_type = \"postgres\"\n            connection_string = \"dbname=spinel password=hunter2 connect_timeout=5\"",
+    ));
+    assert_names(
+        &err,
+        &["bad.conf:5", "connection_string", "connect_timeout"],
+    );
+    assert!(!err.contains("hunter2"), "password leaked: {err}");
+    let err = error_of(&sql(
+        "            database_type = \"postgres\"\n            connection_string = \"dbname=x\"\n            conn_max_lifetime = \"30 seconds\"",
+    ));
+    assert_names(&err, &["bad.conf:5", "conn_max_lifetime", "Go duration"]);
+    let err = error_of(&sql(
+        "            database_type = \"sqlite3\"\n            connection_string = \"x.db\"\n            root_ca_path = \"/ca.pem\"",
+    ));
+    assert_names(&err, &["bad.conf:5", "root_ca_path", "postgres"]);
+    let err = error_of(&sql(
+        "            database_type = \"sqlite3\"\n            connection_string = \"x.db\"\n            max_open_connections = 3",
+    ));
+    assert_names(&err, &["max_open_connections"]);
 }
 
 #[test]

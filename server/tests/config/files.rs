@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use spinel_config::hcl::ConfigFile;
 use spinel_server::config::{self, DataStoreConfig, KeyManagerConfig, Overrides};
+use spinel_server::datastore::sql::DatabaseType;
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -264,4 +265,49 @@ fn the_kubernetes_manifest_server_conf_loads() {
         c.plugins.k8s_psat.is_some(),
         "the manifest attests agents with k8s_psat"
     );
+}
+
+/// SPIRE's stock `server.conf` DataStore block, and the PostgreSQL shape
+/// of issue 13, load as written.
+#[test]
+fn spire_sql_datastore_blocks_load() {
+    let with = |block: &str| {
+        let text = format!(
+            "server {{\n    trust_domain = \"example.org\"\n    data_dir = \"./data\"\n}}\nplugins {{\n{block}\n    KeyManager \"memory\" {{}}\n}}\n"
+        );
+        parse(&text).unwrap().plugins.datastore
+    };
+    let stock = with(
+        "    DataStore \"sql\" {\n        plugin_data {\n            database_type = \"sqlite3\"\n            connection_string = \"./data/datastore.sqlite3\"\n        }\n    }",
+    );
+    let DataStoreConfig::Sql(sqlite) = stock else {
+        panic!("want Sql, got {stock:?}")
+    };
+    assert_eq!(sqlite.database_type, DatabaseType::Sqlite);
+    assert_eq!(sqlite.url, "sqlite://./data/datastore.sqlite3?mode=rwc");
+    let pg = with(
+        "    DataStore \"sql\" {\n        plugin_data {\n            database_type = \"postgres\"\n            connection_string = \"dbname=spinel host=db.example user=spinel password=s3cret sslmode=verify-full\"\n            ro_connection_string = \"postgres://spinel@replica/spinel\"\n            max_open_conns = 20\n            max_idle_conns = 5\n            conn_max_lifetime = \"30s\"\n            disable_migration = true\n            root_ca_path = \"/etc/ca.pem\"\n        }\n    }",
+    );
+    let DataStoreConfig::Sql(pg) = pg else {
+        panic!("want Sql, got {pg:?}")
+    };
+    assert_eq!(pg.database_type, DatabaseType::Postgres);
+    for part in [
+        "dbname=spinel",
+        "host=db.example",
+        "sslmode=verify-full",
+        "sslrootcert=%2Fetc%2Fca.pem",
+    ] {
+        assert!(pg.url.contains(part), "{} lacks {part}", pg.url);
+    }
+    assert_eq!(
+        pg.ro_url.as_deref(),
+        Some("postgres://spinel@replica/spinel")
+    );
+    assert_eq!(pg.max_open_conns, Some(20));
+    assert_eq!(pg.max_idle_conns, Some(5));
+    assert_eq!(pg.conn_max_lifetime, Some(Duration::from_secs(30)));
+    assert!(pg.disable_migration);
+    let shown = format!("{pg:?}");
+    assert!(!shown.contains("s3cret"), "password in Debug: {shown}");
 }

@@ -109,7 +109,7 @@ fn existing_id<T: std::fmt::Debug>(r: Result<T, DataStoreError>) -> String {
 }
 
 /// Runs every contract check, each on a store from `fresh`.
-async fn run_suite<F, Fut>(fresh: F)
+pub(super) async fn run_suite<F, Fut>(fresh: F)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Arc<dyn DataStore>>,

@@ -1,0 +1,328 @@
+//! Agents, join tokens, bundles, federation relationships and the CA
+//! journal: one row per key, each call one statement (atomic on its own).
+//!
+//! A record that does not decode is `Corrupt` naming table and key, never
+//! the key of a join token, which is the secret.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sqlx::{AnyPool, Row};
+
+use super::backend;
+use crate::datastore::{
+    AttestedAgent, DataStoreError, JoinToken, Result, StoredBundle, StoredFederationRelationship,
+};
+
+/// Shown instead of a join token's value.
+const REDACTED: &str = "<redacted>";
+const FEDERATION: &str = "federation relationship";
+
+fn encode<T: Serialize>(kind: &str, value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| backend(&format!("encoding {kind} record"), e))
+}
+
+fn decode<T: DeserializeOwned>(table: &str, key: &str, record: &str) -> Result<T> {
+    serde_json::from_str(record).map_err(|e| DataStoreError::Corrupt {
+        location: format!("{table}/{key}"),
+        reason: e.to_string(),
+    })
+}
+
+/// A keyed table of JSON records.
+struct Table {
+    name: &'static str,
+    key: &'static str,
+    kind: &'static str,
+}
+
+const AGENTS: Table = Table {
+    name: "agents",
+    key: "spiffe_id",
+    kind: "agent",
+};
+const BUNDLES: Table = Table {
+    name: "bundles",
+    key: "trust_domain",
+    kind: "bundle",
+};
+const RELATIONSHIPS: Table = Table {
+    name: "federation_relationships",
+    key: "trust_domain",
+    kind: FEDERATION,
+};
+
+impl Table {
+    /// Inserts unless the key is taken: `AlreadyExists` then.
+    async fn create<T: Serialize>(&self, pool: &AnyPool, key: &str, value: &T) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO {} ({}, record) VALUES ($1, $2) ON CONFLICT ({}) DO NOTHING",
+            self.name, self.key, self.key
+        );
+        let done = sqlx::query(&sql)
+            .bind(key)
+            .bind(encode(self.kind, value)?)
+            .execute(pool)
+            .await
+            .map_err(|e| backend(&format!("writing {}", self.name), e))?;
+        if done.rows_affected() == 0 {
+            return Err(DataStoreError::AlreadyExists {
+                kind: self.kind,
+                id: key.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Replaces the record (whatever it held, so an unreadable one can be
+    /// repaired); `NotFound` if absent.
+    async fn update<T: Serialize>(&self, pool: &AnyPool, key: &str, value: &T) -> Result<()> {
+        let sql = format!(
+            "UPDATE {} SET record = $2 WHERE {} = $1",
+            self.name, self.key
+        );
+        let done = sqlx::query(&sql)
+            .bind(key)
+            .bind(encode(self.kind, value)?)
+            .execute(pool)
+            .await
+            .map_err(|e| backend(&format!("writing {}", self.name), e))?;
+        if done.rows_affected() == 0 {
+            return Err(DataStoreError::NotFound {
+                kind: self.kind,
+                id: key.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn upsert<T: Serialize>(&self, pool: &AnyPool, key: &str, value: &T) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO {} ({}, record) VALUES ($1, $2) ON CONFLICT ({}) DO UPDATE SET record = excluded.record",
+            self.name, self.key, self.key
+        );
+        sqlx::query(&sql)
+            .bind(key)
+            .bind(encode(self.kind, value)?)
+            .execute(pool)
+            .await
+            .map(drop)
+            .map_err(|e| backend(&format!("writing {}", self.name), e))
+    }
+
+    async fn get<T: DeserializeOwned>(&self, pool: &AnyPool, key: &str) -> Result<Option<T>> {
+        let sql = format!("SELECT record FROM {} WHERE {} = $1", self.name, self.key);
+        let row = sqlx::query(&sql)
+            .bind(key)
+            .fetch_optional(pool)
+            .await
+            .map_err(|e| backend(&format!("reading {}", self.name), e))?;
+        let Some(row) = row else { return Ok(None) };
+        let record: String = row
+            .try_get(0)
+            .map_err(|e| backend(&format!("reading {}", self.name), e))?;
+        decode(self.name, key, &record).map(Some)
+    }
+
+    /// Deletes the record and returns it. An unreadable record is `Corrupt`
+    /// and stays: the delete is made only when the record read back
+    /// decodes, and only if it is still the same.
+    async fn delete<T: DeserializeOwned>(&self, pool: &AnyPool, key: &str) -> Result<T> {
+        loop {
+            let sql = format!("SELECT record FROM {} WHERE {} = $1", self.name, self.key);
+            let row = sqlx::query(&sql)
+                .bind(key)
+                .fetch_optional(pool)
+                .await
+                .map_err(|e| backend(&format!("reading {}", self.name), e))?;
+            let Some(row) = row else {
+                return Err(DataStoreError::NotFound {
+                    kind: self.kind,
+                    id: key.to_owned(),
+                });
+            };
+            let record: String = row
+                .try_get(0)
+                .map_err(|e| backend(&format!("reading {}", self.name), e))?;
+            let value = decode(self.name, key, &record)?;
+            let sql = format!(
+                "DELETE FROM {} WHERE {} = $1 AND record = $2",
+                self.name, self.key
+            );
+            let done = sqlx::query(&sql)
+                .bind(key)
+                .bind(&record)
+                .execute(pool)
+                .await
+                .map_err(|e| backend(&format!("writing {}", self.name), e))?;
+            if done.rows_affected() == 1 {
+                return Ok(value);
+            }
+            // Changed or deleted between the read and the delete: look again.
+        }
+    }
+
+    async fn list<T: DeserializeOwned>(&self, pool: &AnyPool) -> Result<Vec<T>> {
+        let sql = format!(
+            "SELECT {}, record FROM {} ORDER BY {}",
+            self.key, self.name, self.key
+        );
+        let rows = sqlx::query(&sql)
+            .fetch_all(pool)
+            .await
+            .map_err(|e| backend(&format!("reading {}", self.name), e))?;
+        rows.iter()
+            .map(|row| {
+                let key: String = row
+                    .try_get(0)
+                    .map_err(|e| backend(&format!("reading {}", self.name), e))?;
+                let record: String = row
+                    .try_get(1)
+                    .map_err(|e| backend(&format!("reading {}", self.name), e))?;
+                decode(self.name, &key, &record)
+            })
+            .collect()
+    }
+}
+
+pub(super) async fn create_agent(pool: &AnyPool, agent: &AttestedAgent) -> Result<()> {
+    AGENTS.create(pool, &agent.spiffe_id, agent).await
+}
+
+pub(super) async fn update_agent(pool: &AnyPool, agent: &AttestedAgent) -> Result<()> {
+    AGENTS.update(pool, &agent.spiffe_id, agent).await
+}
+
+pub(super) async fn get_agent(pool: &AnyPool, spiffe_id: &str) -> Result<Option<AttestedAgent>> {
+    AGENTS.get(pool, spiffe_id).await
+}
+
+pub(super) async fn delete_agent(pool: &AnyPool, spiffe_id: &str) -> Result<AttestedAgent> {
+    AGENTS.delete(pool, spiffe_id).await
+}
+
+pub(super) async fn list_agents(pool: &AnyPool) -> Result<Vec<AttestedAgent>> {
+    AGENTS.list(pool).await
+}
+
+pub(super) async fn create_join_token(pool: &AnyPool, token: &JoinToken) -> Result<()> {
+    let done = sqlx::query(
+        "INSERT INTO join_tokens (value, expires_at) VALUES ($1, $2) ON CONFLICT (value) DO NOTHING",
+    )
+    .bind(&token.value)
+    .bind(token.expires_at)
+    .execute(pool)
+    .await
+    .map_err(|e| backend("writing join_tokens", e))?;
+    if done.rows_affected() == 0 {
+        // The value is the secret: never echo it.
+        return Err(DataStoreError::AlreadyExists {
+            kind: "join token",
+            id: REDACTED.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// One `DELETE ... RETURNING`: of any number of concurrent callers, on any
+/// number of servers, exactly one gets the row.
+pub(super) async fn take_join_token(pool: &AnyPool, value: &str) -> Result<Option<JoinToken>> {
+    let row = sqlx::query("DELETE FROM join_tokens WHERE value = $1 RETURNING expires_at")
+        .bind(value)
+        .fetch_optional(pool)
+        .await
+        .map_err(|e| backend("writing join_tokens", e))?;
+    let Some(row) = row else { return Ok(None) };
+    let expires_at: i64 = row.try_get(0).map_err(|e| DataStoreError::Corrupt {
+        location: format!("join_tokens/{REDACTED}"),
+        reason: e.to_string(),
+    })?;
+    Ok(Some(JoinToken {
+        value: value.to_owned(),
+        expires_at,
+    }))
+}
+
+pub(super) async fn prune_join_tokens(pool: &AnyPool, unix_seconds: i64) -> Result<u64> {
+    sqlx::query("DELETE FROM join_tokens WHERE expires_at < $1")
+        .bind(unix_seconds)
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected())
+        .map_err(|e| backend("writing join_tokens", e))
+}
+
+pub(super) async fn get_bundle(pool: &AnyPool, trust_domain: &str) -> Result<Option<StoredBundle>> {
+    BUNDLES.get(pool, trust_domain).await
+}
+
+pub(super) async fn set_bundle(pool: &AnyPool, bundle: &StoredBundle) -> Result<()> {
+    BUNDLES.upsert(pool, &bundle.trust_domain, bundle).await
+}
+
+pub(super) async fn delete_bundle(pool: &AnyPool, trust_domain: &str) -> Result<StoredBundle> {
+    BUNDLES.delete(pool, trust_domain).await
+}
+
+pub(super) async fn list_bundles(pool: &AnyPool) -> Result<Vec<StoredBundle>> {
+    BUNDLES.list(pool).await
+}
+
+pub(super) async fn create_federation_relationship(
+    pool: &AnyPool,
+    relationship: &StoredFederationRelationship,
+) -> Result<()> {
+    RELATIONSHIPS
+        .create(pool, &relationship.trust_domain, relationship)
+        .await
+}
+
+pub(super) async fn update_federation_relationship(
+    pool: &AnyPool,
+    relationship: &StoredFederationRelationship,
+) -> Result<()> {
+    RELATIONSHIPS
+        .update(pool, &relationship.trust_domain, relationship)
+        .await
+}
+
+pub(super) async fn get_federation_relationship(
+    pool: &AnyPool,
+    trust_domain: &str,
+) -> Result<Option<StoredFederationRelationship>> {
+    RELATIONSHIPS.get(pool, trust_domain).await
+}
+
+pub(super) async fn delete_federation_relationship(
+    pool: &AnyPool,
+    trust_domain: &str,
+) -> Result<StoredFederationRelationship> {
+    RELATIONSHIPS.delete(pool, trust_domain).await
+}
+
+pub(super) async fn list_federation_relationships(
+    pool: &AnyPool,
+) -> Result<Vec<StoredFederationRelationship>> {
+    RELATIONSHIPS.list(pool).await
+}
+
+/// The CA journal is one row (`id = 1`).
+pub(super) async fn get_ca_journal(pool: &AnyPool) -> Result<Option<Vec<u8>>> {
+    let row = sqlx::query("SELECT journal FROM ca_journal WHERE id = 1")
+        .fetch_optional(pool)
+        .await
+        .map_err(|e| backend("reading ca_journal", e))?;
+    row.map(|row| row.try_get::<Vec<u8>, _>(0))
+        .transpose()
+        .map_err(|e| backend("reading ca_journal", e))
+}
+
+pub(super) async fn set_ca_journal(pool: &AnyPool, journal: Vec<u8>) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO ca_journal (id, journal) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET journal = excluded.journal",
+    )
+    .bind(journal)
+    .execute(pool)
+    .await
+    .map(drop)
+    .map_err(|e| backend("writing ca_journal", e))
+}
