@@ -17,9 +17,7 @@ use super::{
     ENTRIES_COUNT_KEY, ENTRIES_REVISION_KEY, META,
 };
 use crate::datastore::lineage::check_parent_cycle;
-use crate::datastore::{
-    DataStoreError, EntryFilter, RegistrationEntry, Result, SelectorMatch, StoredSelector,
-};
+use crate::datastore::{DataStoreError, EntryFilter, RegistrationEntry, Result};
 
 /// Index rows carry everything in their key.
 const NO_VALUE: &[u8] = &[];
@@ -345,7 +343,7 @@ impl Trees {
             return Ok(found);
         }
         let mut keep = |entry: RegistrationEntry| {
-            if matches(filter, &entry) {
+            if filter.matches(&entry) {
                 found.push(entry);
             }
             found.len() < limit
@@ -441,35 +439,6 @@ impl Trees {
     fn counter(&self, key: &[u8]) -> Result<u64> {
         let bytes = self.meta.get(key).map_err(|e| backend("reading meta", e))?;
         decode_u64(META, key, bytes.as_deref())
-    }
-}
-
-/// Whether `entry` passes every field of `filter`.
-fn matches(filter: &EntryFilter, entry: &RegistrationEntry) -> bool {
-    let equal = |wanted: &Option<String>, have: &str| wanted.as_deref().is_none_or(|w| w == have);
-    equal(&filter.spiffe_id, &entry.spiffe_id)
-        && equal(&filter.parent_id, &entry.parent_id)
-        && equal(&filter.hint, &entry.hint)
-        && filter.downstream.is_none_or(|d| d == entry.downstream)
-        && filter
-            .federates_with
-            .as_ref()
-            .is_none_or(|td| entry.federates_with.contains(td))
-        && filter
-            .selectors
-            .as_ref()
-            .is_none_or(|(given, how)| selectors_match(&entry.selectors, given, *how))
-}
-
-/// SPIRE's selector match modes, on selector sets.
-fn selectors_match(entry: &[StoredSelector], given: &[StoredSelector], how: SelectorMatch) -> bool {
-    let have: BTreeSet<&StoredSelector> = entry.iter().collect();
-    let given: BTreeSet<&StoredSelector> = given.iter().collect();
-    match how {
-        SelectorMatch::Exact => have == given,
-        SelectorMatch::Subset => have.is_subset(&given),
-        SelectorMatch::Superset => have.is_superset(&given),
-        SelectorMatch::Any => !have.is_disjoint(&given),
     }
 }
 
