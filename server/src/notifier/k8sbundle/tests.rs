@@ -95,3 +95,55 @@ async fn retries_with_capped_backoff_and_writes_the_latest() {
     assert!(attempts[..2].iter().all(|(_, v)| v == "A"));
     assert!(attempts[2..].iter().all(|(_, v)| v == "B"));
 }
+
+/// The real client and [`publish`] against the fake kube-apiserver: a
+/// missing ConfigMap is retried (never created), then patched; other keys
+/// stay.
+#[tokio::test(flavor = "multi_thread")]
+async fn kube_client_patches_the_fake_apiserver() {
+    use crate::attestor::node::k8s_psat::ClusterConnection;
+    use spinel_test_fixtures::k8s::{ApiServerOptions, FakeApiServer};
+
+    let api = FakeApiServer::start(ApiServerOptions::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig).unwrap();
+    let client = KubeClient::new(ClusterConnection::from_kubeconfig(&kubeconfig).unwrap()).unwrap();
+
+    let err = client.write(&target(), "PEM-1").await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        r#"configmap "spire/spire-bundle" not found"#
+    );
+    assert!(api.config_map("spire", "spire-bundle").is_none(), "created");
+
+    let (tx, rx) = watch::channel(Some("PEM-1".to_owned()));
+    let task = tokio::spawn(publish(Arc::new(client), target(), rx));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    api.add_config_map(
+        "spire",
+        "spire-bundle",
+        [("other".to_owned(), "kept".to_owned())].into(),
+    );
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    while api.config_map_value("spire", "spire-bundle", "bundle.crt") != Some("PEM-1".into()) {
+        assert!(tokio::time::Instant::now() < until, "{:?}", api.requests());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tx.send_replace(Some("PEM-2".to_owned()));
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    while api.config_map_value("spire", "spire-bundle", "bundle.crt") != Some("PEM-2".into()) {
+        assert!(tokio::time::Instant::now() < until, "{:?}", api.requests());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        api.config_map_value("spire", "spire-bundle", "other")
+            .as_deref(),
+        Some("kept")
+    );
+    assert!(api
+        .requests()
+        .iter()
+        .all(|r| r == "PATCH /api/v1/namespaces/spire/configmaps/spire-bundle"));
+    task.abort();
+}
