@@ -167,6 +167,33 @@ mod tests {
         assert!(err.contains("server.conf:"), "{err}");
     }
 
+    /// The whole file: `Notifier` is a known kind, `k8sbundle` its only
+    /// name, and it may be configured once.
+    fn load(notifiers: &str) -> Result<Option<K8sBundleConfig>, String> {
+        let text = format!(
+            "server {{\n    trust_domain = \"example.org\"\n    data_dir = \"./data\"\n}}\nplugins {{\n    DataStore \"sled\" {{}}\n    KeyManager \"memory\" {{}}\n{notifiers}\n}}\n"
+        );
+        let file = ConfigFile::parse(Path::new("server.conf"), &text).map_err(|e| e.to_string())?;
+        crate::config::from_file(&file, &crate::config::Overrides::default())
+            .map(|c| c.plugins.k8sbundle)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn server_conf_rules() {
+        assert_eq!(load("").unwrap(), None);
+        let one = "    Notifier \"k8sbundle\" {\n        plugin_data {}\n    }\n";
+        assert_eq!(load(one).unwrap().unwrap().config_map, "spire-bundle");
+        let err = load(&format!("{one}{one}")).unwrap_err();
+        assert!(err.contains("server.conf:"), "{err}");
+        let err =
+            load("    Notifier \"gcs_bundle\" {\n        plugin_data {}\n    }\n").unwrap_err();
+        assert!(
+            err.contains("gcs_bundle") && err.contains("k8sbundle"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn bad_names_are_refused_naming_the_key() {
         let err = parse("            config_map = \"Bad_Name\"")

@@ -5,7 +5,7 @@
 //! "disk"` or `"memory"` (exactly one key manager), `NodeAttestor
 //! "join_token"` and `NodeAttestor "k8s_psat"` ([`super::k8s_psat`]),
 //! `UpstreamAuthority "disk"`, and `Notifier "k8sbundle"`
-//! ([`super::k8sbundle`], at most one).
+//! ([`super::k8sbundle`]).
 //! Anything else is an error naming the plugin (and for `DataStore "sql"`
 //! the key) and its `file:line`.
 
@@ -98,7 +98,7 @@ pub fn resolve(file: &ConfigFile, data_dir: &Path) -> Result<Plugins, ConfigLoad
         node_attestors.push(decl.name.clone());
     }
     let upstream_authority = upstream_authority(file, &decls)?;
-    let k8sbundle = notifier(file, &decls)?;
+    let k8sbundle = notifier(&decls)?;
     Ok(Plugins {
         datastore,
         key_manager,
@@ -265,27 +265,15 @@ fn upstream_authority(
     }))
 }
 
-/// `Notifier "k8sbundle"` (the one notifier this server has; at most once).
-fn notifier(
-    file: &ConfigFile,
-    decls: &[PluginDecl],
-) -> Result<Option<K8sBundleConfig>, ConfigLoadError> {
-    let mut found = decls.iter().filter(|d| d.enabled && d.kind == "Notifier");
-    let Some(decl) = found.next() else {
-        return Ok(None);
-    };
-    if decl.name != "k8sbundle" {
-        return Err(decl.unsupported(&["k8sbundle"]).into());
+/// `Notifier "k8sbundle"`, the one notifier this server has (the HCL
+/// parser already refuses the same block twice).
+fn notifier(decls: &[PluginDecl]) -> Result<Option<K8sBundleConfig>, ConfigLoadError> {
+    let mut config = None;
+    for decl in decls.iter().filter(|d| d.enabled && d.kind == "Notifier") {
+        if decl.name != "k8sbundle" {
+            return Err(decl.unsupported(&["k8sbundle"]).into());
+        }
+        config = Some(super::k8sbundle::resolve(decl)?);
     }
-    if let Some(second) = found.next() {
-        return Err(ConfigLoadError::Unsupported {
-            location: second.location(),
-            message: format!(
-                "Notifier {:?} is configured twice in {}",
-                second.name,
-                file.path().display()
-            ),
-        });
-    }
-    super::k8sbundle::resolve(decl).map(Some)
+    Ok(config)
 }
