@@ -12,6 +12,10 @@
 # rotation on its own, but a fresh one trusts only this ConfigMap. A CronJob
 # or your deployment pipeline can run it.
 #
+# Not needed with the server's Notifier "k8sbundle" (on in
+# 11-server-config.yaml), which keeps the ConfigMap current by itself; this
+# script is for a server configured without it.
+#
 # Environment: NAMESPACE (default spinel), SERVER_POD (spinel-server-0).
 set -euo pipefail
 

@@ -13,6 +13,8 @@
 //! - [`attestor`]: node attestors (`join_token`);
 //! - [`api`]: the gRPC services and who may call what;
 //! - [`notify`]: change notifications that wake agents after a write;
+//! - [`notifier`]: SPIRE's `Notifier` plugins (`k8sbundle`: the bundle in a
+//!   Kubernetes ConfigMap);
 //! - [`tls`]: TLS pieces every listener shares (provider, served
 //!   certificate, certificate files);
 //! - [`federation`]: the bundle endpoint and polling of foreign bundles;
@@ -28,6 +30,7 @@ pub mod config;
 pub mod datastore;
 pub mod federation;
 pub mod keymanager;
+pub mod notifier;
 pub mod notify;
 pub mod oidc;
 pub mod run;

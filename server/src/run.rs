@@ -4,6 +4,8 @@
 //! CA ([`Ca::start`], which loads or makes the CA and stores the bundle) →
 //! CA rotation task → TLS material → listeners (TCP with TLS, the admin Unix
 //! socket, and the HTTP health listener if enabled) → join-token pruning.
+//! The `k8sbundle` notifier's client is made (its kubeconfig read) before
+//! anything is opened, and its tasks start with the CA's.
 //!
 //! When both listeners are up, the server logs, at info:
 //!
@@ -46,7 +48,9 @@ use crate::api::{self, ApiSettings, ApiState};
 use crate::attestor::node::k8s_psat::{self, ClusterConnection, KubeClient};
 use crate::attestor::node::{JoinTokenAttestor, K8sPsatAttestor, NodeAttestors};
 use crate::ca::Ca;
-use crate::config::{DataStoreConfig, K8sPsatConfig, KeyManagerConfig, ServerConfig};
+use crate::config::{
+    DataStoreConfig, K8sBundleConfig, K8sPsatConfig, KeyManagerConfig, ServerConfig,
+};
 use crate::datastore::DataStore;
 use crate::keymanager::KeyManager;
 use crate::tls;
@@ -103,6 +107,14 @@ pub enum RunError {
     #[error("cannot set up NodeAttestor {name:?}: {reason}")]
     NodeAttestor {
         /// The attestor.
+        name: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A notifier could not be set up (a bad kubeconfig, ...).
+    #[error("cannot set up Notifier {name:?}: {reason}")]
+    Notifier {
+        /// The notifier.
         name: &'static str,
         /// Why.
         reason: String,
@@ -301,6 +313,59 @@ fn k8s_psat_attestor(
     Ok(attestor)
 }
 
+/// Makes the `k8sbundle` notifier's API client, from its kubeconfig or
+/// the in-cluster service account.
+fn k8sbundle_client(config: &K8sBundleConfig) -> Result<KubeClient, RunError> {
+    let fail = |e: k8s_psat::K8sPsatError| RunError::Notifier {
+        name: "k8sbundle",
+        reason: e.to_string(),
+    };
+    let connection = match &config.kube_config_file {
+        Some(path) => ClusterConnection::from_kubeconfig(path),
+        None => ClusterConnection::in_cluster(
+            std::env::var("KUBERNETES_SERVICE_HOST").ok(),
+            std::env::var("KUBERNETES_SERVICE_PORT").ok(),
+            Path::new(k8s_psat::kubeconfig::SERVICE_ACCOUNT_DIR),
+        ),
+    }
+    .map_err(fail)?;
+    let client = KubeClient::new(connection).map_err(fail)?;
+    tracing::info!(
+        api_server = %client.server(),
+        namespace = %config.namespace,
+        config_map = %config.config_map,
+        key = %config.config_map_key,
+        "Notifier \"k8sbundle\" configured"
+    );
+    Ok(client)
+}
+
+/// Starts the `k8sbundle` notifier's two tasks (see [`crate::notifier`]).
+fn start_k8sbundle(
+    config: &K8sBundleConfig,
+    client: KubeClient,
+    ca: &Arc<Ca>,
+    datastore: &Arc<dyn DataStore>,
+    state: &Arc<ApiState>,
+) -> [JoinHandle<()>; 2] {
+    use crate::notifier::{publish, watch_bundle_pem, ConfigMapTarget};
+    let (tx, rx) = watch::channel(None);
+    let target = ConfigMapTarget {
+        namespace: config.namespace.clone(),
+        config_map: config.config_map.clone(),
+        key: config.config_map_key.clone(),
+    };
+    [
+        tokio::spawn(watch_bundle_pem(
+            ca.clone(),
+            datastore.clone(),
+            state.changes().clone(),
+            tx,
+        )),
+        tokio::spawn(publish(Arc::new(client), target, rx)),
+    ]
+}
+
 /// Opens the key manager named by the config.
 fn open_key_manager(config: &KeyManagerConfig) -> Result<Arc<dyn KeyManager>, RunError> {
     Ok(match config {
@@ -345,6 +410,12 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
         .as_ref()
         .map(|psat| k8s_psat_attestor(&config.trust_domain, psat))
         .transpose()?;
+    let k8sbundle = config
+        .plugins
+        .k8sbundle
+        .as_ref()
+        .map(|c| k8sbundle_client(c).map(|client| (c, client)))
+        .transpose()?;
     create_dir(&config.data_dir).map_err(|e| RunError::DataStore {
         path: config.data_dir.clone(),
         reason: format!("cannot create the data directory: {e}"),
@@ -382,6 +453,9 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
         datastore.clone(),
         config.trust_domain.to_string(),
     ));
+    if let Some((k8sbundle, client)) = k8sbundle {
+        background.extend(start_k8sbundle(k8sbundle, client, &ca, &datastore, &state));
+    }
     let audit = api::audit::AuditLayer::new(config.audit_log_enabled);
     let notify = crate::notify::NotifyLayer::new(state.changes().clone(), api::mutates);
 

@@ -28,6 +28,7 @@
 mod federation;
 mod file;
 pub mod k8s_psat;
+pub mod k8sbundle;
 mod oidc;
 mod plugins;
 
@@ -37,6 +38,7 @@ pub use federation::{
 };
 pub use file::parse_key_type;
 pub use k8s_psat::{K8sPsatCluster, K8sPsatConfig};
+pub use k8sbundle::K8sBundleConfig;
 pub use plugins::{DataStoreConfig, KeyManagerConfig, Plugins};
 
 use std::path::{Path, PathBuf};

@@ -3,7 +3,9 @@
 //! Supported: `DataStore "sled"` or `DataStore "sql"` with `database_type`
 //! `"postgres"` or `"sqlite3"` (exactly one data store), `KeyManager
 //! "disk"` or `"memory"` (exactly one key manager), `NodeAttestor
-//! "join_token"` and `NodeAttestor "k8s_psat"` ([`super::k8s_psat`]).
+//! "join_token"` and `NodeAttestor "k8s_psat"` ([`super::k8s_psat`]),
+//! `UpstreamAuthority "disk"`, and `Notifier "k8sbundle"`
+//! ([`super::k8sbundle`]).
 //! Anything else is an error naming the plugin (and for `DataStore "sql"`
 //! the key) and its `file:line`.
 
@@ -13,6 +15,7 @@ use spinel_config::hcl::{single_plugin, ConfigFile, PluginDecl};
 
 use super::file::{DiskKeysData, DiskUpstreamData, NoData, SledData, SqlData};
 use super::k8s_psat::K8sPsatConfig;
+use super::k8sbundle::K8sBundleConfig;
 use super::ConfigLoadError;
 use crate::datastore::sql::options::{connection_url, parse_go_duration};
 use crate::datastore::sql::{DatabaseType, SqlOptions};
@@ -22,6 +25,7 @@ const KINDS: &[&str] = &[
     "DataStore",
     "KeyManager",
     "NodeAttestor",
+    "Notifier",
     "UpstreamAuthority",
 ];
 
@@ -63,6 +67,8 @@ pub struct Plugins {
     /// `UpstreamAuthority "disk"`, when configured (its files are read at
     /// start-up).
     pub upstream_authority: Option<crate::upstream::DiskUpstreamConfig>,
+    /// `Notifier "k8sbundle"`, when configured.
+    pub k8sbundle: Option<K8sBundleConfig>,
 }
 
 /// Resolves the plugins of `file`; `data_dir` is the server's data
@@ -92,12 +98,14 @@ pub fn resolve(file: &ConfigFile, data_dir: &Path) -> Result<Plugins, ConfigLoad
         node_attestors.push(decl.name.clone());
     }
     let upstream_authority = upstream_authority(file, &decls)?;
+    let k8sbundle = notifier(&decls)?;
     Ok(Plugins {
         datastore,
         key_manager,
         node_attestors,
         k8s_psat,
         upstream_authority,
+        k8sbundle,
     })
 }
 
@@ -255,4 +263,17 @@ fn upstream_authority(
             .filter(|p| !p.is_empty())
             .map(PathBuf::from),
     }))
+}
+
+/// `Notifier "k8sbundle"`, the one notifier this server has (the HCL
+/// parser already refuses the same block twice).
+fn notifier(decls: &[PluginDecl]) -> Result<Option<K8sBundleConfig>, ConfigLoadError> {
+    let mut config = None;
+    for decl in decls.iter().filter(|d| d.enabled && d.kind == "Notifier") {
+        if decl.name != "k8sbundle" {
+            return Err(decl.unsupported(&["k8sbundle"]).into());
+        }
+        config = Some(super::k8sbundle::resolve(decl)?);
+    }
+    Ok(config)
 }

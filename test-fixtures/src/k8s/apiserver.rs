@@ -1,6 +1,8 @@
 //! [`FakeApiServer`]: the slice of kube-apiserver that `k8s_psat` uses, over
 //! HTTPS with a bearer token: TokenReview, get pod, get node (and the
-//! issuer's JWKS), answering errors with `v1.Status` bodies.
+//! issuer's JWKS), and what the `k8sbundle` notifier uses: get and patch
+//! ConfigMap ([`super::configmap`]), answering errors with `v1.Status`
+//! bodies.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -10,10 +12,11 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use k8s_openapi::api::authentication::v1::TokenReview;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use serde::Serialize;
 
 use super::ca::TestCa;
+use super::configmap;
 use super::kubeconfig::{self, CaSource};
 use super::objects::{random_hex, unix_now};
 use super::serve::{bearer, json, lock, Background, Handler, Listen, Peer};
@@ -58,6 +61,7 @@ impl Default for ApiServerOptions {
 struct State {
     pods: BTreeMap<(String, String), Pod>,
     nodes: BTreeMap<String, Node>,
+    config_maps: BTreeMap<(String, String), ConfigMap>,
     tokens: HashMap<String, Issued>,
     requests: Vec<String>,
     failure: Option<StatusCode>,
@@ -194,6 +198,34 @@ impl FakeApiServer {
         lock(&self.api.state).nodes.remove(name).is_some()
     }
 
+    /// Adds or replaces ConfigMap `namespace/name` holding `data` (the
+    /// notifier patches it; a patch never creates one).
+    pub fn add_config_map(&self, namespace: &str, name: &str, data: BTreeMap<String, String>) {
+        let mut cm = ConfigMap {
+            data: Some(data),
+            ..ConfigMap::default()
+        };
+        cm.metadata.name = Some(name.to_owned());
+        cm.metadata.namespace = Some(namespace.to_owned());
+        cm.metadata.uid = Some(random_hex(16));
+        cm.metadata.resource_version = Some("1".to_owned());
+        let key = (namespace.to_owned(), name.to_owned());
+        lock(&self.api.state).config_maps.insert(key, cm);
+    }
+
+    /// ConfigMap `namespace/name` as stored now.
+    pub fn config_map(&self, namespace: &str, name: &str) -> Option<ConfigMap> {
+        let key = (namespace.to_owned(), name.to_owned());
+        lock(&self.api.state).config_maps.get(&key).cloned()
+    }
+
+    /// `data.<key>` of ConfigMap `namespace/name`, if both exist.
+    pub fn config_map_value(&self, namespace: &str, name: &str, key: &str) -> Option<String> {
+        self.config_map(namespace, name)
+            .and_then(|cm| cm.data)
+            .and_then(|mut data| data.remove(key))
+    }
+
     /// While `Some(code)`, every authenticated request answers `code` with
     /// a `v1.Status` body (e.g. 403, 500, 503), to test error paths.
     pub fn set_failure(&self, code: Option<StatusCode>) {
@@ -274,8 +306,39 @@ impl ApiServer {
                 Some(node) => object(StatusCode::OK, node),
                 None => status::not_found("nodes", name),
             },
+            ["api", "v1", "namespaces", ns, "configmaps", name] => {
+                match state
+                    .config_maps
+                    .get(&((*ns).to_owned(), (*name).to_owned()))
+                {
+                    Some(cm) => object(StatusCode::OK, cm),
+                    None => status::not_found("configmaps", name),
+                }
+            }
             ["openid", "v1", "jwks"] => object(StatusCode::OK, &self.issuer.jwks()),
             _ => status::no_such_path(),
+        }
+    }
+}
+
+impl ApiServer {
+    fn patch(&self, path: &str, content_type: &str, body: &[u8]) -> Response<String> {
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let ["api", "v1", "namespaces", ns, "configmaps", name] = segments.as_slice() else {
+            return status::no_such_path();
+        };
+        let key = ((*ns).to_owned(), (*name).to_owned());
+        let mut state = lock(&self.state);
+        let Some(current) = state.config_maps.get(&key) else {
+            return status::not_found("configmaps", name);
+        };
+        match configmap::patch(current, name, content_type, body) {
+            Ok(updated) => {
+                let response = object(StatusCode::OK, &updated);
+                state.config_maps.insert(key, updated);
+                response
+            }
+            Err(response) => *response,
         }
     }
 }
@@ -297,6 +360,14 @@ impl Handler for ApiServer {
         match (req.method(), path.as_str()) {
             (&Method::POST, TOKEN_REVIEW_PATH) => self.token_review(req.body()),
             (&Method::GET, _) => self.get(&path),
+            (&Method::PATCH, _) => {
+                let content_type = req
+                    .headers()
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                self.patch(&path, content_type, req.body())
+            }
             _ => status::failure(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "MethodNotAllowed",

@@ -13,7 +13,8 @@
 //!   one request.
 //! - [`FakeApiServer`] serves TokenReview
 //!   (`POST /apis/authentication.k8s.io/v1/tokenreviews`), `GET` pod and
-//!   node, `v1.Status` errors, a kubeconfig writer and projected service
+//!   node, `GET` and `PATCH` (merge patch) of ConfigMaps ([`configmap`]),
+//!   `v1.Status` errors, a kubeconfig writer and projected service
 //!   account tokens ([`ServiceAccountToken`]) signed ES256 by a fake issuer.
 //! - [`PodBuilder`], [`NodeBuilder`] ([`objects`]): realistic objects.
 //!
@@ -75,6 +76,7 @@
 
 mod apiserver;
 mod ca;
+pub mod configmap;
 mod kubeconfig;
 mod kubelet;
 pub mod objects;

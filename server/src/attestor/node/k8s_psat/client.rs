@@ -5,6 +5,10 @@
 //! [`REQUEST_TIMEOUT`] and its answer by [`MAX_RESPONSE_BYTES`]. Statuses
 //! become [`K8sPsatError`]s naming the RBAC permission an operator must
 //! grant (401, 403) or the missing object (404).
+//!
+//! Besides the attestor's [`KubeApi`] calls, it patches one key of a
+//! ConfigMap ([`KubeClient::patch_config_map_data`]) for the `k8sbundle`
+//! notifier ([`crate::notifier`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -140,7 +144,7 @@ impl KubeClient {
         &self,
         method: Method,
         path: &str,
-        body: Option<Vec<u8>>,
+        body: Option<(Vec<u8>, &'static str)>,
         action: &'static str,
         object: Option<(&'static str, String)>,
     ) -> Result<T, K8sPsatError> {
@@ -182,7 +186,7 @@ impl KubeClient {
         &self,
         method: Method,
         path: &str,
-        body: Option<Vec<u8>>,
+        body: Option<(Vec<u8>, &'static str)>,
     ) -> Result<(StatusCode, Bytes), K8sPsatError> {
         let connect = |reason: String| K8sPsatError::Connect {
             server: self.server.clone(),
@@ -212,14 +216,16 @@ impl KubeClient {
             .header(header::HOST, &self.authority)
             .header(header::ACCEPT, "application/json")
             .header(header::USER_AGENT, "spinel-server");
-        if body.is_some() {
-            request = request.header(header::CONTENT_TYPE, "application/json");
+        if let Some((_, content_type)) = &body {
+            request = request.header(header::CONTENT_TYPE, *content_type);
         }
         if let Some(token) = self.bearer()? {
             request = request.header(header::AUTHORIZATION, format!("Bearer {}", token.as_str()));
         }
         let request = request
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .body(Full::new(Bytes::from(
+                body.map(|(bytes, _)| bytes).unwrap_or_default(),
+            )))
             .map_err(|e| connect(format!("cannot build the request: {e}")))?;
         let result = async {
             let response = sender
@@ -239,6 +245,40 @@ impl KubeClient {
         result
     }
 }
+
+impl KubeClient {
+    /// Sets `data.<key>` of ConfigMap `namespace/name` to `value` with a
+    /// JSON merge patch (`application/merge-patch+json`), leaving its other
+    /// keys alone. The ConfigMap must exist (404: [`K8sPsatError::NotFound`]);
+    /// it is never created.
+    pub async fn patch_config_map_data(
+        &self,
+        namespace: &str,
+        name: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), K8sPsatError> {
+        let patch = serde_json::json!({ "data": { key: value } });
+        let path = format!(
+            "/api/v1/namespaces/{}/configmaps/{}",
+            segment(namespace),
+            segment(name)
+        );
+        let _: serde::de::IgnoredAny = self
+            .call(
+                Method::PATCH,
+                &path,
+                Some((patch.to_string().into_bytes(), MERGE_PATCH)),
+                "patch configmaps",
+                Some(("configmap", format!("{namespace}/{name}"))),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// The content type of a JSON merge patch (RFC 7386).
+pub const MERGE_PATCH: &str = "application/merge-patch+json";
 
 /// The `message` of a Kubernetes `Status` body, or the body's start.
 fn status_message(bytes: &[u8]) -> String {
@@ -284,7 +324,7 @@ impl KubeApi for KubeClient {
             .call(
                 Method::POST,
                 "/apis/authentication.k8s.io/v1/tokenreviews",
-                Some(body),
+                Some((body, "application/json")),
                 "create tokenreviews",
                 None,
             )

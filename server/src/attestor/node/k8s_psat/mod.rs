@@ -107,13 +107,14 @@ pub enum K8sPsatError {
     Forbidden {
         /// The server URL.
         server: String,
-        /// The verb and resource (`create tokenreviews`, `get pods`, `get nodes`).
+        /// The verb and resource (`create tokenreviews`, `get pods`, `get nodes`,
+        /// `patch configmaps`).
         action: &'static str,
     },
     /// The object does not exist (404).
     #[error("{kind} {name:?} not found")]
     NotFound {
-        /// `pod` or `node`.
+        /// `pod`, `node` or `configmap`.
         kind: &'static str,
         /// Its name (`namespace/name` for a pod).
         name: String,
