@@ -27,7 +27,7 @@ use spinel_proto::spire::api::types::Entry;
 use tonic::transport::Channel;
 
 use crate::cli::admin_client::{connect_admin, AdminArgs, AdminClientError, OutputFormat};
-use crate::cli::output::print_proto_json;
+use crate::cli::output::{print_proto_json, write_listing_json};
 
 pub use args::{CountArgs, CreateArgs, DeleteArgs, DeleteTarget, ShowArgs, UpdateArgs};
 use print::Printed;
@@ -230,9 +230,12 @@ async fn show(args: &ShowArgs) -> Result<(), AdminClientError> {
     print::sort_entries(&mut resp.entries);
     match args.common.output {
         OutputFormat::Pretty => print!("{}", print::show_entries(&resp)),
-        OutputFormat::Json => {
-            print_proto_json(&resp, "spire.api.server.entry.v1.ListEntriesResponse")?;
-        }
+        OutputFormat::Json => write_listing_json(
+            &mut std::io::stdout().lock(),
+            "entries",
+            &resp.entries,
+            "spire.api.types.Entry",
+        )?,
     }
     Ok(())
 }

@@ -213,3 +213,29 @@ fn show_sorts_like_spire() {
     assert_eq!(entries[0].spiffe_id, id("example.org", "/a"));
     assert_eq!(entries[0].selectors[0], sel("unix", "gid:1"));
 }
+
+#[test]
+fn json_listing_one_entry_at_a_time_is_the_whole_response() {
+    let mut second = sample_entry();
+    second.id = "second".into();
+    second.hint = "<html & \"quotes\">".into();
+    for entries in [vec![], vec![sample_entry()], vec![sample_entry(), second]] {
+        let whole = crate::cli::output::proto_json(
+            &ListEntriesResponse {
+                entries: entries.clone(),
+                next_page_token: String::new(),
+            },
+            "spire.api.server.entry.v1.ListEntriesResponse",
+        )
+        .unwrap();
+        let mut streamed = Vec::new();
+        crate::cli::output::write_listing_json(
+            &mut streamed,
+            "entries",
+            &entries,
+            "spire.api.types.Entry",
+        )
+        .unwrap();
+        assert_eq!(String::from_utf8(streamed).unwrap(), whole + "\n");
+    }
+}
