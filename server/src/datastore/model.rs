@@ -191,6 +191,35 @@ pub struct StoredFederationRelationship {
     pub endpoint_spiffe_id: String,
 }
 
+impl RegistrationEntry {
+    /// What makes two entries "similar" (SPIRE refuses a second entry with
+    /// the same parent, SPIFFE ID and selector set): those three, the
+    /// selectors sorted and de-duplicated, each part length-prefixed (u32,
+    /// big-endian) so parts never run together. The sled backend keys its
+    /// `similar` index with it (these bytes are on disk: never change
+    /// them); the SQL backend stores its SHA-256.
+    pub fn similarity_key(&self) -> Vec<u8> {
+        let mut selectors: Vec<_> = self.selectors.iter().collect();
+        selectors.sort();
+        selectors.dedup();
+        let mut key = Vec::new();
+        let mut part = |bytes: &[u8]| {
+            // Longer than 4 GiB cannot reach a store; saturate rather than
+            // wrap so a key never aliases another.
+            let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+            key.extend_from_slice(&len.to_be_bytes());
+            key.extend_from_slice(bytes);
+        };
+        part(self.parent_id.as_bytes());
+        part(self.spiffe_id.as_bytes());
+        for s in selectors {
+            part(s.kind.as_bytes());
+            part(s.value.as_bytes());
+        }
+        key
+    }
+}
+
 impl EntryFilter {
     /// Whether `entry` passes every field of the filter (for backends that
     /// filter records after an index lookup).
@@ -224,5 +253,55 @@ impl SelectorMatch {
             SelectorMatch::Superset => have.is_superset(&given),
             SelectorMatch::Any => !have.is_disjoint(&given),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(parent: &str, spiffe_id: &str, selectors: &[(&str, &str)]) -> RegistrationEntry {
+        RegistrationEntry {
+            parent_id: parent.into(),
+            spiffe_id: spiffe_id.into(),
+            selectors: selectors
+                .iter()
+                .map(|(k, v)| StoredSelector {
+                    kind: (*k).into(),
+                    value: (*v).into(),
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn similarity_key_ignores_order_and_repeats() {
+        let a = entry("p", "s", &[("unix", "uid:1"), ("unix", "gid:1")]);
+        let b = entry(
+            "p",
+            "s",
+            &[("unix", "gid:1"), ("unix", "uid:1"), ("unix", "gid:1")],
+        );
+        assert_eq!(a.similarity_key(), b.similarity_key());
+    }
+
+    #[test]
+    fn similarity_key_parts_cannot_run_together() {
+        let a = entry("p", "s", &[("unix", "uid:1")]);
+        let b = entry("p", "s", &[("unix:uid", "1")]);
+        assert_ne!(a.similarity_key(), b.similarity_key());
+        let c = entry("ab", "c", &[]);
+        let d = entry("a", "bc", &[]);
+        assert_ne!(c.similarity_key(), d.similarity_key());
+    }
+
+    #[test]
+    fn similarity_key_bytes_are_the_ones_on_disk() {
+        let key = entry("p", "s", &[("unix", "uid:1")]).similarity_key();
+        assert_eq!(
+            key,
+            b"\0\0\0\x01p\0\0\0\x01s\0\0\0\x04unix\0\0\0\x05uid:1".to_vec()
+        );
     }
 }

@@ -84,59 +84,12 @@ pub(super) fn id_from_index_key<'k>(prefix: &[u8], key: &'k [u8]) -> &'k [u8] {
 /// The key that makes two entries "similar": same parent, same SPIFFE ID,
 /// same selector set (order and repeats do not matter).
 pub(super) fn similar_key(entry: &RegistrationEntry) -> Vec<u8> {
-    let mut selectors: Vec<_> = entry.selectors.iter().collect();
-    selectors.sort();
-    selectors.dedup();
-    let mut key = Vec::new();
-    push_part(&mut key, entry.parent_id.as_bytes());
-    push_part(&mut key, entry.spiffe_id.as_bytes());
-    for s in selectors {
-        push_part(&mut key, s.kind.as_bytes());
-        push_part(&mut key, s.value.as_bytes());
-    }
-    key
+    entry.similarity_key()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::datastore::StoredSelector;
-
-    fn entry(parent: &str, spiffe_id: &str, selectors: &[(&str, &str)]) -> RegistrationEntry {
-        RegistrationEntry {
-            parent_id: parent.into(),
-            spiffe_id: spiffe_id.into(),
-            selectors: selectors
-                .iter()
-                .map(|(k, v)| StoredSelector {
-                    kind: (*k).into(),
-                    value: (*v).into(),
-                })
-                .collect(),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn similar_key_ignores_order_and_repeats() {
-        let a = entry("p", "s", &[("unix", "uid:1"), ("unix", "gid:1")]);
-        let b = entry(
-            "p",
-            "s",
-            &[("unix", "gid:1"), ("unix", "uid:1"), ("unix", "gid:1")],
-        );
-        assert_eq!(similar_key(&a), similar_key(&b));
-    }
-
-    #[test]
-    fn similar_key_parts_cannot_run_together() {
-        let a = entry("p", "s", &[("unix", "uid:1")]);
-        let b = entry("p", "s", &[("unix:uid", "1")]);
-        assert_ne!(similar_key(&a), similar_key(&b));
-        let c = entry("ab", "c", &[]);
-        let d = entry("a", "bc", &[]);
-        assert_ne!(similar_key(&c), similar_key(&d));
-    }
 
     #[test]
     fn index_prefix_does_not_match_longer_values() {

@@ -38,25 +38,10 @@ fn encode_entry(entry: &RegistrationEntry) -> Result<String> {
     serde_json::to_string(entry).map_err(|e| backend("encoding entry record", e))
 }
 
-/// The digest that makes two entries "similar": same parent, same SPIFFE
-/// ID, same selector set (order and repeats do not matter). Parts are
-/// length-prefixed so none can run into the next.
+/// The digest that makes two entries "similar" (hex SHA-256 of
+/// [`RegistrationEntry::similarity_key`]).
 fn similar_key(entry: &RegistrationEntry) -> String {
-    let mut selectors: Vec<_> = entry.selectors.iter().collect();
-    selectors.sort();
-    selectors.dedup();
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut part = |bytes: &[u8]| {
-        ctx.update(&u64::try_from(bytes.len()).unwrap_or(u64::MAX).to_be_bytes());
-        ctx.update(bytes);
-    };
-    part(entry.parent_id.as_bytes());
-    part(entry.spiffe_id.as_bytes());
-    for s in selectors {
-        part(s.kind.as_bytes());
-        part(s.value.as_bytes());
-    }
-    ctx.finish()
+    ring::digest::digest(&ring::digest::SHA256, &entry.similarity_key())
         .as_ref()
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -432,40 +417,4 @@ pub(super) async fn entry_changes_since(
         return Ok(None);
     }
     Ok(Some(ids.into_iter().collect()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::datastore::StoredSelector;
-
-    fn entry(parent: &str, id: &str, selectors: &[(&str, &str)]) -> RegistrationEntry {
-        RegistrationEntry {
-            parent_id: parent.into(),
-            spiffe_id: id.into(),
-            selectors: selectors
-                .iter()
-                .map(|(k, v)| StoredSelector {
-                    kind: (*k).into(),
-                    value: (*v).into(),
-                })
-                .collect(),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn similar_key_ignores_order_and_repeats_but_not_boundaries() {
-        let a = entry("p", "s", &[("unix", "uid:1"), ("unix", "gid:1")]);
-        let b = entry(
-            "p",
-            "s",
-            &[("unix", "gid:1"), ("unix", "uid:1"), ("unix", "gid:1")],
-        );
-        assert_eq!(similar_key(&a), similar_key(&b));
-        assert_ne!(
-            similar_key(&entry("ab", "c", &[])),
-            similar_key(&entry("a", "bc", &[]))
-        );
-    }
 }
