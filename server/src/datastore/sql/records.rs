@@ -58,13 +58,7 @@ impl Table {
             "INSERT INTO {} ({}, record) VALUES ($1, $2) ON CONFLICT ({}) DO NOTHING",
             self.name, self.key, self.key
         );
-        let done = sqlx::query(&sql)
-            .bind(key)
-            .bind(encode(self.kind, value)?)
-            .execute(pool)
-            .await
-            .map_err(|e| backend(&format!("writing {}", self.name), e))?;
-        if done.rows_affected() == 0 {
+        if self.write(pool, &sql, key, value).await? == 0 {
             return Err(DataStoreError::AlreadyExists {
                 kind: self.kind,
                 id: key.to_owned(),
@@ -80,13 +74,7 @@ impl Table {
             "UPDATE {} SET record = $2 WHERE {} = $1",
             self.name, self.key
         );
-        let done = sqlx::query(&sql)
-            .bind(key)
-            .bind(encode(self.kind, value)?)
-            .execute(pool)
-            .await
-            .map_err(|e| backend(&format!("writing {}", self.name), e))?;
-        if done.rows_affected() == 0 {
+        if self.write(pool, &sql, key, value).await? == 0 {
             return Err(DataStoreError::NotFound {
                 kind: self.kind,
                 id: key.to_owned(),
@@ -100,12 +88,24 @@ impl Table {
             "INSERT INTO {} ({}, record) VALUES ($1, $2) ON CONFLICT ({}) DO UPDATE SET record = excluded.record",
             self.name, self.key, self.key
         );
-        sqlx::query(&sql)
+        self.write(pool, &sql, key, value).await.map(drop)
+    }
+
+    /// Runs `sql` with `$1` = `key`, `$2` = `value`'s record: the rows it
+    /// changed.
+    async fn write<T: Serialize>(
+        &self,
+        pool: &AnyPool,
+        sql: &str,
+        key: &str,
+        value: &T,
+    ) -> Result<u64> {
+        sqlx::query(sql)
             .bind(key)
             .bind(encode(self.kind, value)?)
             .execute(pool)
             .await
-            .map(drop)
+            .map(|done| done.rows_affected())
             .map_err(|e| backend(&format!("writing {}", self.name), e))
     }
 
