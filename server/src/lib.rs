@@ -10,7 +10,8 @@
 //! - [`datastore`]: entries, agents, join tokens, bundles (sled by default);
 //! - [`keymanager`] and [`ca`]: keys, the X.509 CA and JWT key, signing;
 //! - [`upstream`]: an UpstreamAuthority that signs the X.509 CA (`disk`);
-//! - [`attestor`]: node attestors (`join_token`);
+//! - [`attestor`]: node attestors (`join_token`, `k8s_psat`);
+//! - [`kube`]: the Kubernetes API client (`k8s_psat`, `k8sbundle`);
 //! - [`api`]: the gRPC services and who may call what;
 //! - [`notify`]: change notifications that wake agents after a write;
 //! - [`notifier`]: SPIRE's `Notifier` plugins (`k8sbundle`: the bundle in a
@@ -30,6 +31,7 @@ pub mod config;
 pub mod datastore;
 pub mod federation;
 pub mod keymanager;
+pub mod kube;
 pub mod notifier;
 pub mod notify;
 pub mod oidc;

@@ -45,7 +45,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::client_trust::ClientTrust;
 use crate::api::{self, ApiSettings, ApiState};
-use crate::attestor::node::k8s_psat::{self, ClusterConnection, KubeClient};
+use crate::attestor::node::k8s_psat;
 use crate::attestor::node::{JoinTokenAttestor, K8sPsatAttestor, NodeAttestors};
 use crate::ca::Ca;
 use crate::config::{
@@ -53,6 +53,7 @@ use crate::config::{
 };
 use crate::datastore::DataStore;
 use crate::keymanager::KeyManager;
+use crate::kube::{self, KubeClient, KubeError};
 use crate::tls;
 
 /// How often expired join tokens are pruned.
@@ -291,22 +292,15 @@ fn k8s_psat_attestor(
     trust_domain: &spinel_spiffe::TrustDomain,
     config: &K8sPsatConfig,
 ) -> Result<K8sPsatAttestor, RunError> {
-    let fail = |cluster: &str, e: k8s_psat::K8sPsatError| RunError::NodeAttestor {
-        name: k8s_psat::NAME,
-        reason: format!("cluster {cluster:?}: {e}"),
-    };
     let mut attestor = K8sPsatAttestor::new(trust_domain.clone());
     for (name, cluster) in &config.clusters {
-        let connection = match &cluster.kube_config_file {
-            Some(path) => ClusterConnection::from_kubeconfig(path),
-            None => ClusterConnection::in_cluster(
-                std::env::var("KUBERNETES_SERVICE_HOST").ok(),
-                std::env::var("KUBERNETES_SERVICE_PORT").ok(),
-                Path::new(k8s_psat::kubeconfig::SERVICE_ACCOUNT_DIR),
-            ),
-        }
-        .map_err(|e| fail(name, e))?;
-        let client = KubeClient::new(connection).map_err(|e| fail(name, e))?;
+        let client =
+            kube::connect(cluster.kube_config_file.as_deref()).map_err(|e: KubeError| {
+                RunError::NodeAttestor {
+                    name: k8s_psat::NAME,
+                    reason: format!("cluster {name:?}: {e}"),
+                }
+            })?;
         tracing::info!(cluster = %name, api_server = %client.server(), "k8s_psat cluster configured");
         attestor = attestor.with_cluster(name.clone(), cluster.checks.clone(), Arc::new(client));
     }
@@ -316,20 +310,11 @@ fn k8s_psat_attestor(
 /// Makes the `k8sbundle` notifier's API client, from its kubeconfig or
 /// the in-cluster service account.
 fn k8sbundle_client(config: &K8sBundleConfig) -> Result<KubeClient, RunError> {
-    let fail = |e: k8s_psat::K8sPsatError| RunError::Notifier {
-        name: "k8sbundle",
-        reason: e.to_string(),
-    };
-    let connection = match &config.kube_config_file {
-        Some(path) => ClusterConnection::from_kubeconfig(path),
-        None => ClusterConnection::in_cluster(
-            std::env::var("KUBERNETES_SERVICE_HOST").ok(),
-            std::env::var("KUBERNETES_SERVICE_PORT").ok(),
-            Path::new(k8s_psat::kubeconfig::SERVICE_ACCOUNT_DIR),
-        ),
-    }
-    .map_err(fail)?;
-    let client = KubeClient::new(connection).map_err(fail)?;
+    let client =
+        kube::connect(config.kube_config_file.as_deref()).map_err(|e| RunError::Notifier {
+            name: "k8sbundle",
+            reason: e.to_string(),
+        })?;
     tracing::info!(
         api_server = %client.server(),
         namespace = %config.namespace,

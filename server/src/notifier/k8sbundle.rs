@@ -14,9 +14,9 @@ use async_trait::async_trait;
 use spinel_spiffe::bundle::pem_encode;
 use tokio::sync::watch;
 
-use crate::attestor::node::k8s_psat::{K8sPsatError, KubeClient};
 use crate::ca::Ca;
 use crate::datastore::DataStore;
+use crate::kube::{KubeClient, KubeError};
 use crate::notify::Changes;
 
 /// The first wait after a failed write.
@@ -40,12 +40,12 @@ pub struct ConfigMapTarget {
 #[async_trait]
 pub trait ConfigMapWriter: Send + Sync {
     /// Sets `data.<target.key>` to `value`.
-    async fn write(&self, target: &ConfigMapTarget, value: &str) -> Result<(), K8sPsatError>;
+    async fn write(&self, target: &ConfigMapTarget, value: &str) -> Result<(), KubeError>;
 }
 
 #[async_trait]
 impl ConfigMapWriter for KubeClient {
-    async fn write(&self, target: &ConfigMapTarget, value: &str) -> Result<(), K8sPsatError> {
+    async fn write(&self, target: &ConfigMapTarget, value: &str) -> Result<(), KubeError> {
         self.patch_config_map_data(&target.namespace, &target.config_map, &target.key, value)
             .await
     }
@@ -78,7 +78,7 @@ pub async fn publish(
                     }
                     Err(e) => {
                         let hint = match e {
-                            K8sPsatError::NotFound { .. } => {
+                            KubeError::NotFound { .. } => {
                                 " (create it: the notifier patches it, never creates it)"
                             }
                             _ => "",

@@ -15,7 +15,7 @@
 //!   `tokio::sync::watch` channel;
 //! - [`publish`] writes the latest PEM through a [`ConfigMapWriter`]
 //!   (the Kubernetes client of `k8s_psat`,
-//!   [`crate::attestor::node::k8s_psat::KubeClient`]), retrying with capped
+//!   [`crate::kube::KubeClient`]), retrying with capped
 //!   backoff until it succeeds. Only the latest bundle is ever written.
 //!
 //! Neither blocks the CA or the API: they only read the watch channels.

@@ -6,9 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use http::StatusCode;
-use spinel_server::attestor::node::k8s_psat::{
-    ClusterConnection, K8sPsatError, KubeApi, KubeClient,
-};
+use spinel_server::kube::{ClusterConnection, KubeApi, KubeClient, KubeError};
 use spinel_test_fixtures::k8s::{
     ApiServerOptions, FakeApiServer, NodeBuilder, PodBuilder, ServiceAccountToken,
 };
@@ -77,12 +75,12 @@ async fn client_against_the_fake_apiserver() {
 
         let e = client.get_pod("spire", "missing").await.unwrap_err();
         assert!(
-            matches!(e, K8sPsatError::NotFound { kind: "pod", .. }),
+            matches!(e, KubeError::NotFound { kind: "pod", .. }),
             "{e:?}"
         );
         let e = client.get_node("missing").await.unwrap_err();
         assert!(
-            matches!(e, K8sPsatError::NotFound { kind: "node", .. }),
+            matches!(e, KubeError::NotFound { kind: "node", .. }),
             "{e:?}"
         );
     }
@@ -93,7 +91,7 @@ async fn client_against_the_fake_apiserver() {
     assert!(
         matches!(
             e,
-            K8sPsatError::Forbidden {
+            KubeError::Forbidden {
                 action: "get nodes",
                 ..
             }
@@ -121,7 +119,7 @@ async fn client_against_the_fake_apiserver() {
     assert!(
         matches!(
             e,
-            K8sPsatError::Unauthorized {
+            KubeError::Unauthorized {
                 action: "get pods",
                 ..
             }

@@ -19,10 +19,8 @@ use spinel_proto::spire::api::server::entry::v1::{
     entry_client::EntryClient, BatchCreateEntryRequest, GetAuthorizedEntriesRequest,
 };
 use spinel_proto::spire::api::types;
-use spinel_server::attestor::node::k8s_psat::{
-    ClusterConnection, K8sPsatError, KubeApi, KubeClient,
-};
 use spinel_server::config::{self, Overrides};
+use spinel_server::kube::{ClusterConnection, KubeApi, KubeClient, KubeError};
 use spinel_server::run::{self, RunningServer};
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -91,14 +89,14 @@ async fn client_speaks_to_the_api_server() {
     let missing = c.get_pod("spire", "gone").await.unwrap_err();
     assert_eq!(
         missing,
-        K8sPsatError::NotFound {
+        KubeError::NotFound {
             kind: "pod",
             name: "spire/gone".into()
         }
     );
     assert!(matches!(
         c.get_node("nope").await.unwrap_err(),
-        K8sPsatError::NotFound { kind: "node", .. }
+        KubeError::NotFound { kind: "node", .. }
     ));
 
     // Wrong credentials: 401, in operator terms.
@@ -110,7 +108,7 @@ async fn client_speaks_to_the_api_server() {
     assert!(
         matches!(
             e,
-            K8sPsatError::Unauthorized {
+            KubeError::Unauthorized {
                 action: "create tokenreviews",
                 ..
             }
@@ -129,7 +127,7 @@ async fn client_speaks_to_the_api_server() {
     std::fs::write(&path, text.replace(&b64(&kube.ca_pem), &b64(&other.ca_pem))).unwrap();
     let wrong = KubeClient::new(ClusterConnection::from_kubeconfig(&path).unwrap()).unwrap();
     let e = wrong.get_node("node-a").await.unwrap_err();
-    assert!(matches!(e, K8sPsatError::Tls { .. }), "{e:?}");
+    assert!(matches!(e, KubeError::Tls { .. }), "{e:?}");
     assert!(e.to_string().contains("certificate-authority"), "{e}");
 }
 

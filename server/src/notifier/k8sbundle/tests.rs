@@ -14,7 +14,7 @@ struct FakeWriter {
 
 #[async_trait]
 impl ConfigMapWriter for FakeWriter {
-    async fn write(&self, target: &ConfigMapTarget, value: &str) -> Result<(), K8sPsatError> {
+    async fn write(&self, target: &ConfigMapTarget, value: &str) -> Result<(), KubeError> {
         self.attempts
             .lock()
             .unwrap()
@@ -22,7 +22,7 @@ impl ConfigMapWriter for FakeWriter {
         let mut failures = self.failures.lock().unwrap();
         if *failures > 0 {
             *failures -= 1;
-            return Err(K8sPsatError::NotFound {
+            return Err(KubeError::NotFound {
                 kind: "configmap",
                 name: format!("{}/{}", target.namespace, target.config_map),
             });
@@ -101,7 +101,7 @@ async fn retries_with_capped_backoff_and_writes_the_latest() {
 /// stay.
 #[tokio::test(flavor = "multi_thread")]
 async fn kube_client_patches_the_fake_apiserver() {
-    use crate::attestor::node::k8s_psat::ClusterConnection;
+    use crate::kube::ClusterConnection;
     use spinel_test_fixtures::k8s::{ApiServerOptions, FakeApiServer};
 
     let api = FakeApiServer::start(ApiServerOptions::default()).unwrap();

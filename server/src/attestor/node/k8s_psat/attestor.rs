@@ -7,9 +7,9 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use spinel_spiffe::{id, Selector, TrustDomain};
 
-use super::api::KubeApi;
-use super::{K8sPsatError, NAME};
+use super::NAME;
 use crate::attestor::node::{AttestError, AttestationResult, ChallengeChannel, NodeAttestor};
+use crate::kube::{KubeApi, KubeError};
 
 /// `user.extra` key of the pod a projected token is bound to.
 pub const POD_NAME_KEY: &str = "authentication.kubernetes.io/pod-name";
@@ -85,9 +85,9 @@ fn denied(message: impl Into<String>) -> AttestError {
 
 /// A Kubernetes failure as an attestation error: a missing object is the
 /// agent's problem, anything else the server's.
-fn kube_error(context: &str, e: K8sPsatError) -> AttestError {
+fn kube_error(context: &str, e: KubeError) -> AttestError {
     match e {
-        K8sPsatError::NotFound { .. } => denied(format!("{context}: {e}")),
+        KubeError::NotFound { .. } => denied(format!("{context}: {e}")),
         other => AttestError::Internal(format!("{context}: {other}")),
     }
 }

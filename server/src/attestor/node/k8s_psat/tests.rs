@@ -6,16 +6,18 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use spinel_spiffe::id;
 
-use super::api::{KubeApi, Node, ObjectMeta, Pod, PodSpec, PodStatus, TokenReviewStatus, UserInfo};
 use super::attestor::{ClusterConfig, POD_NAME_KEY, POD_UID_KEY};
-use super::{K8sPsatAttestor, K8sPsatError};
+use super::K8sPsatAttestor;
 use crate::attestor::node::{AttestError, NoChallenges, NodeAttestor};
+use crate::kube::{
+    KubeApi, KubeError, Node, ObjectMeta, Pod, PodSpec, PodStatus, TokenReviewStatus, UserInfo,
+};
 
 const TOKEN: &str = "header.payload-secret-token.signature";
 
 #[derive(Debug)]
 struct FakeKube {
-    review: Mutex<Result<TokenReviewStatus, K8sPsatError>>,
+    review: Mutex<Result<TokenReviewStatus, KubeError>>,
     pods: BTreeMap<(String, String), Pod>,
     nodes: BTreeMap<String, Node>,
     asked_audiences: Mutex<Vec<String>>,
@@ -27,24 +29,24 @@ impl KubeApi for FakeKube {
         &self,
         token: &str,
         audiences: &[String],
-    ) -> Result<TokenReviewStatus, K8sPsatError> {
+    ) -> Result<TokenReviewStatus, KubeError> {
         assert_eq!(token, TOKEN);
         *self.asked_audiences.lock().unwrap() = audiences.to_vec();
         self.review.lock().unwrap().clone()
     }
 
-    async fn get_pod(&self, namespace: &str, name: &str) -> Result<Pod, K8sPsatError> {
+    async fn get_pod(&self, namespace: &str, name: &str) -> Result<Pod, KubeError> {
         self.pods
             .get(&(namespace.to_owned(), name.to_owned()))
             .cloned()
-            .ok_or(K8sPsatError::NotFound {
+            .ok_or(KubeError::NotFound {
                 kind: "pod",
                 name: format!("{namespace}/{name}"),
             })
     }
 
-    async fn get_node(&self, name: &str) -> Result<Node, K8sPsatError> {
-        self.nodes.get(name).cloned().ok_or(K8sPsatError::NotFound {
+    async fn get_node(&self, name: &str) -> Result<Node, KubeError> {
+        self.nodes.get(name).cloned().ok_or(KubeError::NotFound {
             kind: "node",
             name: name.to_owned(),
         })
@@ -290,7 +292,7 @@ async fn unscheduled_pod_and_missing_node_are_denied() {
 #[tokio::test]
 async fn api_failures_are_internal_and_name_the_permission() {
     let kube = fake();
-    *kube.review.lock().unwrap() = Err(K8sPsatError::Forbidden {
+    *kube.review.lock().unwrap() = Err(KubeError::Forbidden {
         server: "https://k8s:6443".into(),
         action: "create tokenreviews",
     });

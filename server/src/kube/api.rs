@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::K8sPsatError;
+use super::KubeError;
 
 /// `TokenReview` as sent: `spec.token` and `spec.audiences`.
 #[derive(Serialize)]
@@ -167,11 +167,11 @@ pub trait KubeApi: Send + Sync + std::fmt::Debug + 'static {
         &self,
         token: &str,
         audiences: &[String],
-    ) -> Result<TokenReviewStatus, K8sPsatError>;
+    ) -> Result<TokenReviewStatus, KubeError>;
 
     /// `GET /api/v1/namespaces/<namespace>/pods/<name>`.
-    async fn get_pod(&self, namespace: &str, name: &str) -> Result<Pod, K8sPsatError>;
+    async fn get_pod(&self, namespace: &str, name: &str) -> Result<Pod, KubeError>;
 
     /// `GET /api/v1/nodes/<name>`.
-    async fn get_node(&self, name: &str) -> Result<Node, K8sPsatError>;
+    async fn get_node(&self, name: &str) -> Result<Node, KubeError>;
 }

@@ -3,7 +3,7 @@
 //! One HTTP/1.1 connection per request over rustls (the attestor makes
 //! three requests per attestation, rarely), each request bounded by
 //! [`REQUEST_TIMEOUT`] and its answer by [`MAX_RESPONSE_BYTES`]. Statuses
-//! become [`K8sPsatError`]s naming the RBAC permission an operator must
+//! become [`KubeError`]s naming the RBAC permission an operator must
 //! grant (401, 403) or the missing object (404).
 //!
 //! Besides the attestor's [`KubeApi`] calls, it patches one key of a
@@ -27,7 +27,7 @@ use zeroize::Zeroizing;
 
 use super::api::{KubeApi, Node, Pod, TokenReviewRequest, TokenReviewResponse, TokenReviewStatus};
 use super::kubeconfig::{ClusterConnection, Credentials};
-use super::K8sPsatError;
+use super::KubeError;
 
 /// The bound on one request, connection included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -58,8 +58,8 @@ impl std::fmt::Debug for KubeClient {
 
 impl KubeClient {
     /// A client for `connection`.
-    pub fn new(connection: ClusterConnection) -> Result<Self, K8sPsatError> {
-        let bad = |reason: String| K8sPsatError::Connect {
+    pub fn new(connection: ClusterConnection) -> Result<Self, KubeError> {
+        let bad = |reason: String| KubeError::Connect {
             server: connection.server.clone(),
             reason,
         };
@@ -125,11 +125,11 @@ impl KubeClient {
         &self.server
     }
 
-    fn bearer(&self) -> Result<Option<Zeroizing<String>>, K8sPsatError> {
+    fn bearer(&self) -> Result<Option<Zeroizing<String>>, KubeError> {
         match &*self.credentials {
             Credentials::Token(t) => Ok(Some(t.clone())),
             Credentials::TokenFile(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| K8sPsatError::Connect {
+                let text = std::fs::read_to_string(path).map_err(|e| KubeError::Connect {
                     server: self.server.clone(),
                     reason: format!("cannot read the token file {}: {e}", path.display()),
                 })?;
@@ -147,12 +147,12 @@ impl KubeClient {
         body: Option<(Vec<u8>, &'static str)>,
         action: &'static str,
         object: Option<(&'static str, String)>,
-    ) -> Result<T, K8sPsatError> {
+    ) -> Result<T, KubeError> {
         let exchange = self.exchange(method, path, body);
         let (status, bytes) = match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
             Ok(result) => result?,
             Err(_) => {
-                return Err(K8sPsatError::Timeout {
+                return Err(KubeError::Timeout {
                     server: self.server.clone(),
                     seconds: REQUEST_TIMEOUT.as_secs(),
                 })
@@ -160,20 +160,18 @@ impl KubeClient {
         };
         let server = self.server.clone();
         match status {
-            s if s.is_success() => {
-                serde_json::from_slice(&bytes).map_err(|e| K8sPsatError::Decode {
-                    server,
-                    action,
-                    reason: e.to_string(),
-                })
-            }
-            StatusCode::UNAUTHORIZED => Err(K8sPsatError::Unauthorized { server, action }),
-            StatusCode::FORBIDDEN => Err(K8sPsatError::Forbidden { server, action }),
+            s if s.is_success() => serde_json::from_slice(&bytes).map_err(|e| KubeError::Decode {
+                server,
+                action,
+                reason: e.to_string(),
+            }),
+            StatusCode::UNAUTHORIZED => Err(KubeError::Unauthorized { server, action }),
+            StatusCode::FORBIDDEN => Err(KubeError::Forbidden { server, action }),
             StatusCode::NOT_FOUND if object.is_some() => {
                 let (kind, name) = object.unwrap_or_default();
-                Err(K8sPsatError::NotFound { kind, name })
+                Err(KubeError::NotFound { kind, name })
             }
-            s => Err(K8sPsatError::Status {
+            s => Err(KubeError::Status {
                 server,
                 status: s.as_u16(),
                 action,
@@ -187,8 +185,8 @@ impl KubeClient {
         method: Method,
         path: &str,
         body: Option<(Vec<u8>, &'static str)>,
-    ) -> Result<(StatusCode, Bytes), K8sPsatError> {
-        let connect = |reason: String| K8sPsatError::Connect {
+    ) -> Result<(StatusCode, Bytes), KubeError> {
+        let connect = |reason: String| KubeError::Connect {
             server: self.server.clone(),
             reason,
         };
@@ -200,7 +198,7 @@ impl KubeClient {
             .tls
             .connect(self.server_name.clone(), tcp)
             .await
-            .map_err(|e| K8sPsatError::Tls {
+            .map_err(|e| KubeError::Tls {
                 server: self.server.clone(),
                 reason: e.to_string(),
             })?;
@@ -249,7 +247,7 @@ impl KubeClient {
 impl KubeClient {
     /// Sets `data.<key>` of ConfigMap `namespace/name` to `value` with a
     /// JSON merge patch (`application/merge-patch+json`), leaving its other
-    /// keys alone. The ConfigMap must exist (404: [`K8sPsatError::NotFound`]);
+    /// keys alone. The ConfigMap must exist (404: [`KubeError::NotFound`]);
     /// it is never created.
     pub async fn patch_config_map_data(
         &self,
@@ -257,7 +255,7 @@ impl KubeClient {
         name: &str,
         key: &str,
         value: &str,
-    ) -> Result<(), K8sPsatError> {
+    ) -> Result<(), KubeError> {
         let patch = serde_json::json!({ "data": { key: value } });
         let path = format!(
             "/api/v1/namespaces/{}/configmaps/{}",
@@ -312,9 +310,9 @@ impl KubeApi for KubeClient {
         &self,
         token: &str,
         audiences: &[String],
-    ) -> Result<TokenReviewStatus, K8sPsatError> {
+    ) -> Result<TokenReviewStatus, KubeError> {
         let body = serde_json::to_vec(&TokenReviewRequest::new(token, audiences)).map_err(|e| {
-            K8sPsatError::Decode {
+            KubeError::Decode {
                 server: self.server.clone(),
                 action: "create tokenreviews",
                 reason: e.to_string(),
@@ -332,7 +330,7 @@ impl KubeApi for KubeClient {
         Ok(review.status)
     }
 
-    async fn get_pod(&self, namespace: &str, name: &str) -> Result<Pod, K8sPsatError> {
+    async fn get_pod(&self, namespace: &str, name: &str) -> Result<Pod, KubeError> {
         let path = format!(
             "/api/v1/namespaces/{}/pods/{}",
             segment(namespace),
@@ -348,7 +346,7 @@ impl KubeApi for KubeClient {
         .await
     }
 
-    async fn get_node(&self, name: &str) -> Result<Node, K8sPsatError> {
+    async fn get_node(&self, name: &str) -> Result<Node, KubeError> {
         let path = format!("/api/v1/nodes/{}", segment(name));
         self.call(
             Method::GET,

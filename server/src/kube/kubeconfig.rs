@@ -21,7 +21,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use super::K8sPsatError;
+use super::KubeError;
 
 /// Where a pod's service account files are mounted.
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -142,8 +142,8 @@ impl std::fmt::Debug for UserSection {
 
 impl ClusterConnection {
     /// Reads the kubeconfig at `path` and resolves its current context.
-    pub fn from_kubeconfig(path: &Path) -> Result<Self, K8sPsatError> {
-        let bad = |reason: String| K8sPsatError::Kubeconfig {
+    pub fn from_kubeconfig(path: &Path) -> Result<Self, KubeError> {
+        let bad = |reason: String| KubeError::Kubeconfig {
             path: path.display().to_string(),
             reason,
         };
@@ -249,12 +249,12 @@ impl ClusterConnection {
         host: Option<String>,
         port: Option<String>,
         dir: &Path,
-    ) -> Result<Self, K8sPsatError> {
+    ) -> Result<Self, KubeError> {
         let (Some(host), Some(port)) = (
             host.filter(|h| !h.is_empty()),
             port.filter(|p| !p.is_empty()),
         ) else {
-            return Err(K8sPsatError::InCluster(
+            return Err(KubeError::InCluster(
                 "KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must be set (or set kube_config_file)".into(),
             ));
         };
@@ -265,10 +265,10 @@ impl ClusterConnection {
         };
         let ca_path = dir.join("ca.crt");
         let ca = read_certs(&ca_path)
-            .map_err(|e| K8sPsatError::InCluster(format!("{}: {e}", ca_path.display())))?;
+            .map_err(|e| KubeError::InCluster(format!("{}: {e}", ca_path.display())))?;
         let token = dir.join("token");
         if !token.is_file() {
-            return Err(K8sPsatError::InCluster(format!(
+            return Err(KubeError::InCluster(format!(
                 "{} is missing",
                 token.display()
             )));
