@@ -17,6 +17,8 @@ use spinel_test_fixtures::{
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::pem::Pem;
 
+use crate::support::wait_until;
+
 const AGENT_ALIAS: &str = "spiffe://example.org/myagent";
 
 fn trust_domain(ttl: &str) -> (ServerHandle, AgentHandle) {
@@ -61,18 +63,6 @@ fn start_helper(dir: &Path, conf: &str) -> Process {
     .unwrap()
 }
 
-fn wait_until(what: &str, log: impl Fn() -> String, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ready() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} within 30 s; log:\n{}",
-            log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn uri_san(pem_text: &[u8]) -> String {
     let pem = Pem::iter_from_buffer(pem_text).next().unwrap().unwrap();
     let cert = pem.parse_x509().unwrap();
@@ -95,6 +85,9 @@ fn lines(path: &Path) -> usize {
         .map(|s| s.lines().count())
         .unwrap_or(0)
 }
+
+/// How long a step may take.
+const LIMIT: Duration = Duration::from_secs(30);
 
 #[test]
 fn helper_writes_rotates_and_runs_the_reload_hook() {
@@ -127,6 +120,7 @@ jwt_bundle_file_name = "jwt_bundle.json"
     let svid = certs.join("svid.pem");
     wait_until(
         "the hook ran once",
+        LIMIT,
         || helper.log(),
         || lines(&reloads) >= 1,
     );
@@ -162,6 +156,7 @@ jwt_bundle_file_name = "jwt_bundle.json"
     // the hook again.
     wait_until(
         "a rotated SVID on disk",
+        LIMIT,
         || helper.log(),
         || std::fs::read(&svid).unwrap() != first && lines(&reloads) >= 2,
     );
@@ -192,7 +187,7 @@ fn helper_signals_the_process_in_pid_file_and_openssl_uses_the_files() {
         ))
         .spawn()
         .unwrap();
-    wait_until("the app wrote its pid", String::new, || {
+    wait_until("the app wrote its pid", LIMIT, String::new, || {
         lines(&pid_file) == 1
     });
     let mut helper = start_helper(
@@ -204,7 +199,12 @@ fn helper_signals_the_process_in_pid_file_and_openssl_uses_the_files() {
             pid = pid_file.display(),
         ),
     );
-    wait_until("the app got SIGHUP", || helper.log(), || lines(&hups) >= 1);
+    wait_until(
+        "the app got SIGHUP",
+        LIMIT,
+        || helper.log(),
+        || lines(&hups) >= 1,
+    );
 
     // A real non-Rust TLS stack accepts and presents the helper's files:
     // mutual TLS, each side verifying the other against bundle.pem.

@@ -8,11 +8,15 @@
 //! alias for the cluster makes it the parent of a workload entry, it
 //! re-attests at half-life with the token file's new content (the old token
 //! is revoked), and after a restart it attests again with a fresh token.
+//! Restarted while the API server is down, it serves with its stored SVID
+//! and attests again when the API server is back.
 //!
 //! Real processes run on the real clock.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 use std::time::Duration;
+
+use http::StatusCode;
 
 use spinel_test_fixtures::k8s::{
     ApiServerOptions, FakeApiServer, NodeBuilder, PodBuilder, ServiceAccountToken,
@@ -21,6 +25,7 @@ use spinel_test_fixtures::k8s::{
 use spinel_test_fixtures::process::my_uid;
 
 use crate::support::psat::{start_agent, start_server, wait_for_svid};
+use crate::support::wait_until;
 
 fn reviews(api: &FakeApiServer) -> usize {
     let needle = format!("POST {TOKEN_REVIEW_PATH}");
@@ -116,6 +121,31 @@ fn psat_agent_attests_is_aliased_reattests_and_restarts() {
     agent.start_process().unwrap();
     assert!(reviews(&api) > before, "the restarted agent did not attest");
     wait_for_svid(&agent, "spiffe://example.org/workload");
+
+    // The API server is down when the agent restarts: TokenReview fails,
+    // so the agent cannot attest. It serves with its stored SVID, still
+    // valid, and attests again once the API server answers.
+    agent.stop().unwrap();
+    api.set_failure(Some(StatusCode::SERVICE_UNAVAILABLE));
+    let reattested_before = agent.log().matches("re-attested").count();
+    agent.start_process().unwrap();
+    assert!(
+        agent
+            .log()
+            .contains("using the stored agent SVID until attestation succeeds"),
+        "{}",
+        agent.log()
+    );
+    wait_for_svid(&agent, "spiffe://example.org/workload");
+    api.set_failure(None);
+    wait_until(
+        "attestation once the API server is back",
+        Duration::from_secs(60),
+        || agent.log(),
+        || agent.log().matches("re-attested").count() > reattested_before,
+    );
+    wait_for_svid(&agent, "spiffe://example.org/workload");
+
     let log = agent.log() + &server.log();
     for token in [&first, &second, &third] {
         assert!(!log.contains(token.as_str()), "a token was logged");

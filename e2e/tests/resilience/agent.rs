@@ -5,12 +5,14 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use spinel_test_fixtures::process::my_uid;
 use spinel_test_fixtures::{AgentHandle, AgentOptions, ServerHandle, ServerOptions};
 use x509_parser::pem::Pem;
+
+use crate::support::wait_until;
 
 const AGENT_ALIAS: &str = "spiffe://example.org/node";
 const WORKLOAD: &str = "spiffe://example.org/web";
@@ -63,17 +65,8 @@ fn fetch(agent: &AgentHandle, dir: &Path) -> Option<SystemTime> {
     Some(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap()))
 }
 
-fn wait_until(what: &str, log: impl Fn() -> String, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ready() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} within 60 s; log:\n{}",
-            log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+/// How long a step may take.
+const LIMIT: Duration = Duration::from_secs(60);
 
 #[test]
 fn outage_longer_than_the_svid_ttl_never_serves_an_expired_svid_and_recovers() {
@@ -81,6 +74,7 @@ fn outage_longer_than_the_svid_ttl_never_serves_an_expired_svid_and_recovers() {
     let out = tempfile::tempdir_in("/tmp").unwrap();
     wait_until(
         "a first SVID",
+        LIMIT,
         || agent.log(),
         || fetch(&agent, out.path()).is_some(),
     );
@@ -89,6 +83,7 @@ fn outage_longer_than_the_svid_ttl_never_serves_an_expired_svid_and_recovers() {
     // the cached one expires the workload gets none.
     wait_until(
         "the expired SVID dropped",
+        LIMIT,
         || agent.log(),
         || {
             let asked = SystemTime::now();
@@ -108,6 +103,7 @@ fn outage_longer_than_the_svid_ttl_never_serves_an_expired_svid_and_recovers() {
     server.start_process().unwrap();
     wait_until(
         "a fresh SVID after the server returned",
+        LIMIT,
         || agent.log(),
         || fetch(&agent, out.path()).is_some_and(|na| na > SystemTime::now()),
     );
@@ -120,12 +116,14 @@ fn restarted_agent_serves_stored_svids_while_the_server_is_down() {
     let out = tempfile::tempdir_in("/tmp").unwrap();
     wait_until(
         "a first SVID",
+        LIMIT,
         || agent.log(),
         || fetch(&agent, out.path()).is_some(),
     );
     let stored = agent.dir.path().join("data/workload_cache.json");
     wait_until(
         "the workload cache saved",
+        LIMIT,
         || agent.log(),
         || stored.exists(),
     );
@@ -152,12 +150,14 @@ fn corrupt_state_refuses_to_start_unless_rebootstrap_is_opted_in() {
     let out = tempfile::tempdir_in("/tmp").unwrap();
     wait_until(
         "a first SVID",
+        LIMIT,
         || agent.log(),
         || fetch(&agent, out.path()).is_some(),
     );
     let data = agent.dir.path().join("data");
     wait_until(
         "the workload cache saved",
+        LIMIT,
         || agent.log(),
         || data.join("workload_cache.json").exists(),
     );
@@ -208,6 +208,7 @@ fn corrupt_state_refuses_to_start_unless_rebootstrap_is_opted_in() {
     agent.start_process().unwrap();
     wait_until(
         "an SVID after rebootstrap",
+        LIMIT,
         || agent.log(),
         || fetch(&agent, out.path()).is_some(),
     );
@@ -222,6 +223,7 @@ fn banned_agent_wipes_its_state_and_serves_no_identity() {
     let out = tempfile::tempdir_in("/tmp").unwrap();
     wait_until(
         "a first SVID",
+        LIMIT,
         || agent.log(),
         || fetch(&agent, out.path()).is_some(),
     );
@@ -233,6 +235,7 @@ fn banned_agent_wipes_its_state_and_serves_no_identity() {
     let data = agent.dir.path().join("data");
     wait_until(
         "the ban noticed",
+        LIMIT,
         || agent.log(),
         // The recovery's own line: the watch stream's end (debug, "is
         // banned" too) comes before the wipe.
@@ -250,6 +253,7 @@ fn evicted_join_token_agent_says_it_needs_a_new_token() {
     let out = tempfile::tempdir_in("/tmp").unwrap();
     wait_until(
         "a first SVID",
+        LIMIT,
         || agent.log(),
         || fetch(&agent, out.path()).is_some(),
     );
@@ -260,6 +264,7 @@ fn evicted_join_token_agent_says_it_needs_a_new_token() {
         .unwrap();
     wait_until(
         "the eviction noticed",
+        LIMIT,
         || agent.log(),
         || agent.log().contains("needs a new join token"),
     );
@@ -277,6 +282,7 @@ async fn workload_stream_loses_the_expired_svid_and_a_new_one_follows_the_outage
     let out = tempfile::tempdir_in("/tmp").unwrap();
     wait_until(
         "a first SVID",
+        LIMIT,
         || agent.log(),
         || fetch(&agent, out.path()).is_some(),
     );

@@ -17,6 +17,8 @@ use spinel_test_fixtures::process::my_uid;
 use spinel_test_fixtures::{AgentHandle, AgentOptions, ServerHandle, ServerOptions};
 use x509_parser::pem::Pem;
 
+use crate::support::wait_until;
+
 const AGENT_ALIAS: &str = "spiffe://example.org/node";
 const WORKLOAD: &str = "spiffe://example.org/web";
 
@@ -58,25 +60,6 @@ fn fetch(agent: &AgentHandle, dir: &Path) -> Option<SystemTime> {
     let cert = pem.parse_x509().ok()?;
     let secs = cert.validity().not_after.timestamp();
     Some(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
-}
-
-/// Polls `ready` every 100 ms for up to `limit`; returns how long it took.
-fn wait_until(
-    what: &str,
-    limit: Duration,
-    log: impl Fn() -> String,
-    mut ready: impl FnMut() -> bool,
-) -> Duration {
-    let start = Instant::now();
-    while !ready() {
-        assert!(
-            start.elapsed() < limit,
-            "{what} within {limit:?}; agent log:\n{}",
-            log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    start.elapsed()
 }
 
 /// Ports nothing listens on (bound, then released).

@@ -8,7 +8,8 @@
 //! - `raw_agent`: a tonic client attesting as an agent, the admin socket
 //!   as a channel and the audit log lines (`audit/`, `propagation/`).
 //!
-//! This file: the other local user (`nobody`) and CPU time of a process.
+//! This file: the other local user (`nobody`), CPU time of a process and
+//! [`wait_until`].
 
 pub mod crash;
 pub mod psat;
@@ -18,6 +19,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 pub use spinel_test_fixtures::{AgentHandle, AgentOptions, ServerHandle, ServerOptions};
 
@@ -79,4 +81,25 @@ fn nobody_copy(binary: &str) -> PathBuf {
         std::fs::rename(&temp, &copy).unwrap();
     }
     copy
+}
+
+/// Polls `ready` every 100 ms for up to `limit`; returns how long it took.
+/// On timeout the test fails, naming `what` and showing `log()` (usually a
+/// process's log).
+pub fn wait_until(
+    what: &str,
+    limit: Duration,
+    log: impl Fn() -> String,
+    mut ready: impl FnMut() -> bool,
+) -> Duration {
+    let start = Instant::now();
+    while !ready() {
+        assert!(
+            start.elapsed() < limit,
+            "{what} within {limit:?}; log:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    start.elapsed()
 }
