@@ -364,12 +364,75 @@ fn open_key_manager(config: &KeyManagerConfig) -> Result<Arc<dyn KeyManager>, Ru
 /// The CA settings, with the UpstreamAuthority's files loaded and checked.
 fn ca_config(config: &ServerConfig) -> Result<crate::ca::CaConfig, RunError> {
     let mut ca = config.ca.clone();
+    ca.server_id = server_id(&config.data_dir)?;
     if let Some(disk) = &config.plugins.upstream_authority {
         let upstream = crate::upstream::load_disk(disk)?;
         tracing::info!(upstream_authority_id = %upstream.authority_id(), "UpstreamAuthority \"disk\": the X.509 CA is an intermediate");
         ca.upstream = Some(upstream);
     }
     Ok(ca)
+}
+
+/// Follows the stored bundle's sequence number (which the change refresher
+/// reads every half second): when another server on the same datastore
+/// changed the bundle (its CA rotated, it joined), the CA serves and
+/// trusts the new one.
+fn follow_shared_bundle(ca: Arc<Ca>, changes: &crate::notify::Changes) -> JoinHandle<()> {
+    let mut marks = changes.subscribe();
+    tokio::spawn(async move {
+        let mut seen = marks.borrow_and_update().bundle_sequence;
+        while marks.changed().await.is_ok() {
+            let sequence = marks.borrow_and_update().bundle_sequence;
+            if sequence == seen || sequence == ca.bundle().sequence {
+                seen = sequence;
+                continue;
+            }
+            seen = sequence;
+            if let Err(e) = ca.refresh_shared_bundle().await {
+                tracing::warn!(error = %e, "cannot read the trust bundle another server changed");
+            }
+        }
+    })
+}
+
+/// The file in `data_dir` that names this server's CA journal.
+pub const SERVER_ID_FILE: &str = "server_id";
+
+/// This server's ID: the name of its CA journal in the datastore, which
+/// servers sharing one database each keep (each has its own CA and keys).
+/// Made once, 16 random bytes in hex, and kept in `data_dir/server_id`
+/// (mode 0600) beside the keys it goes with.
+fn server_id(data_dir: &Path) -> Result<String, RunError> {
+    let path = data_dir.join(SERVER_ID_FILE);
+    let fail = |reason: String| RunError::DataStore {
+        path: path.clone(),
+        reason,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let id = text.trim();
+            if id.is_empty()
+                || id.len() > 64
+                || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            {
+                return Err(fail(
+                    "the server ID must be 1 to 64 letters, digits or '-' (delete the file to make a new one, which starts a new CA)".into(),
+                ));
+            }
+            Ok(id.to_owned())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut bytes = [0u8; 16];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+                .map_err(|_| fail("no randomness for a server ID".into()))?;
+            let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            spinel_spiffe::keyfile::write_private(&path, format!("{id}\n").as_bytes())
+                .map_err(|e| fail(e.to_string()))?;
+            tracing::info!(server_id = %id, "made this server's ID (names its CA journal in the datastore)");
+            Ok(id)
+        }
+        Err(e) => Err(fail(format!("cannot read the server ID: {e}"))),
+    }
 }
 
 /// Starts every part of the server and returns once the listeners are up.
@@ -438,6 +501,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
         datastore.clone(),
         config.trust_domain.to_string(),
     ));
+    background.push(follow_shared_bundle(ca.clone(), state.changes()));
     if let Some((k8sbundle, client)) = k8sbundle {
         background.extend(start_k8sbundle(k8sbundle, client, &ca, &datastore, &state));
     }

@@ -253,33 +253,47 @@ impl Bundle for BundleService {
         if req.x509_authorities.is_empty() && req.jwt_authorities.is_empty() {
             return Err(ApiError::invalid_msg("no authorities to append").into());
         }
-        let mut bundle = self.own_bundle().await?;
+        let mut x509 = Vec::with_capacity(req.x509_authorities.len());
         for (i, cert) in req.x509_authorities.iter().enumerate() {
             validate::x509_authority(&cert.asn1).map_err(|e| {
                 ApiError::invalid("failed to convert X.509 authority", format!("{i}: {e}"))
             })?;
-            if !bundle.x509_authorities.contains(&cert.asn1) {
-                bundle.x509_authorities.push(cert.asn1.clone());
-            }
+            x509.push(cert.asn1.clone());
         }
+        let mut jwt = Vec::with_capacity(req.jwt_authorities.len());
         for (i, key) in req.jwt_authorities.iter().enumerate() {
-            let key = validate::jwt_authority(key).map_err(|e| {
+            jwt.push(validate::jwt_authority(key).map_err(|e| {
                 ApiError::invalid("failed to convert JWT authority", format!("{i}: {e}"))
-            })?;
-            if !bundle
-                .jwt_authorities
-                .iter()
-                .any(|k| k.key_id == key.key_id)
-            {
-                bundle.jwt_authorities.push(key);
-            }
+            })?);
         }
-        bundle.sequence_number = bundle.sequence_number.saturating_add(1);
-        self.state
+        // Read-modify-write as one compare-and-swap: another server on the
+        // same database may change the bundle at the same time.
+        let fallback = StoredBundle::from(&self.state.ca.bundle());
+        let bundle = self
+            .state
             .datastore
-            .set_bundle(bundle.clone())
+            .update_bundle(self.own_td(), &|current| {
+                let mut bundle = current.unwrap_or_else(|| fallback.clone());
+                for cert in &x509 {
+                    if !bundle.x509_authorities.contains(cert) {
+                        bundle.x509_authorities.push(cert.clone());
+                    }
+                }
+                for key in &jwt {
+                    if !bundle
+                        .jwt_authorities
+                        .iter()
+                        .any(|k| k.key_id == key.key_id)
+                    {
+                        bundle.jwt_authorities.push(key.clone());
+                    }
+                }
+                bundle.sequence_number = bundle.sequence_number.saturating_add(1);
+                Some(bundle)
+            })
             .await
-            .map_err(|e| ApiError::datastore("failed to append bundle", e))?;
+            .map_err(|e| ApiError::datastore("failed to append bundle", e))?
+            .unwrap_or(fallback);
         tracing::info!("authorities appended to the trust bundle");
         Ok(Response::new(bundle_to_proto(
             &bundle,

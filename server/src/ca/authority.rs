@@ -83,12 +83,75 @@ pub struct Authorities {
     pub(super) jwt_active: JwtKey,
     pub(super) jwt_prepared: Option<JwtKey>,
     pub(super) jwt_old: Vec<JwtKey>,
+    /// What this server last put into the trust domain's stored bundle.
+    pub(super) published: Published,
+}
+
+/// What one server put into the trust domain's stored bundle: its X.509
+/// anchors (DER) and JWT key IDs. Kept in the journal so that an authority
+/// that leaves this server's set (revoked, withdrawn, replaced) is taken
+/// out of the bundle, which other servers share, even after a crash
+/// between the journal write and the bundle write.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Published {
+    /// X.509 authorities (DER).
+    pub x509: Vec<Vec<u8>>,
+    /// JWT key IDs.
+    pub jwt: Vec<String>,
+}
+
+impl Published {
+    /// What `bundle` (this server's own) publishes.
+    pub fn of(bundle: &TrustBundle) -> Published {
+        Published {
+            x509: bundle.x509_authorities.clone(),
+            jwt: bundle
+                .jwt_authorities
+                .iter()
+                .map(|k| k.key_id.clone())
+                .collect(),
+        }
+    }
+
+    /// What this holds and `bundle` no longer does.
+    pub fn withdrawn_from(&self, bundle: &TrustBundle) -> Published {
+        Published {
+            x509: self
+                .x509
+                .iter()
+                .filter(|der| !bundle.x509_authorities.contains(der))
+                .cloned()
+                .collect(),
+            jwt: self
+                .jwt
+                .iter()
+                .filter(|kid| !bundle.jwt_authorities.iter().any(|k| &k.key_id == *kid))
+                .cloned()
+                .collect(),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
 struct Journal {
     x509: Vec<X509Record>,
     jwt: Vec<JwtRecord>,
+    #[serde(default, skip_serializing_if = "PublishedRecord::is_empty")]
+    published: PublishedRecord,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct PublishedRecord {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    x509: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    jwt: Vec<String>,
+}
+
+impl PublishedRecord {
+    fn is_empty(&self) -> bool {
+        self.x509.is_empty() && self.jwt.is_empty()
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -213,6 +276,7 @@ impl Authorities {
             jwt_active,
             jwt_prepared: None,
             jwt_old: Vec::new(),
+            published: Published::default(),
         })
     }
 
@@ -328,6 +392,20 @@ impl Authorities {
                 .ok_or_else(|| CaError::State("CA journal has no active JWT key".into()))?,
             jwt_prepared,
             jwt_old,
+            published: Published {
+                x509: journal
+                    .published
+                    .x509
+                    .iter()
+                    .map(|c| STANDARD.decode(c.as_bytes()))
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| {
+                        CaError::State(
+                            "CA journal lists a published certificate that is not base64".into(),
+                        )
+                    })?,
+                jwt: journal.published.jwt,
+            },
         })
     }
 
@@ -367,6 +445,15 @@ impl Authorities {
                 .chain(self.jwt_prepared.iter().map(|k| jwt(Status::Prepared, k)))
                 .chain(self.jwt_old.iter().map(|k| jwt(Status::Old, k)))
                 .collect(),
+            published: PublishedRecord {
+                x509: self
+                    .published
+                    .x509
+                    .iter()
+                    .map(|c| STANDARD.encode(c))
+                    .collect(),
+                jwt: self.published.jwt.clone(),
+            },
         };
         serde_json::to_vec(&journal).map_err(|e| CaError::State(e.to_string()))
     }

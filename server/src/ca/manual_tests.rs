@@ -16,6 +16,7 @@ const DAY: Duration = Duration::from_secs(24 * 3600);
 fn config() -> CaConfig {
     CaConfig {
         trust_domain: TrustDomain::new("example.org").unwrap(),
+        server_id: "test-server".into(),
         ca_key_type: KeyType::EcP256,
         jwt_key_type: KeyType::EcP256,
         ca_ttl: DAY,
@@ -126,7 +127,12 @@ async fn x509_prepare_activate_taint_revoke() {
     assert_eq!(active.authority_id, prepared.authority_id);
     let bundle = ca.bundle();
     assert_eq!(bundle.x509_authorities.len(), 2);
-    let new_der = bundle.x509_authorities[0].clone();
+    let new_der = bundle
+        .x509_authorities
+        .iter()
+        .find(|der| subject_key_id(der).unwrap() == prepared.authority_id)
+        .unwrap()
+        .clone();
     assert!(leaf_issuer_is(&ca, &new_der));
     let s1 = ca.authority_state(AuthorityKind::X509).unwrap();
     assert_eq!(

@@ -28,6 +28,7 @@ mod jwt;
 mod key_id;
 mod manual;
 mod operations;
+mod shared_bundle;
 mod x509;
 
 use std::sync::{Arc, RwLock};
@@ -39,7 +40,7 @@ use tokio::sync::watch;
 use crate::datastore::DataStore;
 use crate::keymanager::{KeyManager, KeyType};
 
-pub use authority::Authorities;
+pub use authority::{Authorities, Published};
 pub use csr::verify_csr;
 pub use key_id::subject_key_id;
 pub use manual::{AuthorityInfo, AuthorityKind, AuthorityState};
@@ -54,6 +55,10 @@ pub const BACKDATE: Duration = Duration::from_secs(10);
 pub struct CaConfig {
     /// The trust domain.
     pub trust_domain: TrustDomain,
+    /// This server's name for its CA journal in the datastore (servers
+    /// sharing one database each keep their own CA); see
+    /// `run::server_id`.
+    pub server_id: String,
     /// Key type of the X.509 CA (`ca_key_type`, default ec-p256).
     pub ca_key_type: KeyType,
     /// Key type of the JWT signing key (`jwt_key_type`, default: `ca_key_type`).
@@ -177,7 +182,7 @@ impl Ca {
         datastore: Arc<dyn DataStore>,
         clock: Clock,
     ) -> Result<Arc<Ca>, CaError> {
-        let authorities = match datastore.get_ca_journal().await? {
+        let authorities = match datastore.get_ca_journal(&config.server_id).await? {
             Some(journal) => Authorities::load(&journal, keys.as_ref())?,
             None => {
                 tracing::info!(trust_domain = %config.trust_domain, "no CA yet: making a new X.509 CA and JWT key");
@@ -210,44 +215,50 @@ impl Ca {
     /// Failpoint `ca:start:journal-written` between the two.
     async fn persist_and_publish(&self) -> Result<(), CaError> {
         let journal = self.read()?.journal()?;
-        self.datastore.set_ca_journal(journal).await?;
+        self.datastore
+            .set_ca_journal(&self.config.server_id, journal)
+            .await?;
         spinel_spiffe::failpoint::hit("ca:start:journal-written");
         self.publish_bundle().await
     }
 
-    /// Stores the bundle of the current authorities (a new sequence number
-    /// when it changed) and tells the watchers.
+    /// Merges this server's authorities into the trust domain's stored
+    /// bundle, which other servers on the same datastore share (a new
+    /// sequence number when it changed; see `shared_bundle`), records
+    /// what it published in the journal, and tells the watchers about the
+    /// stored bundle. Called with the change lock held, or at start.
     async fn publish_bundle(&self) -> Result<(), CaError> {
-        let mut bundle = self
-            .read()?
-            .bundle(&self.config.trust_domain, self.clock.now());
-        let td = self.config.trust_domain.as_str().to_owned();
-        let stored = self.datastore.get_bundle(&td).await?;
-        let previous_sequence = stored.as_ref().map(|b| b.sequence_number).unwrap_or(0);
-        let unchanged = stored.as_ref().is_some_and(|b| {
-            b.x509_authorities == bundle.x509_authorities
-                && b.jwt_authorities.len() == bundle.jwt_authorities.len()
-                && b.jwt_authorities
-                    .iter()
-                    .zip(&bundle.jwt_authorities)
-                    .all(|(a, b)| a.key_id == b.key_id && a.public_key == b.public_key)
-        });
-        bundle.sequence = if unchanged {
-            previous_sequence
-        } else {
-            previous_sequence + 1
+        let now = self.clock.now();
+        let (own, withdrawn, published) = {
+            let state = self.read()?;
+            let own = state.bundle(&self.config.trust_domain, now);
+            let withdrawn = state.published.withdrawn_from(&own);
+            (own, withdrawn, state.published.clone())
         };
-        if let Some(stored) = &stored {
-            bundle.refresh_hint = stored.refresh_hint;
-        }
-        if !unchanged {
+        let stored = self
+            .datastore
+            .update_bundle(self.config.trust_domain.as_str(), &|current| {
+                shared_bundle::merge(current, &own, &withdrawn, now)
+            })
+            .await?;
+        let now_published = Published::of(&own);
+        if now_published != published {
+            let journal = {
+                let mut state = self
+                    .state
+                    .write()
+                    .map_err(|_| CaError::State("CA state lock poisoned".into()))?;
+                state.published = now_published;
+                state.journal()?
+            };
             self.datastore
-                .set_bundle(crate::datastore::StoredBundle {
-                    refresh_hint: stored.map(|s| s.refresh_hint).unwrap_or(0),
-                    ..crate::datastore::StoredBundle::from(&bundle)
-                })
+                .set_ca_journal(&self.config.server_id, journal)
                 .await?;
         }
+        let bundle = match &stored {
+            Some(stored) => shared_bundle::to_trust_bundle(stored, &self.config.trust_domain),
+            None => own,
+        };
         self.bundle_tx.send_if_modified(|current| {
             if *current == bundle {
                 false
@@ -257,6 +268,14 @@ impl Ca {
             }
         });
         Ok(())
+    }
+
+    /// Reads the stored bundle again after another server changed it:
+    /// serves and trusts what it holds now, and puts this server's
+    /// authorities back if that change lost them.
+    pub async fn refresh_shared_bundle(&self) -> Result<(), CaError> {
+        let _held = self.changes.lock().await;
+        self.publish_bundle().await
     }
 
     /// The trust domain.

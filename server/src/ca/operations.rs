@@ -38,7 +38,9 @@ impl Ca {
         let mut next = self.read()?.clone();
         let (out, changed) = f(&mut next, &self.config, self.keys.as_ref())?;
         if changed {
-            self.datastore.set_ca_journal(next.journal()?).await?;
+            self.datastore
+                .set_ca_journal(&self.config.server_id, next.journal()?)
+                .await?;
             failpoint::hit(journaled);
             *self
                 .state

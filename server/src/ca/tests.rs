@@ -13,6 +13,7 @@ use crate::keymanager::{DiskKeyManager, MemoryKeyManager};
 fn config(ca_ttl: Duration) -> CaConfig {
     CaConfig {
         trust_domain: TrustDomain::new("example.org").unwrap(),
+        server_id: "test-server".into(),
         ca_key_type: KeyType::EcP256,
         jwt_key_type: KeyType::EcP256,
         ca_ttl,
@@ -345,4 +346,74 @@ async fn the_cached_signer_follows_automatic_rotation() {
     assert!(signed_by(&svid, &second));
     assert!(!signed_by(&svid, &first));
     rotation.abort();
+}
+
+/// Two servers on one datastore (as on a shared database): each keeps its
+/// own CA and journal, the stored bundle holds both, each serves it, and
+/// one server revoking its old authority leaves the other's in place.
+#[tokio::test(start_paused = true)]
+async fn servers_sharing_a_datastore_publish_one_bundle_with_both_cas() {
+    let ds: Arc<dyn crate::datastore::DataStore> =
+        Arc::new(SledDataStore::open_temporary().unwrap());
+    let clock = Clock::starting_at(start_time());
+    let start = |id: &str| {
+        let mut c = config(Duration::from_secs(24 * 3600));
+        c.server_id = id.into();
+        Ca::start(
+            c,
+            Arc::new(MemoryKeyManager::new()),
+            ds.clone(),
+            clock.clone(),
+        )
+    };
+    let a = start("a").await.unwrap();
+    let b = start("b").await.unwrap();
+    let a_ca = a.authority_state(AuthorityKind::X509).unwrap().active;
+    let b_ca = b.authority_state(AuthorityKind::X509).unwrap().active;
+    assert_ne!(
+        a_ca.authority_id, b_ca.authority_id,
+        "each server has its own CA"
+    );
+    let ids = |bundle: &TrustBundle| -> Vec<String> {
+        let mut ids: Vec<_> = bundle
+            .x509_authorities
+            .iter()
+            .map(|der| subject_key_id(der).unwrap())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let mut both = vec![a_ca.authority_id.clone(), b_ca.authority_id.clone()];
+    both.sort();
+    assert_eq!(ids(&b.bundle()), both);
+    // A learns of B's CA when it reads the bundle again (the server does
+    // so when the stored sequence moves).
+    a.refresh_shared_bundle().await.unwrap();
+    assert_eq!(ids(&a.bundle()), both);
+    assert_eq!(a.bundle().jwt_authorities.len(), 2);
+
+    // A rotates by hand and revokes its first CA: only that one leaves.
+    let prepared = a.prepare_authority(AuthorityKind::X509).await.unwrap();
+    a.activate_authority(AuthorityKind::X509, &prepared.authority_id)
+        .await
+        .unwrap();
+    a.taint_authority(AuthorityKind::X509, &a_ca.authority_id)
+        .await
+        .unwrap();
+    a.revoke_authority(AuthorityKind::X509, &a_ca.authority_id)
+        .await
+        .unwrap();
+    let mut now = vec![prepared.authority_id.clone(), b_ca.authority_id.clone()];
+    now.sort();
+    assert_eq!(ids(&a.bundle()), now);
+    b.refresh_shared_bundle().await.unwrap();
+    assert_eq!(ids(&b.bundle()), now);
+
+    // Restarted, each server finds its own journal (not the other's).
+    drop(b);
+    let b = start("b").await;
+    assert!(
+        b.is_err(),
+        "a new key manager without B's keys must not load B's journal"
+    );
 }

@@ -291,6 +291,8 @@ pub fn from_file(
     let subject = server.ca_subject.clone().unwrap_or_default();
     let ca = CaConfig {
         trust_domain: trust_domain.clone(),
+        // Read from (or made in) `data_dir` at start-up (run.rs).
+        server_id: String::new(),
         ca_key_type,
         jwt_key_type: server.jwt_key_type.unwrap_or(ca_key_type),
         ca_ttl: server.ca_ttl.unwrap_or(DEFAULT_CA_TTL),

@@ -78,6 +78,10 @@ fn describe_entry(id: &str) -> String {
 /// Shorthand for datastore results.
 pub type Result<T> = std::result::Result<T, DataStoreError>;
 
+/// The change [`DataStore::update_bundle`] makes: from the stored bundle
+/// (if any) to the one to store (`None`: no change).
+pub type BundleUpdate<'a> = dyn Fn(Option<StoredBundle>) -> Option<StoredBundle> + Send + Sync + 'a;
+
 /// The datastore seam. Implementations are cheap to share (`Arc<dyn DataStore>`).
 #[async_trait]
 pub trait DataStore: Send + Sync + std::fmt::Debug + 'static {
@@ -162,6 +166,18 @@ pub trait DataStore: Send + Sync + std::fmt::Debug + 'static {
     async fn get_bundle(&self, trust_domain: &str) -> Result<Option<StoredBundle>>;
     /// Creates or replaces the bundle of `bundle.trust_domain`.
     async fn set_bundle(&self, bundle: StoredBundle) -> Result<()>;
+    /// Changes the bundle of `trust_domain` atomically: `update` gets the
+    /// stored bundle (`None` if there is none) and returns the one to
+    /// store, or `None` to leave it as it is. If another writer (another
+    /// server on a shared database) changes the bundle in between, `update`
+    /// runs again on what that writer stored, so no change is lost; it must
+    /// therefore have no side effects. Returns the bundle stored after the
+    /// call.
+    async fn update_bundle(
+        &self,
+        trust_domain: &str,
+        update: &BundleUpdate<'_>,
+    ) -> Result<Option<StoredBundle>>;
     /// Deletes a bundle, returning it (NotFound if absent).
     async fn delete_bundle(&self, trust_domain: &str) -> Result<StoredBundle>;
     /// All bundles, ordered by trust domain.
@@ -194,9 +210,13 @@ pub trait DataStore: Send + Sync + std::fmt::Debug + 'static {
 
     // --- CA state ---
 
-    /// Opaque CA journal (the CA's record of prepared/active/old
-    /// authorities); `None` before the first CA is made.
-    async fn get_ca_journal(&self) -> Result<Option<Vec<u8>>>;
-    /// Replaces the CA journal.
-    async fn set_ca_journal(&self, journal: Vec<u8>) -> Result<()>;
+    /// The opaque CA journal of server `server_id` (its record of
+    /// prepared/active/old authorities); `None` before its first CA is
+    /// made. Every server sharing a datastore keeps its own CA, so each
+    /// has its own journal. A journal written before journals were kept
+    /// per server is returned to the first server that asks while no
+    /// server has one of its own (the server it belonged to, upgraded).
+    async fn get_ca_journal(&self, server_id: &str) -> Result<Option<Vec<u8>>>;
+    /// Replaces the CA journal of server `server_id`.
+    async fn set_ca_journal(&self, server_id: &str, journal: Vec<u8>) -> Result<()>;
 }

@@ -130,6 +130,7 @@ where
     check_join_token_race(fresh().await).await;
     check_bundles(fresh().await).await;
     check_ca_journal(fresh().await).await;
+    check_bundle_update_race(fresh().await).await;
     check_federation_relationships(fresh().await).await;
 }
 
@@ -785,11 +786,55 @@ async fn check_federation_relationships(ds: Arc<dyn DataStore>) {
 }
 
 async fn check_ca_journal(ds: Arc<dyn DataStore>) {
-    assert_eq!(ds.get_ca_journal().await.unwrap(), None);
-    ds.set_ca_journal(b"first".to_vec()).await.unwrap();
-    assert_eq!(ds.get_ca_journal().await.unwrap(), Some(b"first".to_vec()));
-    ds.set_ca_journal(vec![0, 255, 1]).await.unwrap();
-    assert_eq!(ds.get_ca_journal().await.unwrap(), Some(vec![0, 255, 1]));
+    assert_eq!(ds.get_ca_journal("a").await.unwrap(), None);
+    ds.set_ca_journal("a", b"first".to_vec()).await.unwrap();
+    assert_eq!(
+        ds.get_ca_journal("a").await.unwrap(),
+        Some(b"first".to_vec())
+    );
+    ds.set_ca_journal("a", vec![0, 255, 1]).await.unwrap();
+    assert_eq!(ds.get_ca_journal("a").await.unwrap(), Some(vec![0, 255, 1]));
+    // Each server has its own journal.
+    assert_eq!(ds.get_ca_journal("b").await.unwrap(), None);
+    ds.set_ca_journal("b", b"other".to_vec()).await.unwrap();
+    assert_eq!(
+        ds.get_ca_journal("b").await.unwrap(),
+        Some(b"other".to_vec())
+    );
+    assert_eq!(ds.get_ca_journal("a").await.unwrap(), Some(vec![0, 255, 1]));
+}
+
+/// `update_bundle` from many writers at once (as servers sharing a
+/// database): every change lands, none overwrites another.
+async fn check_bundle_update_race(ds: Arc<dyn DataStore>) {
+    let unchanged = ds.update_bundle("example.org", &|_| None).await.unwrap();
+    assert_eq!(unchanged, None, "no bundle, no change");
+    let writers = 16u8;
+    let mut tasks = Vec::new();
+    for i in 0..writers {
+        let ds = ds.clone();
+        tasks.push(tokio::spawn(async move {
+            ds.update_bundle("example.org", &|current| {
+                let mut b = current.unwrap_or_else(|| bundle("example.org", 0));
+                b.x509_authorities.push(vec![i]);
+                b.sequence_number += 1;
+                Some(b)
+            })
+            .await
+            .unwrap()
+        }));
+    }
+    for t in tasks {
+        let stored = t.await.unwrap().unwrap();
+        assert!(stored.sequence_number >= 1);
+    }
+    let got = ds.get_bundle("example.org").await.unwrap().unwrap();
+    assert_eq!(got.sequence_number, u64::from(writers));
+    for i in 0..writers {
+        assert!(got.x509_authorities.contains(&vec![i]), "writer {i} lost");
+    }
+    let same = ds.update_bundle("example.org", &|_| None).await.unwrap();
+    assert_eq!(same, Some(got), "no change returns what is stored");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -827,7 +872,7 @@ async fn fill(path: &Path) -> RegistrationEntry {
         .await
         .unwrap();
     ds.set_bundle(bundle("example.org", 3)).await.unwrap();
-    ds.set_ca_journal(b"journal".to_vec()).await.unwrap();
+    ds.set_ca_journal("s1", b"journal".to_vec()).await.unwrap();
     e
 }
 
@@ -845,7 +890,7 @@ async fn sled_writes_survive_reopen() {
     let got = ds.get_bundle("example.org").await.unwrap();
     assert_eq!(got, Some(bundle("example.org", 3)));
     assert_eq!(
-        ds.get_ca_journal().await.unwrap(),
+        ds.get_ca_journal("s1").await.unwrap(),
         Some(b"journal".to_vec())
     );
     // The similar-entry index came back too.

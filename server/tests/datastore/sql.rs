@@ -145,6 +145,34 @@ async fn sqlite_two_handles_share_one_database() {
     check_two_handles(a, b).await;
 }
 
+/// A version 1 database kept one CA journal (`ca_journal`, id 1): the
+/// first server to start without a journal of its own adopts it, and
+/// once any server has its own, no other server is handed it.
+#[tokio::test]
+async fn sqlite_version_1_journal_is_adopted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = sqlite_options(&dir.path().join("v1.sqlite3"));
+    let store = SqlDataStore::open(&options).await.unwrap();
+    let pool = sqlx::SqlitePool::connect(&options.url).await.unwrap();
+    sqlx::query("INSERT INTO ca_journal (id, journal) VALUES (1, x'6f6c64')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_ca_journal("x").await.unwrap(),
+        Some(b"old".to_vec())
+    );
+    store.set_ca_journal("x", b"old".to_vec()).await.unwrap();
+    assert_eq!(store.get_ca_journal("y").await.unwrap(), None);
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ca_journal")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "the adopted journal is retired");
+    pool.close().await;
+    store.close().await;
+}
+
 #[tokio::test]
 async fn sqlite_refuses_a_newer_schema_and_disable_migration_checks_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -156,13 +184,16 @@ async fn sqlite_refuses_a_newer_schema_and_disable_migration_checks_it() {
     assert!(err.to_string().contains("schema_version"), "{err}");
 
     let store = SqlDataStore::open(&options).await.unwrap();
-    store.set_ca_journal(b"j".to_vec()).await.unwrap();
+    store.set_ca_journal("s1", b"j".to_vec()).await.unwrap();
     store.close().await;
     // Opening again (migration on or off) keeps the data.
     let mut checked = options.clone();
     checked.disable_migration = true;
     let store = SqlDataStore::open(&checked).await.unwrap();
-    assert_eq!(store.get_ca_journal().await.unwrap(), Some(b"j".to_vec()));
+    assert_eq!(
+        store.get_ca_journal("s1").await.unwrap(),
+        Some(b"j".to_vec())
+    );
     store.close().await;
 
     // A newer server moved the schema on: this one refuses to touch it.

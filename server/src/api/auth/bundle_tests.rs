@@ -22,6 +22,7 @@ const ADMIN: &str = "spiffe://example.org/admin";
 fn ca_config() -> CaConfig {
     CaConfig {
         trust_domain: TrustDomain::new("example.org").unwrap(),
+        server_id: "test-server".into(),
         ca_key_type: KeyType::EcP256,
         jwt_key_type: KeyType::EcP256,
         ca_ttl: Duration::from_secs(24 * 3600),

@@ -14,7 +14,7 @@
 //!   incrementally ([`DataStore::entry_changes_since`]), pruned to the
 //!   newest changes;
 //! - `meta`: the layout version, the entry revision counter and count, the
-//!   change log's floor, and the CA journal.
+//!   change log's floor, and the CA journal of each server (`ca_journal/<id>`).
 //!
 //! Key parts are length-prefixed (see `codec`), so no ID can pose as the
 //! prefix of another.
@@ -47,8 +47,8 @@ use async_trait::async_trait;
 use spinel_spiffe::Clock;
 
 use super::{
-    AttestedAgent, DataStore, EntryFilter, JoinToken, RegistrationEntry, Result, StoredBundle,
-    StoredFederationRelationship,
+    AttestedAgent, BundleUpdate, DataStore, EntryFilter, JoinToken, RegistrationEntry, Result,
+    StoredBundle, StoredFederationRelationship,
 };
 use codec::backend;
 
@@ -75,8 +75,10 @@ const CHANGES_FLOOR_KEY: &[u8] = b"entry_changes_floor";
 /// How many entry changes the log keeps at least; a cache further behind
 /// than that reloads everything.
 const CHANGES_KEPT: u64 = 65_536;
-/// `meta` key: the CA journal.
-const CA_JOURNAL_KEY: &[u8] = b"ca_journal";
+/// `meta` key: the CA journal as kept before journals were per server.
+const LEGACY_CA_JOURNAL_KEY: &[u8] = b"ca_journal";
+/// `meta` key prefix: `ca_journal/<server id>`, each server's CA journal.
+const CA_JOURNAL_PREFIX: &[u8] = b"ca_journal/";
 
 /// The sled-backed datastore. Cloning is cheap and shares the database.
 #[derive(Clone)]
@@ -286,6 +288,18 @@ impl DataStore for SledDataStore {
         self.flush().await
     }
 
+    async fn update_bundle(
+        &self,
+        trust_domain: &str,
+        update: &BundleUpdate<'_>,
+    ) -> Result<Option<StoredBundle>> {
+        let (stored, written) = self.trees.update_bundle(trust_domain, update)?;
+        if written {
+            self.flush().await?;
+        }
+        Ok(stored)
+    }
+
     async fn delete_bundle(&self, trust_domain: &str) -> Result<StoredBundle> {
         let removed = self.trees.delete_bundle(trust_domain)?;
         self.flush().await?;
@@ -334,12 +348,12 @@ impl DataStore for SledDataStore {
         blocking(move || trees.list_federation_relationships()).await
     }
 
-    async fn get_ca_journal(&self) -> Result<Option<Vec<u8>>> {
-        self.trees.get_ca_journal()
+    async fn get_ca_journal(&self, server_id: &str) -> Result<Option<Vec<u8>>> {
+        self.trees.get_ca_journal(server_id)
     }
 
-    async fn set_ca_journal(&self, journal: Vec<u8>) -> Result<()> {
-        self.trees.set_ca_journal(journal)?;
+    async fn set_ca_journal(&self, server_id: &str, journal: Vec<u8>) -> Result<()> {
+        self.trees.set_ca_journal(server_id, journal)?;
         self.flush().await
     }
 }

@@ -8,8 +8,10 @@ use ::sled::{IVec, Tree};
 use serde::de::DeserializeOwned;
 
 use super::codec::{backend, decode, encode, REDACTED};
-use super::{Trees, AGENTS, BUNDLES, CA_JOURNAL_KEY, META, TOKENS};
-use crate::datastore::{AttestedAgent, DataStoreError, JoinToken, Result, StoredBundle};
+use super::{Trees, AGENTS, BUNDLES, CA_JOURNAL_PREFIX, LEGACY_CA_JOURNAL_KEY, META, TOKENS};
+use crate::datastore::{
+    AttestedAgent, BundleUpdate, DataStoreError, JoinToken, Result, StoredBundle,
+};
 
 impl Trees {
     pub(super) fn create_agent(&self, agent: &AttestedAgent) -> Result<()> {
@@ -112,17 +114,62 @@ impl Trees {
         list(&self.bundles, BUNDLES)
     }
 
-    pub(super) fn get_ca_journal(&self) -> Result<Option<Vec<u8>>> {
-        self.meta
-            .get(CA_JOURNAL_KEY)
-            .map(|v| v.map(|v| v.to_vec()))
-            .map_err(|e| backend(&format!("reading {META}"), e))
+    /// Compare-and-swap on the stored bytes, so a concurrent writer's
+    /// change is never overwritten: `update` runs again on it.
+    pub(super) fn update_bundle(
+        &self,
+        trust_domain: &str,
+        update: &BundleUpdate<'_>,
+    ) -> Result<(Option<StoredBundle>, bool)> {
+        let key = trust_domain.as_bytes();
+        loop {
+            let old = self
+                .bundles
+                .get(key)
+                .map_err(|e| backend(&format!("reading {BUNDLES}"), e))?;
+            let current: Option<StoredBundle> = match &old {
+                Some(bytes) => Some(decode(BUNDLES, key, bytes)?),
+                None => None,
+            };
+            let Some(next) = update(current.clone()) else {
+                return Ok((current, false));
+            };
+            let value = encode("bundle", &next)?;
+            let swapped = self
+                .bundles
+                .compare_and_swap(key, old.as_deref(), Some(value))
+                .map_err(|e| backend(&format!("writing {BUNDLES}"), e))?;
+            if swapped.is_ok() {
+                return Ok((Some(next), true));
+            }
+        }
     }
 
-    pub(super) fn set_ca_journal(&self, journal: Vec<u8>) -> Result<()> {
+    /// Server `server_id`'s journal, else the one kept before journals
+    /// were per server (sled serves one server, so it is this server's).
+    pub(super) fn get_ca_journal(&self, server_id: &str) -> Result<Option<Vec<u8>>> {
+        let keyed = self
+            .meta
+            .get(ca_journal_key(server_id))
+            .map_err(|e| backend(&format!("reading {META}"), e))?;
+        let found = match keyed {
+            Some(v) => Some(v),
+            None => self
+                .meta
+                .get(LEGACY_CA_JOURNAL_KEY)
+                .map_err(|e| backend(&format!("reading {META}"), e))?,
+        };
+        Ok(found.map(|v| v.to_vec()))
+    }
+
+    /// Writes server `server_id`'s journal and drops the pre-per-server
+    /// one in the same batch.
+    pub(super) fn set_ca_journal(&self, server_id: &str, journal: Vec<u8>) -> Result<()> {
+        let mut batch = ::sled::Batch::default();
+        batch.insert(ca_journal_key(server_id), journal);
+        batch.remove(LEGACY_CA_JOURNAL_KEY);
         self.meta
-            .insert(CA_JOURNAL_KEY, journal)
-            .map(drop)
+            .apply_batch(batch)
             .map_err(|e| backend(&format!("writing {META}"), e))
     }
 }
@@ -181,4 +228,11 @@ pub(super) fn list<T: DeserializeOwned>(tree: &Tree, name: &str) -> Result<Vec<T
             decode(name, &key, &bytes)
         })
         .collect()
+}
+
+/// `meta` key of server `server_id`'s CA journal.
+fn ca_journal_key(server_id: &str) -> Vec<u8> {
+    let mut key = CA_JOURNAL_PREFIX.to_vec();
+    key.extend_from_slice(server_id.as_bytes());
+    key
 }

@@ -12,7 +12,7 @@
 //!   [`CHANGES_KEPT`] (at most twice that);
 //! - `counters`: the entry revision and the change log's floor;
 //! - `agents`, `join_tokens`, `bundles`, `federation_relationships`,
-//!   `ca_journal`.
+//!   `ca_journals` (one per server; `ca_journal` is version 1's single one).
 //!
 //! Atomicity: every entry write is one transaction that starts by locking
 //! the `entries_revision` counter row (an `UPDATE ... RETURNING`). That
@@ -51,8 +51,8 @@ pub use options::{DatabaseType, SqlOptions};
 pub use schema::LATEST as SCHEMA_VERSION;
 
 use super::{
-    AttestedAgent, DataStore, DataStoreError, EntryFilter, JoinToken, RegistrationEntry, Result,
-    StoredBundle, StoredFederationRelationship,
+    AttestedAgent, BundleUpdate, DataStore, DataStoreError, EntryFilter, JoinToken,
+    RegistrationEntry, Result, StoredBundle, StoredFederationRelationship,
 };
 
 /// How many entry changes the log keeps at least; a cache further behind
@@ -359,6 +359,14 @@ impl DataStore for SqlDataStore {
         records::set_bundle(self.primary(), &bundle).await
     }
 
+    async fn update_bundle(
+        &self,
+        trust_domain: &str,
+        update: &BundleUpdate<'_>,
+    ) -> Result<Option<StoredBundle>> {
+        records::update_bundle(self.primary(), trust_domain, update).await
+    }
+
     async fn delete_bundle(&self, trust_domain: &str) -> Result<StoredBundle> {
         records::delete_bundle(self.primary(), trust_domain).await
     }
@@ -399,11 +407,11 @@ impl DataStore for SqlDataStore {
         records::list_federation_relationships(self.reads()).await
     }
 
-    async fn get_ca_journal(&self) -> Result<Option<Vec<u8>>> {
-        records::get_ca_journal(self.primary()).await
+    async fn get_ca_journal(&self, server_id: &str) -> Result<Option<Vec<u8>>> {
+        records::get_ca_journal(self.primary(), server_id).await
     }
 
-    async fn set_ca_journal(&self, journal: Vec<u8>) -> Result<()> {
-        records::set_ca_journal(self.primary(), journal).await
+    async fn set_ca_journal(&self, server_id: &str, journal: Vec<u8>) -> Result<()> {
+        records::set_ca_journal(self.primary(), self.inner.database_type, server_id, journal).await
     }
 }

@@ -1,5 +1,7 @@
 //! Agents, join tokens, bundles, federation relationships and the CA
-//! journal: one row per key, each call one statement (atomic on its own).
+//! journals: one row per key, each call one statement (atomic on its own)
+//! but for a bundle update (compare-and-swap on the record) and a journal
+//! write (with the retirement of the version 1 journal).
 //!
 //! A record that does not decode is `Corrupt` naming table and key, never
 //! the key of a join token, which is the secret.
@@ -8,9 +10,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sqlx::{AnyPool, Row};
 
-use super::backend;
+use super::options::DatabaseType;
+use super::{backend, begin_write};
 use crate::datastore::{
-    AttestedAgent, DataStoreError, JoinToken, Result, StoredBundle, StoredFederationRelationship,
+    AttestedAgent, BundleUpdate, DataStoreError, JoinToken, Result, StoredBundle,
+    StoredFederationRelationship,
 };
 
 /// Shown instead of a join token's value.
@@ -305,24 +309,95 @@ pub(super) async fn list_federation_relationships(
     RELATIONSHIPS.list(pool).await
 }
 
-/// The CA journal is one row (`id = 1`).
-pub(super) async fn get_ca_journal(pool: &AnyPool) -> Result<Option<Vec<u8>>> {
-    let row = sqlx::query("SELECT journal FROM ca_journal WHERE id = 1")
-        .fetch_optional(pool)
-        .await
-        .map_err(|e| backend("reading ca_journal", e))?;
+/// Server `server_id`'s journal (`ca_journals`); else, while no server
+/// has one of its own, the version 1 journal (`ca_journal`, `id = 1`).
+pub(super) async fn get_ca_journal(pool: &AnyPool, server_id: &str) -> Result<Option<Vec<u8>>> {
+    let row = sqlx::query(
+        "SELECT journal FROM ca_journals WHERE server_id = $1 \
+         UNION ALL SELECT journal FROM ca_journal WHERE id = 1 \
+         AND NOT EXISTS (SELECT 1 FROM ca_journals) LIMIT 1",
+    )
+    .bind(server_id)
+    .fetch_optional(pool)
+    .await
+    .map_err(|e| backend("reading ca_journals", e))?;
     row.map(|row| row.try_get::<Vec<u8>, _>(0))
         .transpose()
-        .map_err(|e| backend("reading ca_journal", e))
+        .map_err(|e| backend("reading ca_journals", e))
 }
 
-pub(super) async fn set_ca_journal(pool: &AnyPool, journal: Vec<u8>) -> Result<()> {
+/// Writes server `server_id`'s journal; the first write also retires the
+/// version 1 journal (adopted by [`get_ca_journal`] or never used), in
+/// the same transaction.
+pub(super) async fn set_ca_journal(
+    pool: &AnyPool,
+    database_type: DatabaseType,
+    server_id: &str,
+    journal: Vec<u8>,
+) -> Result<()> {
+    let mut tx = begin_write(pool, database_type).await?;
     sqlx::query(
-        "INSERT INTO ca_journal (id, journal) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET journal = excluded.journal",
+        "INSERT INTO ca_journals (server_id, journal) VALUES ($1, $2) \
+         ON CONFLICT (server_id) DO UPDATE SET journal = excluded.journal",
     )
+    .bind(server_id)
     .bind(journal)
-    .execute(pool)
+    .execute(&mut *tx)
     .await
-    .map(drop)
-    .map_err(|e| backend("writing ca_journal", e))
+    .map_err(|e| backend("writing ca_journals", e))?;
+    sqlx::query("DELETE FROM ca_journal")
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| backend("writing ca_journal", e))?;
+    tx.commit()
+        .await
+        .map_err(|e| backend("writing ca_journals", e))
+}
+
+/// Compare-and-swap on the stored record text, so a concurrent writer's
+/// change (another server) is never overwritten: `update` runs again on it.
+pub(super) async fn update_bundle(
+    pool: &AnyPool,
+    trust_domain: &str,
+    update: &BundleUpdate<'_>,
+) -> Result<Option<StoredBundle>> {
+    loop {
+        let row = sqlx::query("SELECT record FROM bundles WHERE trust_domain = $1")
+            .bind(trust_domain)
+            .fetch_optional(pool)
+            .await
+            .map_err(|e| backend("reading bundles", e))?;
+        let old: Option<String> = row
+            .map(|row| row.try_get(0))
+            .transpose()
+            .map_err(|e| backend("reading bundles", e))?;
+        let current: Option<StoredBundle> = match &old {
+            Some(record) => Some(decode("bundles", trust_domain, record)?),
+            None => None,
+        };
+        let Some(next) = update(current.clone()) else {
+            return Ok(current);
+        };
+        let record = encode(BUNDLES.kind, &next)?;
+        let written = match &old {
+            Some(old) => sqlx::query(
+                "UPDATE bundles SET record = $2 WHERE trust_domain = $1 AND record = $3",
+            )
+            .bind(trust_domain)
+            .bind(record)
+            .bind(old.as_str()),
+            None => sqlx::query(
+                "INSERT INTO bundles (trust_domain, record) VALUES ($1, $2) \
+                 ON CONFLICT (trust_domain) DO NOTHING",
+            )
+            .bind(trust_domain)
+            .bind(record),
+        }
+        .execute(pool)
+        .await
+        .map_err(|e| backend("writing bundles", e))?;
+        if written.rows_affected() == 1 {
+            return Ok(Some(next));
+        }
+    }
 }

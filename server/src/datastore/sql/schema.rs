@@ -25,17 +25,24 @@ struct Migration {
     sqlite: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    postgres: include_str!("migrations/postgres/0001_initial.sql"),
-    sqlite: include_str!("migrations/sqlite/0001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        postgres: include_str!("migrations/postgres/0001_initial.sql"),
+        sqlite: include_str!("migrations/sqlite/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        postgres: include_str!("migrations/postgres/0002_ca_journals.sql"),
+        sqlite: include_str!("migrations/sqlite/0002_ca_journals.sql"),
+    },
+];
 
 /// The PostgreSQL advisory lock key migrations hold ("spinel" in ASCII).
 const MIGRATION_LOCK: i64 = 0x7370_696e_656c;
 
 /// The schema version this binary writes.
-pub const LATEST: i64 = 1;
+pub const LATEST: i64 = 2;
 
 /// Brings the schema to [`LATEST`] (or, with `disable_migration`, checks
 /// that it is there). Returns the version found before.
