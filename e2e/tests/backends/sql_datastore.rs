@@ -10,24 +10,12 @@ use std::time::{Duration, Instant};
 
 use spinel_test_fixtures::postgres::{self, Postgres, PostgresOptions};
 use spinel_test_fixtures::process::my_uid;
-use spinel_test_fixtures::{AgentHandle, AgentOptions, ServerHandle, ServerOptions};
+use spinel_test_fixtures::{AgentHandle, AgentOptions, ServerHandle};
 
-const SLED_BLOCK: &str = "    DataStore \"sled\" {\n        plugin_data {}\n    }";
+use crate::support::sql::{postgres_block, server_with};
+
 const AGENT_ALIAS: &str = "spiffe://example.org/myagent";
 const WORKLOAD: &str = "spiffe://example.org/sql-workload";
-
-/// A server whose config has `block` instead of the sled DataStore.
-fn server_with(block: &str) -> ServerHandle {
-    let mut server = ServerHandle::configure(ServerOptions::default()).unwrap();
-    let config = std::fs::read_to_string(&server.config_path).unwrap();
-    assert!(
-        config.contains(SLED_BLOCK),
-        "harness config changed:\n{config}"
-    );
-    std::fs::write(&server.config_path, config.replace(SLED_BLOCK, block)).unwrap();
-    server.start_process().unwrap();
-    server
-}
 
 /// Token, agent, entry, SVID; then a restart keeps the entry.
 fn agent_gets_an_svid(mut server: ServerHandle) {
@@ -102,10 +90,6 @@ fn postgres_datastore_serves_an_svid() {
     let dir = tempfile::tempdir_in("/tmp").unwrap();
     let pg = Postgres::start(&install, dir.path(), &PostgresOptions::default()).unwrap();
     pg.create_database("spinel").unwrap();
-    let block = format!(
-        "    DataStore \"sql\" {{\n        plugin_data {{\n            database_type = \"postgres\"\n            connection_string = \"{}\"\n            max_open_conns = 5\n            conn_max_lifetime = \"5m\"\n        }}\n    }}",
-        pg.keyword_connection_string("spinel")
-    );
-    agent_gets_an_svid(server_with(&block));
+    agent_gets_an_svid(server_with(&postgres_block(&pg, "spinel")));
     drop(pg);
 }

@@ -3,8 +3,9 @@
 //! a list of addresses whose first ones are dead still reaches the live
 //! server, a server in the list the agent's bundle does not trust is
 //! passed over, never used, and an agent whose server dies moves to the
-//! next one with no gap for workloads (the next server a copy of the
-//! first's data until two servers can share a SQL datastore).
+//! next one with no gap for workloads (here the next server is a copy of
+//! the first's sled data, the same CA; `shared_database.rs` does it with
+//! three servers and three CAs on one PostgreSQL database).
 //!
 //! Timings are printed (run with `--no-capture`; figures in
 //! docs/benchmarks.md), not asserted beyond a generous bound.
@@ -19,8 +20,8 @@ use x509_parser::pem::Pem;
 
 use crate::support::wait_until;
 
-const AGENT_ALIAS: &str = "spiffe://example.org/node";
-const WORKLOAD: &str = "spiffe://example.org/web";
+pub(super) const AGENT_ALIAS: &str = "spiffe://example.org/node";
+pub(super) const WORKLOAD: &str = "spiffe://example.org/web";
 
 /// The agent's longest backoff between sync attempts
 /// (`spinel_agent::manager::MAX_BACKOFF`).
@@ -28,7 +29,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// A join token for the agent, and an entry for this process's uid with a
 /// `ttl`-second X509-SVID.
-fn register(server: &ServerHandle, ttl: &str) -> String {
+pub(super) fn register(server: &ServerHandle, ttl: &str) -> String {
     let token = server.generate_token(Some(AGENT_ALIAS)).unwrap();
     server
         .create_entry(&[
@@ -47,7 +48,7 @@ fn register(server: &ServerHandle, ttl: &str) -> String {
 
 /// The NotAfter of the SVID a workload fetch returns, or `None` when the
 /// agent serves none.
-fn fetch(agent: &AgentHandle, dir: &Path) -> Option<SystemTime> {
+pub(super) fn fetch(agent: &AgentHandle, dir: &Path) -> Option<SystemTime> {
     let _ = std::fs::remove_file(dir.join("svid.0.pem"));
     let out = agent
         .cli(&["api", "fetch", "x509", "-write", dir.to_str().unwrap()])
@@ -132,7 +133,11 @@ fn a_server_back_after_an_outage_longer_than_the_backoff_is_noticed_promptly() {
 
 /// An agent of `server` configured with `servers_list` (TOML strings)
 /// instead of SPIRE's `server_address` + `server_port`, started.
-fn agent_with_list(server: &ServerHandle, token: String, servers_list: &[String]) -> AgentHandle {
+pub(super) fn agent_with_list(
+    server: &ServerHandle,
+    token: String,
+    servers_list: &[String],
+) -> AgentHandle {
     let mut agent = AgentHandle::configure(
         server,
         AgentOptions {
@@ -237,9 +242,9 @@ fn copy_tree(from: &Path, to: &Path) {
 
 #[test]
 fn the_agent_moves_to_the_next_server_when_its_own_dies() {
-    // Two servers sharing one datastore are not possible yet (sled is one
-    // process's); a second server started from a copy of the first's data
-    // (the same CA key, the agent and the entry) stands in for one.
+    // Servers on sled cannot share a datastore (sled is one process's); a
+    // second server started from a copy of the first's data (the same CA
+    // key, the agent and the entry) is a standby with the first's CA.
     let mut first = ServerHandle::start(ServerOptions::default()).unwrap();
     let mut second = ServerHandle::configure(ServerOptions::default()).unwrap();
     let token = register(&first, "20");

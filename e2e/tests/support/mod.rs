@@ -6,7 +6,8 @@
 //! - `psat`: a server and agents attesting with `k8s_psat` against the fake
 //!   kube-apiserver (`kubernetes/`, `resilience/`, `agent/`);
 //! - `raw_agent`: a tonic client attesting as an agent, the admin socket
-//!   as a channel and the audit log lines (`audit/`, `propagation/`).
+//!   as a channel and the audit log lines (`audit/`, `propagation/`);
+//! - `sql`: servers on `DataStore "sql"` (`backends/`, `resilience/`).
 //!
 //! This file: the other local user (`nobody`), CPU time of a process and
 //! [`wait_until`].
@@ -14,6 +15,7 @@
 pub mod crash;
 pub mod psat;
 pub mod raw_agent;
+pub mod sql;
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;

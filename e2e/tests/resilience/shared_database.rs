@@ -1,0 +1,149 @@
+//! Three `spinel-server` processes on one PostgreSQL database serve one
+//! trust domain (issue 13): each keeps its own CA and the stored bundle
+//! holds all three; a join token made through one server attests the
+//! agent on whichever it reaches; an entry made through another server
+//! reaches the workload within about a second; when the server the agent
+//! attested to and one more are killed, the agent moves to the last one,
+//! which accepts the agent SVID another server signed and signs the next
+//! SVIDs itself, with no gap for the workload.
+//!
+//! Timings are printed (run with `--no-capture`), not asserted beyond a
+//! generous bound.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
+
+use std::time::{Duration, SystemTime};
+
+use spinel_test_fixtures::postgres::{self, Postgres, PostgresOptions};
+use spinel_test_fixtures::process::my_uid;
+use spinel_test_fixtures::ServerHandle;
+
+use super::failover::{agent_with_list, fetch, register, AGENT_ALIAS};
+use crate::support::sql::{postgres_block, server_with};
+use crate::support::wait_until;
+
+const OTHER: &str = "spiffe://example.org/made-elsewhere";
+
+fn certificates(server: &ServerHandle) -> usize {
+    server
+        .bundle_pem()
+        .map(|pem| pem.matches("BEGIN CERTIFICATE").count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn three_servers_on_one_postgres_database_serve_one_trust_domain() {
+    let Some(install) = postgres::available() else {
+        eprintln!("skipped: needs PostgreSQL under /usr/lib/postgresql");
+        return;
+    };
+    let dir = tempfile::tempdir_in("/tmp").unwrap();
+    let pg = Postgres::start(&install, dir.path(), &PostgresOptions::default()).unwrap();
+    pg.create_database("spinel").unwrap();
+    let block = postgres_block(&pg, "spinel");
+    let mut servers: Vec<ServerHandle> = (0..3).map(|_| server_with(&block)).collect();
+
+    // One bundle with the three CAs, served by every server.
+    for s in &servers {
+        wait_until(
+            "the bundle with the three servers' CAs",
+            Duration::from_secs(10),
+            || s.log(),
+            || certificates(s) == 3,
+        );
+    }
+
+    // The token is in the shared database: any server takes it. The agent
+    // starts at a random address of the list.
+    let token = register(&servers[0], "20");
+    let addresses: Vec<String> = servers
+        .iter()
+        .map(|s| format!("\"127.0.0.1:{}\"", s.port))
+        .collect();
+    let agent = agent_with_list(&servers[2], token, &addresses);
+    let out = tempfile::tempdir_in("/tmp").unwrap();
+    let log = || agent.log();
+    wait_until("a first SVID", Duration::from_secs(60), log, || {
+        fetch(&agent, out.path()).is_some()
+    });
+
+    // An entry made through another server reaches the workload promptly.
+    let made = std::time::Instant::now();
+    servers[1]
+        .create_entry(&[
+            "-parentID",
+            AGENT_ALIAS,
+            "-spiffeID",
+            OTHER,
+            "-selector",
+            &format!("unix:uid:{}", my_uid()),
+            "-x509SVIDTTL",
+            "20",
+        ])
+        .unwrap();
+    let propagated = wait_until(
+        "the entry made through another server",
+        Duration::from_secs(10),
+        log,
+        || {
+            agent
+                .cli(&["api", "fetch", "x509"])
+                .is_ok_and(|o| o.stdout.contains(OTHER))
+        },
+    );
+    println!(
+        "entry created through another server to the workload: {:.0} ms (create call included: {:.0} ms)",
+        propagated.as_secs_f64() * 1000.0,
+        made.elapsed().as_secs_f64() * 1000.0
+    );
+
+    // Kill the server that attested the agent and one more; the last one
+    // never saw the agent before.
+    let attested = servers
+        .iter()
+        .position(|s| s.log().contains("Agent attestation request completed"))
+        .unwrap_or_else(|| panic!("no server attested the agent:\n{}", agent.log()));
+    let survivor = (attested + 1) % 3;
+    for (i, s) in servers.iter_mut().enumerate() {
+        if i != survivor {
+            s.kill();
+        }
+    }
+    let killed = SystemTime::now();
+    // SVIDs signed before the kill end by killed + 20 s; a later one was
+    // signed by the survivor. Every fetch meanwhile gets an SVID.
+    let signed = wait_until(
+        "an SVID signed by the surviving server",
+        Duration::from_secs(60),
+        log,
+        || {
+            let not_after = fetch(&agent, out.path());
+            assert!(
+                not_after.is_some(),
+                "a fetch got no SVID during the move:\n{}",
+                agent.log()
+            );
+            not_after.is_some_and(|na| na > killed + Duration::from_secs(21))
+        },
+    );
+    println!(
+        "two of three servers killed to an SVID the survivor signed: {:.2} s",
+        signed.as_secs_f64()
+    );
+    let survivor_port = format!("127.0.0.1:{}", servers[survivor].port);
+    let agent_log = agent.log();
+    assert!(
+        agent_log
+            .lines()
+            .any(|l| l.contains("moved to another server") && l.contains(&survivor_port)),
+        "the agent did not move to {survivor_port}:\n{agent_log}"
+    );
+    assert!(
+        !servers[survivor]
+            .log()
+            .contains("Agent attestation request completed"),
+        "the survivor attested the agent again instead of accepting its SVID"
+    );
+    drop(agent);
+    drop(servers);
+    drop(pg);
+}

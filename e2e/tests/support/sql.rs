@@ -1,0 +1,36 @@
+//! Servers on `DataStore "sql"`: the harness's sled block swapped for a
+//! SQL one (`backends/`, `resilience/`).
+
+use spinel_test_fixtures::postgres::Postgres;
+use spinel_test_fixtures::{ServerHandle, ServerOptions};
+
+/// The DataStore block the harness writes.
+const SLED_BLOCK: &str = "    DataStore \"sled\" {\n        plugin_data {}\n    }";
+
+/// A server configured with the DataStore `block` instead of sled, not
+/// started.
+pub fn configure_server_with(block: &str) -> ServerHandle {
+    let server = ServerHandle::configure(ServerOptions::default()).unwrap();
+    let config = std::fs::read_to_string(&server.config_path).unwrap();
+    assert!(
+        config.contains(SLED_BLOCK),
+        "harness config changed:\n{config}"
+    );
+    std::fs::write(&server.config_path, config.replace(SLED_BLOCK, block)).unwrap();
+    server
+}
+
+/// A server with the DataStore `block` instead of sled, started.
+pub fn server_with(block: &str) -> ServerHandle {
+    let mut server = configure_server_with(block);
+    server.start_process().unwrap();
+    server
+}
+
+/// SPIRE's DataStore block for database `db` of `pg`.
+pub fn postgres_block(pg: &Postgres, db: &str) -> String {
+    format!(
+        "    DataStore \"sql\" {{\n        plugin_data {{\n            database_type = \"postgres\"\n            connection_string = \"{}\"\n            max_open_conns = 5\n            conn_max_lifetime = \"5m\"\n        }}\n    }}",
+        pg.keyword_connection_string(db)
+    )
+}
