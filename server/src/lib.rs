@@ -21,6 +21,7 @@
 //! - [`federation`]: the bundle endpoint and polling of foreign bundles;
 //! - [`oidc`]: OIDC discovery (`/.well-known/openid-configuration`, `/keys`);
 //! - [`run`]: start-up order, listeners, shutdown (what `spinel-server run` does);
+//! - [`import`]: a SPIRE datastore into Spinel's (`datastore import`);
 //! - [`cli`]: the `spinel-server` command line (`run`, `entry`, `token`, ...).
 
 pub mod api;
@@ -30,6 +31,7 @@ pub mod cli;
 pub mod config;
 pub mod datastore;
 pub mod federation;
+pub mod import;
 pub mod keymanager;
 pub mod kube;
 pub mod notifier;

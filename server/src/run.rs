@@ -263,7 +263,10 @@ async fn shutdown_signal() {
 }
 
 /// Opens the data store named by the config.
-async fn open_datastore(config: &DataStoreConfig) -> Result<Arc<dyn DataStore>, RunError> {
+/// Opens the configured datastore (also used by `datastore import`).
+pub(crate) async fn open_datastore(
+    config: &DataStoreConfig,
+) -> Result<Arc<dyn DataStore>, RunError> {
     match config {
         DataStoreConfig::Sled { path } => {
             let store = crate::datastore::sled::SledDataStore::open(path).map_err(|e| {
@@ -701,7 +704,7 @@ async fn prune_join_tokens(datastore: Arc<dyn DataStore>, clock: Clock) {
     }
 }
 
-fn create_dir(path: &Path) -> io::Result<()> {
+pub(crate) fn create_dir(path: &Path) -> io::Result<()> {
     if path.as_os_str().is_empty() || path.is_dir() {
         return Ok(());
     }

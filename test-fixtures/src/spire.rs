@@ -198,6 +198,11 @@ plugins {{
         self.process.pid()
     }
 
+    /// The server's SQLite datastore file.
+    pub fn datastore_path(&self) -> PathBuf {
+        self._dir.path().join("data/datastore.sqlite3")
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         self.process.log()

@@ -8,6 +8,7 @@
 //! | `spire_agent.rs` | `spire-agent` attests to `spinel-server` with a join token, serves workloads, renews, obeys a ban |
 //! | `spinel_agent.rs` | `spinel-agent` attests to `spire-server`, serves workloads, obeys a ban |
 //! | `cli.rs` | `spire-server` CLI (entry, token, bundle, agent) on Spinel's admin socket |
+//! | `import.rs` | `spinel-server datastore import -from spire` of a datastore `spire-server` wrote |
 //! | `mixed.rs` | one trust domain served by both agent kinds at once |
 //! | `sample_configs.rs` | SPIRE's own `conf/server/server.conf` and `conf/agent/agent.conf` start Spinel or fail naming the key or plugin |
 //! | `workload.rs` | SPIRE's Workload API CLI (`spire-agent api fetch/validate`), the tests' workload |
@@ -23,6 +24,7 @@
 //! registered by `unix:uid`.
 
 mod cli;
+mod import;
 mod mixed;
 mod sample_configs;
 mod spinel_agent;

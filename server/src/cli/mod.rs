@@ -11,6 +11,7 @@
 mod admin_client;
 mod agent;
 mod bundle;
+mod datastore;
 mod entry;
 mod federation;
 mod jwt;
@@ -62,6 +63,9 @@ pub enum Command {
     /// Manages attested agents.
     #[command(subcommand)]
     Agent(agent::AgentCommand),
+    /// Moves data into this server's datastore (`import -from spire`).
+    #[command(subcommand)]
+    Datastore(datastore::DatastoreCommand),
     /// Manages federation relationships.
     #[command(subcommand)]
     Federation(federation::FederationCommand),
@@ -95,6 +99,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             Command::Token(cmd) => token::run(cmd).await,
             Command::Bundle(cmd) => bundle::run(cmd).await,
             Command::Agent(cmd) => agent::run(cmd).await,
+            Command::Datastore(cmd) => datastore::run(cmd).await,
             Command::Federation(cmd) => federation::run(cmd).await,
             Command::LocalAuthority(cmd) => localauthority::run(cmd).await,
             Command::UpstreamAuthority(cmd) => upstreamauthority::run(cmd).await,
