@@ -164,3 +164,98 @@ impl BundleMessages {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use spinel_spiffe::{Selector, TrustBundle, TrustDomain};
+    use zeroize::Zeroizing;
+
+    use super::*;
+    use crate::cache::{CachedEntry, X509SvidMaterial};
+
+    fn td(name: &str) -> TrustDomain {
+        spinel_spiffe::id::parse_trust_domain(name).unwrap()
+    }
+
+    fn identity(path: &str, federates_with: &[&str]) -> Arc<Identity> {
+        Arc::new(Identity {
+            entry: CachedEntry {
+                id: path.into(),
+                spiffe_id: SpiffeId::new(format!("spiffe://example.org/{path}")).unwrap(),
+                selectors: vec![Selector::parse("unix:uid:1").unwrap()],
+                federates_with: federates_with.iter().map(|t| td(t)).collect(),
+                hint: "h".into(),
+                revision_number: 0,
+                admin: false,
+                downstream: false,
+            },
+            svid: X509SvidMaterial {
+                chain: vec![vec![1, 2], vec![3]],
+                private_key: Zeroizing::new(vec![9]),
+                not_before: SystemTime::UNIX_EPOCH,
+                not_after: SystemTime::UNIX_EPOCH + Duration::from_secs(100),
+            },
+        })
+    }
+
+    fn snapshot(generation: u64, federated: &[&str]) -> Snapshot {
+        let mut own = TrustBundle::new(td("example.org"));
+        own.x509_authorities = vec![vec![7]];
+        Snapshot {
+            bundle: own,
+            federated: federated
+                .iter()
+                .map(|t| (td(t), TrustBundle::new(td(t))))
+                .collect::<BTreeMap<_, _>>(),
+            identities: BTreeMap::new(),
+            generation,
+            ready: true,
+        }
+    }
+
+    #[test]
+    fn an_x509_set_names_the_federated_domains_the_agent_has() {
+        let snap = snapshot(1, &["b.org", "a.org"]);
+        let web = identity("web", &["b.org", "missing.org"]);
+        let db = identity("db", &["a.org", "b.org"]);
+        let set = X509Set::of(&snap, vec![web.clone(), db.clone()]);
+        assert_eq!(set.federates_with, ["spiffe://a.org", "spiffe://b.org"]);
+        let message = set.message();
+        let svid = message.x509_svids[0].x509_svid.as_ref().unwrap();
+        assert_eq!(svid.cert_chain, [vec![1, 2], vec![3]]);
+        assert_eq!(svid.expires_at, 100);
+        assert_eq!(svid.hint, "h");
+        let id = svid.id.as_ref().unwrap();
+        assert_eq!(
+            (id.trust_domain.as_str(), id.path.as_str()),
+            ("example.org", "/web")
+        );
+        assert_eq!(message.x509_svids[0].x509_svid_key, [9]);
+        // The same identities are the same set; another Arc is not.
+        assert!(set.same_as(&X509Set::of(&snap, vec![web.clone(), db])));
+        assert!(!set.same_as(&X509Set::of(&snap, vec![web, identity("db", &[])])));
+    }
+
+    #[test]
+    fn bundle_messages_are_built_once_per_snapshot() {
+        let messages = BundleMessages::default();
+        let one = snapshot(1, &["a.org"]);
+        let first = messages.x509(&one).unwrap();
+        assert!(Arc::ptr_eq(&first, &messages.x509(&one).unwrap()));
+        assert_eq!(first.ca_certificates["spiffe://example.org"], [7]);
+        assert!(first.ca_certificates.contains_key("spiffe://a.org"));
+        let two = snapshot(2, &[]);
+        let second = messages.x509(&two).unwrap();
+        assert!(!second.ca_certificates.contains_key("spiffe://a.org"));
+        // A slow stream still on the older snapshot does not evict the newer.
+        messages.x509(&one).unwrap();
+        assert!(Arc::ptr_eq(&second, &messages.x509(&two).unwrap()));
+        let jwt = messages.jwt(&two).unwrap();
+        let jwks: serde_json::Value =
+            serde_json::from_slice(&jwt.bundles["spiffe://example.org"]).unwrap();
+        assert!(jwks["keys"].is_array(), "{jwks}");
+    }
+}
