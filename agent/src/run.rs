@@ -75,6 +75,7 @@ pub async fn run(config: AgentConfig) -> Result<(), RunError> {
     let cache = Cache::new(config.trust_domain.clone());
     let socket_path = config.socket_path.clone();
     let admin_socket_path = config.admin_socket_path.clone();
+    let delegates = crate::admin::Delegates::new(config.authorized_delegates.iter().cloned());
     let log_selectors = config.log_selectors.clone();
     let limits = config.connection_limits.within_fd_limit(fd_limit);
     if limits != config.connection_limits {
@@ -121,7 +122,7 @@ pub async fn run(config: AgentConfig) -> Result<(), RunError> {
             let listener = crate::admin::bind(&path)?;
             let (api, stop) = (api.clone(), stopped());
             Some(tokio::spawn(async move {
-                crate::admin::serve(listener, &path, api, stop).await
+                crate::admin::serve(listener, &path, api, delegates, stop).await
             }))
         }
         None => None,

@@ -135,6 +135,8 @@ pub fn entry(id: &str, selectors: &[&str], hint: &str, federates_with: &[&str]) 
             .collect(),
         hint: hint.to_owned(),
         revision_number: 1,
+        admin: false,
+        downstream: false,
     }
 }
 

@@ -5,15 +5,19 @@
 //! the node and see full selector values. It serves
 //! `spinel.agent.debug.v1.Debug` (Spinel's own, for `spinel-agent debug
 //! explain -pid N`), `spire.api.agent.logger.v1.Logger` (`logger.rs`, for
-//! `spinel-agent logger get|set|reset`) and `grpc.health.v1.Health`.
+//! `spinel-agent logger get|set|reset`), SPIRE's Delegated Identity API
+//! (`spire.api.agent.delegatedidentity.v1`, `delegated/`: for the callers
+//! `agent.authorized_delegates` lists) and `grpc.health.v1.Health`.
 //!
 //! `ExplainWorkload` attests the process the way a Workload API call from
 //! it would and answers with its selectors, the identities they give it
 //! and, when none, the closest entries with the selectors each lacks:
 //! the answer to "why does my pod get no identity issued?".
 
+pub mod delegated;
 mod logger;
 
+pub use delegated::{DelegatedIdentityService, Delegates};
 pub use logger::LoggerService;
 
 use std::future::Future;
@@ -105,18 +109,22 @@ pub fn bind(socket_path: &Path) -> Result<UnixListener, workload_api::Error> {
 }
 
 /// Serves the admin API on `listener` (bound at `socket_path` by [`bind`])
-/// until `shutdown` completes, then removes the socket.
+/// until `shutdown` completes, then removes the socket. The Delegated
+/// Identity API serves the callers whose identities `delegates` lists.
 pub async fn serve(
     listener: UnixListener,
     socket_path: &Path,
     api: WorkloadApi,
+    delegates: Delegates,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), workload_api::Error> {
     tracing::info!(socket = %socket_path.display(), "serving the admin API");
     let health = HealthServer::new(workload_api::health_service(api.cache().clone()));
     let incoming = spinel_transport::unix::incoming(listener, LIMITS, "the admin socket");
+    let delegated = DelegatedIdentityService::new(api.clone(), delegates).into_server();
     let result = spinel_transport::server::builder(false)
         .add_service(DebugServer::new(DebugService::new(api)))
+        .add_service(delegated)
         .add_service(health)
         .add_service(
             spinel_proto::spire::api::agent::logger::v1::logger_server::LoggerServer::new(

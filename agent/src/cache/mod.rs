@@ -33,6 +33,12 @@ pub struct CachedEntry {
     pub hint: String,
     /// Revision; a changed revision means a new SVID is needed.
     pub revision_number: i64,
+    /// The entry's SVID grants access to the server's admin API (SPIRE's
+    /// `admin`): never handed to a delegate.
+    pub admin: bool,
+    /// The entry may mint downstream CAs (SPIRE's `downstream`): never
+    /// handed to a delegate.
+    pub downstream: bool,
 }
 
 /// An X509-SVID with its private key.
@@ -229,6 +235,8 @@ mod tests {
                 federates_with: vec![],
                 hint: String::new(),
                 revision_number: 0,
+                admin: false,
+                downstream: false,
             },
             svid: X509SvidMaterial {
                 chain: vec![],

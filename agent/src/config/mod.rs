@@ -39,7 +39,7 @@ use serde::Deserialize;
 use spinel_config::hcl::{single_plugin, ConfigFile, PluginDecl};
 pub use spinel_config::health::HealthChecks;
 use spinel_config::logging::LogFormat;
-use spinel_spiffe::TrustDomain;
+use spinel_spiffe::{SpiffeId, TrustDomain};
 
 use crate::attestor::node::{k8s_psat, K8sPsatConfig, NodeAttestorConfig};
 
@@ -100,6 +100,7 @@ struct AgentSection {
     insecure_bootstrap: Option<bool>,
     join_token: Option<String>,
     admin_socket_path: Option<PathBuf>,
+    authorized_delegates: Option<Vec<String>>,
     log_selectors: Option<Vec<String>>,
     rebootstrap_mode: Option<String>,
     #[serde(default, deserialize_with = "spinel_config::de::option_go_duration")]
@@ -274,6 +275,9 @@ pub struct AgentConfig {
     /// The admin socket (debug API), if enabled: never in the Workload
     /// API socket's directory, since workloads can reach that one.
     pub admin_socket_path: Option<PathBuf>,
+    /// `agent.authorized_delegates`: the SPIFFE IDs that may use the
+    /// Delegated Identity API on the admin socket (empty: nobody may).
+    pub authorized_delegates: Vec<SpiffeId>,
     /// Selector kinds (`k8s:ns`) or types (`unix`) whose values denial logs
     /// show; `None` means Spinel's default list
     /// ([`crate::workload_api::DEFAULT_LOG_SELECTORS`]).
@@ -402,6 +406,19 @@ impl AgentConfig {
             check_admin_socket_path(&socket_path, admin)
                 .map_err(|reason| invalid("admin_socket_path", reason))?;
         }
+        let authorized_delegates = section
+            .authorized_delegates
+            .iter()
+            .flatten()
+            .map(|id| {
+                spinel_spiffe::id::parse_id(id).map_err(|e| {
+                    invalid(
+                        "authorized_delegates",
+                        format!("{id:?} is not a SPIFFE ID: {e}"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         if let Some(kinds) = &section.log_selectors {
             if let Some(bad) = kinds.iter().find(|k| {
                 k.is_empty() || k.split(':').count() > 2 || k.contains(char::is_whitespace)
@@ -490,6 +507,7 @@ impl AgentConfig {
             key_manager,
             workload_attestors,
             admin_socket_path: section.admin_socket_path,
+            authorized_delegates,
             log_selectors: section.log_selectors,
         })
     }
@@ -678,6 +696,34 @@ plugins {
         let bad = GOOD.replace("example.org", "Example.org");
         let err = parse(&bad).unwrap_err().to_string();
         assert!(err.contains("trust_domain"), "{err}");
+    }
+
+    #[test]
+    fn authorized_delegates_are_spiffe_ids() {
+        let with = |extra: &str| {
+            GOOD.replace(
+                "    data_dir = \"/tmp/x\"\n",
+                &format!("    data_dir = \"/tmp/x\"\n{extra}\n"),
+            )
+        };
+        assert!(parse(GOOD).unwrap().authorized_delegates.is_empty());
+        let c = parse(&with(
+            "    authorized_delegates = [\"spiffe://example.org/mesh\", \"spiffe://other.org/cni\"]",
+        ))
+        .unwrap();
+        let ids: Vec<String> = c
+            .authorized_delegates
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(ids, ["spiffe://example.org/mesh", "spiffe://other.org/cni"]);
+        let err = parse(&with("    authorized_delegates = [\"example.org/mesh\"]"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("authorized_delegates") && err.contains("example.org/mesh"),
+            "{err}"
+        );
     }
 
     #[test]

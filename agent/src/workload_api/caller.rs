@@ -148,6 +148,8 @@ mod tests {
             federates_with: vec![],
             hint: String::new(),
             revision_number: 0,
+            admin: false,
+            downstream: false,
         };
         let svid = X509SvidMaterial {
             chain: vec![],

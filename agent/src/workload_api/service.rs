@@ -101,6 +101,64 @@ impl WorkloadApi {
         &self.shared.cache
     }
 
+    /// The selectors of the process at the other end of `request`'s
+    /// connection (pinned when it connected), attested as a Workload API
+    /// caller is, without the security header (the admin socket's
+    /// Delegated Identity API authorizes its callers by them).
+    pub(crate) async fn attest_peer<T>(
+        &self,
+        request: &Request<T>,
+    ) -> Result<(Caller, BTreeSet<Selector>), Status> {
+        let caller = caller::caller_of(request)?;
+        let selectors = self.attest_process(&caller).await?;
+        Ok((caller, selectors))
+    }
+
+    /// The selectors of `caller`, attested with the agent's workload
+    /// attestors; fails when the process exited meanwhile.
+    pub(crate) async fn attest_process(
+        &self,
+        caller: &Caller,
+    ) -> Result<BTreeSet<Selector>, Status> {
+        let selectors = self
+            .shared
+            .attestor
+            .attest(caller)
+            .await
+            .and_then(|selectors| {
+                caller.check_still_connected()?;
+                Ok(selectors)
+            })
+            .map_err(|e| caller::attest_failure(caller, &e))?;
+        Ok(selectors.into_iter().collect())
+    }
+
+    /// The identities of `snapshot` whose selectors are all in `selectors`,
+    /// by entry ID, through the same per-snapshot index the Workload API
+    /// matches its callers with.
+    pub(crate) fn matching(
+        &self,
+        snapshot: &Snapshot,
+        selectors: &BTreeSet<Selector>,
+    ) -> Vec<Arc<crate::cache::Identity>> {
+        self.shared.indexes.of(snapshot).matching(selectors)
+    }
+
+    /// Where JWT-SVIDs come from.
+    pub(crate) fn jwt_source(&self) -> &Arc<dyn JwtSvidSource> {
+        &self.shared.jwt
+    }
+
+    /// The clock SVID expiry is judged by.
+    pub(crate) fn clock(&self) -> &Clock {
+        &self.shared.clock
+    }
+
+    /// A receiver that sees `true` once the API is stopping.
+    pub(crate) fn stop_signal(&self) -> watch::Receiver<bool> {
+        self.shared.stop_signal()
+    }
+
     /// `FetchX509SVID`: the caller's stream of encoded responses.
     pub(crate) async fn open_x509_frames<T>(
         &self,

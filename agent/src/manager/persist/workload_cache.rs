@@ -56,6 +56,11 @@ struct FileIdentity {
     federates_with: Vec<String>,
     hint: String,
     revision_number: i64,
+    /// Absent in files written before the agent kept the entry flags.
+    #[serde(default)]
+    admin: Option<bool>,
+    #[serde(default)]
+    downstream: Option<bool>,
     cert_chain: Vec<String>,
     private_key: String,
 }
@@ -139,6 +144,13 @@ fn from_file_identity(i: &FileIdentity) -> Result<Identity, String> {
         .and_then(|c| validity(c))
         .ok_or_else(|| bad("the leaf certificate does not parse".into()))?;
     let private_key = Zeroizing::new(b64(&i.private_key, "the private key").map_err(bad)?);
+    // A file from before the flags were kept: the entry counts as admin
+    // and downstream (withheld from delegates) and its revision as
+    // unknown, so the next sync downloads it again with its flags.
+    let (admin, downstream, revision_number) = match (i.admin, i.downstream) {
+        (Some(admin), Some(downstream)) => (admin, downstream, i.revision_number),
+        _ => (true, true, -1),
+    };
     Ok(Identity {
         entry: CachedEntry {
             id: i.entry_id.clone(),
@@ -146,7 +158,9 @@ fn from_file_identity(i: &FileIdentity) -> Result<Identity, String> {
             selectors,
             federates_with,
             hint: i.hint.clone(),
-            revision_number: i.revision_number,
+            revision_number,
+            admin,
+            downstream,
         },
         svid: X509SvidMaterial {
             chain,
@@ -216,6 +230,8 @@ impl CacheFile {
                         .collect(),
                     hint: i.entry.hint.clone(),
                     revision_number: i.entry.revision_number,
+                    admin: Some(i.entry.admin),
+                    downstream: Some(i.entry.downstream),
                     cert_chain: i.svid.chain.iter().map(|c| B64.encode(c)).collect(),
                     private_key: B64.encode(&*i.svid.private_key),
                 })
@@ -295,6 +311,8 @@ mod tests {
             federates_with: vec![],
             hint: "h".into(),
             revision_number: 3,
+            admin: false,
+            downstream: false,
         };
         let identity = Identity {
             entry,
@@ -337,6 +355,27 @@ mod tests {
         let loaded = file.load(later).unwrap().unwrap();
         assert!(loaded.identities.is_empty());
         assert_eq!(loaded.expired, 1);
+    }
+
+    /// A file written before the entry flags were kept: its entries are
+    /// withheld from delegates and downloaded again at the next sync.
+    #[test]
+    fn a_file_without_entry_flags_is_treated_as_restricted_and_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = CacheFile::new(dir.path());
+        let snap = snapshot();
+        file.save(&snap).unwrap();
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(file.path()).unwrap()).unwrap();
+        let identity = json["identities"][0].as_object_mut().unwrap();
+        identity.remove("admin");
+        identity.remove("downstream");
+        std::fs::write(file.path(), serde_json::to_vec(&json).unwrap()).unwrap();
+        let now = snap.identities["e1"].svid.not_before + Duration::from_secs(1);
+        let loaded = file.load(now).unwrap().unwrap();
+        let entry = &loaded.identities["e1"].entry;
+        assert!(entry.admin && entry.downstream);
+        assert_eq!(entry.revision_number, -1);
     }
 
     #[test]

@@ -103,6 +103,8 @@ fn to_cached(e: &types::Entry) -> Option<CachedEntry> {
             .collect(),
         hint: e.hint.clone(),
         revision_number: e.revision_number,
+        admin: e.admin,
+        downstream: e.downstream,
     })
 }
 

@@ -155,6 +155,8 @@ fn entries(n: usize, bad: &[usize]) -> Vec<CachedEntry> {
                 federates_with: Vec::new(),
                 hint: String::new(),
                 revision_number: 0,
+                admin: false,
+                downstream: false,
             }
         })
         .collect()
