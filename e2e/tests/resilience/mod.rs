@@ -7,7 +7,7 @@
 //!   `server_addresses`, moving to the next server when one dies;
 //! - `k8s_psat.rs`: a reattestable (`k8s_psat`) agent;
 //! - `shared_database.rs`: three servers on one PostgreSQL database, one
-//!   trust domain, the agent moving between them.
+//!   trust domain, the agent moving between them; the database lost.
 
 mod agent;
 mod failover;

@@ -5,7 +5,9 @@
 //! reaches the workload within about a second; when the server the agent
 //! attested to and one more are killed, the agent moves to the last one,
 //! which accepts the agent SVID another server signed and signs the next
-//! SVIDs itself, with no gap for the workload.
+//! SVIDs itself, with no gap for the workload. And when the database goes
+//! away, a server says so (errors, health check) while its agents keep
+//! serving.
 //!
 //! Timings are printed (run with `--no-capture`), not asserted beyond a
 //! generous bound.
@@ -146,4 +148,53 @@ fn three_servers_on_one_postgres_database_serve_one_trust_domain() {
     drop(agent);
     drop(servers);
     drop(pg);
+}
+
+/// The database goes away under a running server: writes fail naming the
+/// database as unavailable, the health check turns unhealthy, and the
+/// agent keeps serving the workload the SVID it holds.
+#[test]
+fn a_server_whose_database_is_down_is_unhealthy_and_its_agents_keep_serving() {
+    let Some(install) = postgres::available() else {
+        eprintln!("skipped: needs PostgreSQL under /usr/lib/postgresql");
+        return;
+    };
+    let dir = tempfile::tempdir_in("/tmp").unwrap();
+    let pg = Postgres::start(&install, dir.path(), &PostgresOptions::default()).unwrap();
+    pg.create_database("spinel").unwrap();
+    let server = server_with(&postgres_block(&pg, "spinel"));
+    let token = register(&server, "600");
+    let agent = agent_with_list(&server, token, &[format!("\"127.0.0.1:{}\"", server.port)]);
+    let out = tempfile::tempdir_in("/tmp").unwrap();
+    wait_until(
+        "a first SVID",
+        Duration::from_secs(60),
+        || agent.log(),
+        || fetch(&agent, out.path()).is_some(),
+    );
+    assert!(server.cli(&["healthcheck"]).unwrap().success());
+
+    drop(pg);
+    let refused = server
+        .cli(&[
+            "entry",
+            "create",
+            "-parentID",
+            AGENT_ALIAS,
+            "-spiffeID",
+            OTHER,
+            "-selector",
+            "unix:uid:4242",
+        ])
+        .unwrap();
+    assert!(!refused.success(), "{refused:?}");
+    assert!(
+        refused.stderr.contains("unavailable"),
+        "the error should say the database is unavailable: {refused:?}"
+    );
+    let health = server.cli(&["healthcheck"]).unwrap();
+    assert!(!health.success(), "healthy without a database: {health:?}");
+    // The agent's next syncs fail; the workload still gets its SVID.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(fetch(&agent, out.path()).is_some_and(|na| na > SystemTime::now()));
 }

@@ -90,6 +90,7 @@ impl ApiError {
             DataStoreError::NotFound { .. } => Code::NotFound,
             DataStoreError::AlreadyExists { .. } => Code::AlreadyExists,
             DataStoreError::ParentCycle { .. } => Code::InvalidArgument,
+            DataStoreError::Unavailable(_) => Code::Unavailable,
             _ => Code::Internal,
         };
         Self::new(code, format!("{msg}: {err}"))

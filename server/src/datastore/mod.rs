@@ -65,6 +65,11 @@ pub enum DataStoreError {
     /// The storage engine failed.
     #[error("datastore I/O failed: {0}")]
     Backend(String),
+    /// The database cannot be reached now (connection refused or lost,
+    /// no free connection in time, the database shutting down): a retry
+    /// later may succeed, and nothing was written.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
 }
 
 fn describe_entry(id: &str) -> String {

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use spinel_server::datastore::sql::{DatabaseType, SqlDataStore, SqlOptions};
-use spinel_server::datastore::{DataStore, JoinToken, RegistrationEntry, StoredSelector};
+use spinel_server::datastore::{
+    DataStore, DataStoreError, EntryFilter, JoinToken, RegistrationEntry, StoredSelector,
+};
 
 use super::conformance::run_suite;
 
@@ -285,4 +287,30 @@ async fn postgres_two_handles_share_one_database() {
     let (a, b): (Arc<dyn DataStore>, Arc<dyn DataStore>) =
         (Arc::new(a.unwrap()), Arc::new(b.unwrap()));
     check_two_handles(a, b).await;
+}
+
+/// With the database gone, reads and writes fail as `Unavailable` (the API
+/// answers `UNAVAILABLE`, and clients retry) rather than as an internal
+/// error, promptly rather than after the pool's whole acquire timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_down_is_unavailable() {
+    let Some((_dir, pg)) = start_postgres() else {
+        return;
+    };
+    let options = pg_options(&pg, "down");
+    let store = open(&options).await;
+    store.create_entry(entry(1)).await.unwrap();
+    drop(pg);
+    let started = std::time::Instant::now();
+    let read = store.list_entries(&EntryFilter::default()).await;
+    assert!(
+        matches!(read, Err(DataStoreError::Unavailable(_))),
+        "{read:?}"
+    );
+    let write = store.create_entry(entry(2)).await;
+    assert!(
+        matches!(write, Err(DataStoreError::Unavailable(_))),
+        "{write:?}"
+    );
+    println!("both failed after {:?}", started.elapsed());
 }

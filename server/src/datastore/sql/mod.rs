@@ -92,8 +92,32 @@ impl std::fmt::Debug for SqlDataStore {
 }
 
 /// A storage-engine failure with what was being done.
-pub(super) fn backend(context: &str, e: impl std::fmt::Display) -> DataStoreError {
-    DataStoreError::Backend(format!("{context}: {e}"))
+pub(super) fn backend<E: std::error::Error + 'static>(context: &str, e: E) -> DataStoreError {
+    let message = format!("{context}: {e}");
+    let sqlx_error = (&e as &dyn std::error::Error).downcast_ref::<sqlx::Error>();
+    if sqlx_error.is_some_and(unreachable_database) {
+        DataStoreError::Unavailable(message)
+    } else {
+        DataStoreError::Backend(message)
+    }
+}
+
+/// Whether `e` says the database cannot be reached now, rather than that
+/// it refused the statement: connection failures, an exhausted or closed
+/// pool, and PostgreSQL's connection-exception (class 08) and
+/// operator-intervention shutdown codes (57P01 to 57P03).
+fn unreachable_database(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+        _ => false,
+    }
 }
 
 /// Starts a write transaction. On SQLite `BEGIN IMMEDIATE` takes the write
