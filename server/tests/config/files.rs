@@ -267,6 +267,52 @@ fn the_kubernetes_manifest_server_conf_loads() {
     );
 }
 
+/// `conf/k8s/ha`'s server.conf is the base one with the shared PostgreSQL
+/// DataStore instead of sled (nothing else drifts), and it loads with the
+/// connection string the Secret supplies.
+#[test]
+fn the_ha_manifest_server_conf_is_the_base_one_on_postgres() {
+    use spinel_test_fixtures::manifests::{configmap_value, k8s_dir};
+    let base = configmap_value(&k8s_dir().join("11-server-config.yaml"), "server.conf").unwrap();
+    let ha = configmap_value(&k8s_dir().join("ha/server-config.yaml"), "server.conf").unwrap();
+    // Without comments and the DataStore block.
+    let settings = |text: &str| -> Vec<String> {
+        let mut out = Vec::new();
+        let mut skipping = None;
+        for line in text.lines() {
+            let trimmed = line.trim();
+            if let Some(indent) = skipping {
+                if trimmed == "}" && line.len() - line.trim_start().len() == indent {
+                    skipping = None;
+                }
+                continue;
+            }
+            if trimmed.starts_with("DataStore ") {
+                skipping = Some(line.len() - line.trim_start().len());
+                continue;
+            }
+            if !trimmed.is_empty() && !trimmed.starts_with('#') {
+                out.push(line.to_owned());
+            }
+        }
+        out
+    };
+    assert_eq!(
+        settings(&ha),
+        settings(&base),
+        "conf/k8s/ha drifted from conf/k8s"
+    );
+    let text = ha.replace(
+        "${SPINEL_DATABASE}",
+        "dbname=spinel host=db.example user=spinel",
+    );
+    let c = parse(&text).unwrap_or_else(|e| panic!("conf/k8s/ha server.conf: {e}"));
+    let DataStoreConfig::Sql(sql) = c.plugins.datastore else {
+        panic!("want the SQL datastore")
+    };
+    assert_eq!(sql.database_type, DatabaseType::Postgres);
+}
+
 /// SPIRE's stock `server.conf` DataStore block, and the PostgreSQL shape
 /// of issue 13, load as written.
 #[test]
