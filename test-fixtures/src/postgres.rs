@@ -71,6 +71,8 @@ pub struct Postgres {
     /// The binaries.
     pub install: Install,
     dir: PathBuf,
+    /// The `postgres` command line (data directory, port, settings).
+    args: Vec<String>,
 }
 
 /// The newest PostgreSQL server installed, and whom to run it as; `None`
@@ -117,17 +119,24 @@ fn postgres_user() -> Option<(u32, u32)> {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        // SIGINT: PostgreSQL's fast shutdown.
-        let _ = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
+}
+
+/// Runs `postgres` with `args`, logging to `dir/postgres.log` (appended).
+fn spawn_server(install: &Install, dir: &Path, args: &[String]) -> Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("postgres.log"))?;
+    install
+        .command("postgres")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("starting postgres")
 }
 
 impl Install {
@@ -195,40 +204,63 @@ impl Postgres {
         write_file(&data.join("pg_hba.conf"), &options.hba)?;
         install.own(&data.join("pg_hba.conf"))?;
         let port = free_port()?;
-        let log = std::fs::File::create(dir.join("postgres.log"))?;
-        let child = install
-            .command("postgres")
-            .args(["-D", data_arg, "-p", &port.to_string()])
-            .args(["-c", "listen_addresses=localhost"])
-            .args([
-                "-c".to_owned(),
-                format!("unix_socket_directories={}", socket_dir.display()),
-            ])
-            .args(["-c", "max_connections=200", "-c", "fsync=on"])
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting postgres")?;
+        let mut server_args: Vec<String> = ["-D", data_arg, "-p", &port.to_string()]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        server_args.extend(["-c".to_owned(), "listen_addresses=localhost".to_owned()]);
+        server_args.extend([
+            "-c".to_owned(),
+            format!("unix_socket_directories={}", socket_dir.display()),
+        ]);
+        for setting in ["max_connections=200", "fsync=on"] {
+            server_args.extend(["-c".to_owned(), setting.to_owned()]);
+        }
+        server_args.extend(args);
+        let child = spawn_server(install, dir, &server_args)?;
         let pg = Postgres {
             child,
             port,
             socket_dir,
             install: install.clone(),
             dir: dir.to_owned(),
+            args: server_args,
         };
+        pg.wait_ready()?;
+        Ok(pg)
+    }
+
+    /// Waits until the server answers SQL (30 s at most).
+    fn wait_ready(&self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !pg.local_sql("select 1")?.status.success() {
+        while !self.local_sql("select 1")?.status.success() {
             if Instant::now() > deadline {
-                bail!(
-                    "PostgreSQL did not start:\n{}",
-                    std::fs::read_to_string(dir.join("postgres.log")).unwrap_or_default()
-                );
+                bail!("PostgreSQL did not start:\n{}", self.log());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        Ok(pg)
+        Ok(())
+    }
+
+    /// Stops the server (fast shutdown: connections are cut, committed
+    /// transactions are kept). [`Postgres::start_again`] brings it back.
+    pub fn stop(&mut self) {
+        // SIGINT: PostgreSQL's fast shutdown.
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the stopped server again on the same data and port.
+    pub fn start_again(&mut self) -> Result<()> {
+        self.child = spawn_server(&self.install, &self.dir, &self.args)?;
+        self.wait_ready()
     }
 
     /// SQL over the local socket as the superuser, with `psql`.

@@ -7,7 +7,8 @@
 //!   `server_addresses`, moving to the next server when one dies;
 //! - `k8s_psat.rs`: a reattestable (`k8s_psat`) agent;
 //! - `shared_database.rs`: three servers on one PostgreSQL database, one
-//!   trust domain, the agent moving between them; the database lost.
+//!   trust domain, the agent moving between them; the database lost or
+//!   restarted mid-write.
 
 mod agent;
 mod failover;

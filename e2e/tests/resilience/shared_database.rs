@@ -198,3 +198,74 @@ fn a_server_whose_database_is_down_is_unhealthy_and_its_agents_keep_serving() {
     std::thread::sleep(Duration::from_secs(2));
     assert!(fetch(&agent, out.path()).is_some_and(|na| na > SystemTime::now()));
 }
+
+/// PostgreSQL restarts while entries are being written: the server
+/// reconnects by itself, and every entry it acknowledged is there after.
+#[test]
+fn postgres_restarted_mid_write_loses_no_acknowledged_entry() {
+    let Some(install) = postgres::available() else {
+        eprintln!("skipped: needs PostgreSQL under /usr/lib/postgresql");
+        return;
+    };
+    let dir = tempfile::tempdir_in("/tmp").unwrap();
+    let mut pg = Postgres::start(&install, dir.path(), &PostgresOptions::default()).unwrap();
+    pg.create_database("spinel").unwrap();
+    let server = server_with(&postgres_block(&pg, "spinel"));
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (acknowledged, refused) = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            let (mut acknowledged, mut refused) = (Vec::new(), 0usize);
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let id = format!("spiffe://example.org/restart/{n}");
+                match server.create_entry(&[
+                    "-parentID",
+                    AGENT_ALIAS,
+                    "-spiffeID",
+                    &id,
+                    "-selector",
+                    "unix:uid:4242",
+                ]) {
+                    Ok(entry_id) => acknowledged.push(entry_id),
+                    Err(_) => refused += 1,
+                }
+            }
+            (acknowledged, refused)
+        });
+        std::thread::sleep(Duration::from_secs(2));
+        pg.stop();
+        std::thread::sleep(Duration::from_secs(1));
+        pg.start_again().unwrap();
+        // Writes succeed again without restarting the server.
+        std::thread::sleep(Duration::from_secs(3));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        writer.join().unwrap()
+    });
+    println!(
+        "{} entries acknowledged, {refused} refused while PostgreSQL restarted",
+        acknowledged.len()
+    );
+    let after = server
+        .create_entry(&[
+            "-parentID",
+            AGENT_ALIAS,
+            "-spiffeID",
+            "spiffe://example.org/restart/after",
+            "-selector",
+            "unix:uid:4242",
+        ])
+        .unwrap_or_else(|e| panic!("no write after the restart: {e:#}\n{}", server.log()));
+    let listed = server.cli(&["entry", "show", "-output", "json"]).unwrap();
+    for id in acknowledged.iter().chain(std::iter::once(&after)) {
+        assert!(
+            listed.stdout.contains(id.as_str()),
+            "acknowledged entry {id} lost"
+        );
+    }
+    assert!(
+        refused > 0 || acknowledged.len() > 10,
+        "the writer never ran"
+    );
+}
