@@ -44,7 +44,7 @@ use super::error::{ApiError, ApiResult};
 pub use super::policy::{method, policy, Policy};
 use super::transport::PeerInfo;
 use super::ApiState;
-use crate::datastore::{AttestedAgent, EntryFilter};
+use crate::datastore::{AttestedAgent, DataStoreError, EntryFilter};
 
 /// The authenticated caller of a method.
 #[derive(Debug, Clone)]
@@ -186,17 +186,12 @@ impl ApiState {
             return Err(denied(method));
         }
         let key = svid.id.to_string();
-        let agent = self
-            .datastore
-            .get_agent(&key)
-            .await
-            .map_err(|e| ApiError::internal("unable to look up agent information", e))?
-            .ok_or_else(|| {
-                ApiError::refused(
-                    AgentRefusal::Evicted,
-                    format!("agent \"{key}\" is not attested"),
-                )
-            })?;
+        let agent = self.agent_record(&key).await?.ok_or_else(|| {
+            ApiError::refused(
+                AgentRefusal::Evicted,
+                format!("agent \"{key}\" is not attested"),
+            )
+        })?;
         if agent.banned {
             return Err(ApiError::refused(
                 AgentRefusal::Banned,
@@ -225,6 +220,38 @@ impl ApiState {
             "agent \"{key}\" expected to have serial number \"{}\"; has \"{}\" (superseded or unknown SVID)",
             agent.cert_serial_number, svid.serial
         )))
+    }
+
+    /// The agent's record; while the database cannot be reached, the one
+    /// last read (an agent this server served before keeps being served:
+    /// its SVIDs stay current, and no ban can be written meanwhile). An
+    /// agent never read before is refused with `UNAVAILABLE`.
+    async fn agent_record(&self, key: &str) -> ApiResult<Option<AttestedAgent>> {
+        let known = || match self.known_agents.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        match self.datastore.get_agent(key).await {
+            Ok(Some(agent)) => {
+                known().insert(key.to_owned(), agent.clone());
+                Ok(Some(agent))
+            }
+            Ok(None) => {
+                known().remove(key);
+                Ok(None)
+            }
+            Err(DataStoreError::Unavailable(reason)) => {
+                if let Some(agent) = known().get(key).cloned() {
+                    tracing::debug!(agent_id = %key, %reason, "database unavailable: authorizing the agent by its last known record");
+                    return Ok(Some(agent));
+                }
+                Err(ApiError::datastore(
+                    "unable to look up agent information",
+                    DataStoreError::Unavailable(reason),
+                ))
+            }
+            Err(e) => Err(ApiError::internal("unable to look up agent information", e)),
+        }
     }
 
     async fn check_admin(&self, svid: PeerSvid, method: &'static str) -> ApiResult<Caller> {

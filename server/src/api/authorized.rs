@@ -26,7 +26,8 @@ use std::sync::{Arc, Mutex};
 use spinel_spiffe::{id, selector, Selector, TrustDomain};
 
 use crate::datastore::{
-    AttestedAgent, DataStore, EntryFilter, RegistrationEntry, Result, StoredSelector,
+    AttestedAgent, DataStore, DataStoreError, EntryFilter, RegistrationEntry, Result,
+    StoredSelector,
 };
 
 /// The entries one agent may receive, sorted by entry ID.
@@ -184,7 +185,26 @@ impl AuthorizedEntries {
         }
     }
 
+    /// The index at the datastore's revision; while the database cannot be
+    /// reached, the index as last read (agents keep getting what they were
+    /// authorized for, and no entry can change meanwhile).
     async fn index(&self, datastore: &dyn DataStore) -> Result<Arc<EntryIndex>> {
+        match self.current_index(datastore).await {
+            Err(DataStoreError::Unavailable(reason)) => {
+                let slot = self.index.lock().await;
+                match slot.as_ref() {
+                    Some(index) => {
+                        tracing::debug!(revision = index.revision, %reason, "database unavailable: answering from the entries index as last read");
+                        Ok(index.clone())
+                    }
+                    None => Err(DataStoreError::Unavailable(reason)),
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn current_index(&self, datastore: &dyn DataStore) -> Result<Arc<EntryIndex>> {
         let revision = datastore.entries_revision().await?;
         let mut slot = self.index.lock().await;
         if let Some(index) = slot.as_mut() {

@@ -54,13 +54,17 @@ impl BundleService {
 
     /// Our own bundle: the stored copy (which `AppendBundle` extends), or
     /// the CA's if none is stored yet.
+    /// While the database cannot be reached: the CA's copy, the stored
+    /// bundle as last read.
     async fn own_bundle(&self) -> ApiResult<StoredBundle> {
-        let stored = self
-            .state
-            .datastore
-            .get_bundle(self.own_td())
-            .await
-            .map_err(|e| ApiError::datastore("failed to fetch bundle", e))?;
+        let stored = match self.state.datastore.get_bundle(self.own_td()).await {
+            Ok(stored) => stored,
+            Err(DataStoreError::Unavailable(reason)) => {
+                tracing::debug!(%reason, "database unavailable: serving the bundle as last read");
+                None
+            }
+            Err(e) => return Err(ApiError::datastore("failed to fetch bundle", e)),
+        };
         Ok(stored.unwrap_or_else(|| StoredBundle::from(&self.state.ca.bundle())))
     }
 

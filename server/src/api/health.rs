@@ -1,7 +1,10 @@
 //! `grpc.health.v1.Health` on the admin socket: `Check` answers `SERVING`
 //! while the server runs and its datastore answers. The server as a whole
 //! is the empty service name; each served API may also be asked for by
-//! name. `Watch` is not offered.
+//! name. While the database cannot be reached the server is degraded: it
+//! still serves agents from memory (the server, Agent, SVID and Bundle
+//! APIs answer `SERVING`), but the Entry API answers `NOT_SERVING`, since
+//! registration changes are refused. `Watch` is not offered.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,15 +17,18 @@ use spinel_proto::grpc::health::v1::{
 use tonic::{Request, Response, Status};
 
 use super::auth::method;
-use super::ApiState;
+use super::{ApiState, ServerHealth};
 
 /// Service names `Check` knows, besides "" (the whole server).
 const SERVICES: &[&str] = &[
     "spire.api.server.agent.v1.Agent",
     "spire.api.server.bundle.v1.Bundle",
-    "spire.api.server.entry.v1.Entry",
+    ENTRY_SERVICE,
     "spire.api.server.svid.v1.SVID",
 ];
+
+/// The Entry API: not serving while the database cannot be reached.
+pub const ENTRY_SERVICE: &str = "spire.api.server.entry.v1.Entry";
 
 /// The health service.
 #[derive(Debug, Clone)]
@@ -53,10 +59,10 @@ impl Health for HealthService {
         if !service.is_empty() && !SERVICES.contains(&service) {
             return Err(Status::not_found(format!("unknown service {service:?}")));
         }
-        let status = if self.state.healthy().await {
-            ServingStatus::Serving
-        } else {
-            ServingStatus::NotServing
+        let status = match self.state.health().await {
+            ServerHealth::Serving => ServingStatus::Serving,
+            ServerHealth::Degraded(_) if service != ENTRY_SERVICE => ServingStatus::Serving,
+            ServerHealth::Degraded(_) | ServerHealth::Down(_) => ServingStatus::NotServing,
         };
         Ok(Response::new(HealthCheckResponse {
             status: status as i32,

@@ -78,6 +78,7 @@ use tonic::service::Routes;
 
 pub use auth::{method, policy, Caller, Policy};
 pub use error::{ApiError, ApiResult};
+pub use health::ENTRY_SERVICE;
 pub use policy::{mutates, MethodPolicy, METHODS};
 pub use svid::x509_params_for_entry;
 pub use transport::PeerInfo;
@@ -115,6 +116,10 @@ pub struct ApiState {
     serving: AtomicBool,
     federation: OnceLock<Arc<crate::federation::Federation>>,
     changes: Arc<crate::notify::Changes>,
+    /// Each agent's record as last read, to authorize it while the
+    /// database cannot be reached (see `auth.rs`).
+    known_agents:
+        std::sync::Mutex<std::collections::HashMap<String, crate::datastore::AttestedAgent>>,
 }
 
 impl ApiState {
@@ -138,6 +143,7 @@ impl ApiState {
             serving: AtomicBool::new(true),
             federation: OnceLock::new(),
             changes: Arc::new(crate::notify::Changes::new()),
+            known_agents: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -158,10 +164,40 @@ impl ApiState {
         self.serving.store(serving, Ordering::Relaxed);
     }
 
-    /// Whether the server is serving and its datastore answers.
-    pub async fn healthy(&self) -> bool {
-        self.serving.load(Ordering::Relaxed) && self.datastore.entries_revision().await.is_ok()
+    /// How the server is: serving, serving agents from memory while the
+    /// database cannot be reached, or not serving.
+    pub async fn health(&self) -> ServerHealth {
+        if !self.serving.load(Ordering::Relaxed) {
+            return ServerHealth::Down("the server is stopping".into());
+        }
+        match self.datastore.entries_revision().await {
+            Ok(_) => ServerHealth::Serving,
+            Err(crate::datastore::DataStoreError::Unavailable(reason)) => {
+                ServerHealth::Degraded(reason)
+            }
+            Err(e) => ServerHealth::Down(e.to_string()),
+        }
     }
+
+    /// Whether the server serves agents (`/ready`, the health check of the
+    /// server as a whole): also while degraded, so that agents keep
+    /// reaching it.
+    pub async fn healthy(&self) -> bool {
+        !matches!(self.health().await, ServerHealth::Down(_))
+    }
+}
+
+/// What the health checks report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerHealth {
+    /// Everything answers.
+    Serving,
+    /// The database cannot be reached: agents are served from memory
+    /// (their records, authorized entries and the bundle as last read),
+    /// registration changes are refused.
+    Degraded(String),
+    /// Not serving (stopping, or the datastore fails otherwise).
+    Down(String),
 }
 
 /// Whether `name` is acceptable as a DNS SAN (a hostname, optionally with a

@@ -138,15 +138,26 @@ pub async fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<()> {
         println!("Checking server health...");
     }
     match check(&args).await {
-        Ok(()) => {
+        Ok(Health::Healthy) => {
             println!("Server is healthy.");
+            Ok(())
+        }
+        Ok(Health::Degraded) => {
+            println!("Server is healthy, but degraded: its datastore cannot be reached. Agents are served from memory; registration changes are refused.");
             Ok(())
         }
         Err(reason) => anyhow::bail!("server is unhealthy: {reason}"),
     }
 }
 
-async fn check(args: &HealthcheckArgs) -> Result<(), String> {
+/// What `healthcheck` found.
+enum Health {
+    Healthy,
+    /// Serving agents, but the Entry API (the datastore) is not.
+    Degraded,
+}
+
+async fn check(args: &HealthcheckArgs) -> Result<Health, String> {
     let channel = super::connect_admin(&args.socket_path).await.map_err(|e| {
         // A socket of another user is named even without -verbose: it is
         // no health problem but a warning.
@@ -159,21 +170,32 @@ async fn check(args: &HealthcheckArgs) -> Result<(), String> {
         "unable to determine health".to_owned()
     })?;
     let mut client = HealthClient::new(channel);
-    let mut request = tonic::Request::new(HealthCheckRequest::default());
-    request.set_timeout(Duration::from_secs(10));
-    let response = client.check(request).await.map_err(|status| {
-        if args.verbose {
-            eprintln!("Failed to check health: {}", status.message());
-        }
-        "unable to determine health".to_owned()
-    })?;
-    let status = response.into_inner().status;
-    if status == ServingStatus::Serving as i32 {
-        Ok(())
-    } else {
+    let mut ask = async |service: &str| {
+        let mut request = tonic::Request::new(HealthCheckRequest {
+            service: service.to_owned(),
+        });
+        request.set_timeout(Duration::from_secs(10));
+        client
+            .check(request)
+            .await
+            .map(|r| r.into_inner().status)
+            .map_err(|status| {
+                if args.verbose {
+                    eprintln!("Failed to check health: {}", status.message());
+                }
+                "unable to determine health".to_owned()
+            })
+    };
+    let status = ask("").await?;
+    if status != ServingStatus::Serving as i32 {
         let name = ServingStatus::try_from(status)
             .map(|s| s.as_str_name().to_owned())
             .unwrap_or_else(|_| status.to_string());
-        Err(format!("server returned status {name:?}"))
+        return Err(format!("server returned status {name:?}"));
+    }
+    if ask(crate::api::ENTRY_SERVICE).await? == ServingStatus::Serving as i32 {
+        Ok(Health::Healthy)
+    } else {
+        Ok(Health::Degraded)
     }
 }
