@@ -405,7 +405,7 @@ pub const SERVER_ID_FILE: &str = "server_id";
 /// servers sharing one database each keep (each has its own CA and keys).
 /// Made once, 16 random bytes in hex, and kept in `data_dir/server_id`
 /// (mode 0600) beside the keys it goes with.
-fn server_id(data_dir: &Path) -> Result<String, RunError> {
+pub(crate) fn server_id(data_dir: &Path) -> Result<String, RunError> {
     let path = data_dir.join(SERVER_ID_FILE);
     let fail = |reason: String| RunError::DataStore {
         path: path.clone(),

@@ -5,7 +5,7 @@ use spinel_test_fixtures::postgres::Postgres;
 use spinel_test_fixtures::{ServerHandle, ServerOptions};
 
 /// The DataStore block the harness writes.
-const SLED_BLOCK: &str = "    DataStore \"sled\" {\n        plugin_data {}\n    }";
+pub const SLED_BLOCK: &str = "    DataStore \"sled\" {\n        plugin_data {}\n    }";
 
 /// A server configured with the DataStore `block` instead of sled, not
 /// started.

@@ -27,7 +27,31 @@ use std::fmt;
 
 use spinel_spiffe::TrustDomain;
 
-use crate::datastore::{DataStore, DataStoreError, JoinToken, RegistrationEntry};
+use crate::datastore::{
+    AttestedAgent, DataStore, DataStoreError, EntryFilter, JoinToken, RegistrationEntry,
+    StoredBundle, StoredFederationRelationship,
+};
+
+/// Everything an import takes from its source.
+#[derive(Debug, Default)]
+pub struct Records {
+    /// SPIRE's `migrations` version, if the table has a row.
+    pub schema_version: Option<i64>,
+    /// This server's CA journal (from a Spinel datastore only: SPIRE's
+    /// keys and journal are never taken).
+    pub ca_journal: Option<(String, Vec<u8>)>,
+    /// Registration entries, with selectors, DNS names and federated trust
+    /// domains (names) filled in.
+    pub entries: Vec<RegistrationEntry>,
+    /// Attested agents with their node selectors.
+    pub agents: Vec<AttestedAgent>,
+    /// Bundles by trust domain name (the server's own and federated ones).
+    pub bundles: Vec<StoredBundle>,
+    /// Federation relationships.
+    pub relationships: Vec<StoredFederationRelationship>,
+    /// Join tokens: (value, expiry in Unix seconds).
+    pub join_tokens: Vec<(String, i64)>,
+}
 
 /// How many entries are written per batch.
 const ENTRY_BATCH: usize = 1000;
@@ -56,6 +80,8 @@ pub struct Report {
     pub relationships: Tally,
     /// Join tokens.
     pub join_tokens: Tally,
+    /// This server's CA journal (from a Spinel datastore).
+    pub ca_journal: Tally,
 }
 
 impl fmt::Display for Report {
@@ -66,6 +92,7 @@ impl fmt::Display for Report {
             ("bundles", &self.bundles),
             ("federation relationships", &self.relationships),
             ("join tokens", &self.join_tokens),
+            ("CA journal", &self.ca_journal),
         ];
         for (name, t) in kinds {
             writeln!(
@@ -110,7 +137,7 @@ fn trust_domain_of(id: &str) -> Option<&str> {
 /// Writes `data` into `target`, the datastore of trust domain `own`.
 /// `now` (Unix seconds) decides which join tokens have expired.
 pub async fn import(
-    data: spire::SpireData,
+    data: Records,
     target: &dyn DataStore,
     own: &TrustDomain,
     now: i64,
@@ -186,7 +213,48 @@ pub async fn import(
             Err(e) => return Err(failed("a join token")(e)),
         }
     }
+    if let Some((server_id, journal)) = data.ca_journal {
+        match target
+            .get_ca_journal(&server_id)
+            .await
+            .map_err(failed("the CA journal"))?
+        {
+            Some(existing) if existing == journal => report.ca_journal.present += 1,
+            Some(_) => report.ca_journal.skipped.push(format!(
+                "server {server_id}: the target already holds a different CA journal for this server (kept)"
+            )),
+            None => {
+                target
+                    .set_ca_journal(&server_id, journal)
+                    .await
+                    .map_err(failed("the CA journal"))?;
+                report.ca_journal.imported += 1;
+            }
+        }
+    }
     Ok(report)
+}
+
+/// Reads everything a copy from another Spinel datastore (sled to SQL)
+/// takes, and this server's CA journal (the server keeps its CA: its keys
+/// stay in its key manager). Join tokens are not listed by the datastore
+/// and not copied: they are short-lived; make new ones.
+pub async fn read_datastore(
+    source: &dyn DataStore,
+    server_id: &str,
+) -> Result<Records, DataStoreError> {
+    Ok(Records {
+        schema_version: None,
+        ca_journal: source
+            .get_ca_journal(server_id)
+            .await?
+            .map(|journal| (server_id.to_owned(), journal)),
+        entries: source.list_entries(&EntryFilter::default()).await?,
+        agents: source.list_agents().await?,
+        bundles: source.list_bundles().await?,
+        relationships: source.list_federation_relationships().await?,
+        join_tokens: Vec::new(),
+    })
 }
 
 async fn import_entries(

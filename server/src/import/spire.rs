@@ -1,5 +1,5 @@
 //! Reading a SPIRE server's SQL datastore (SQLite or PostgreSQL, schema as
-//! SPIRE 1.13 writes it: migration version 23) into [`SpireData`].
+//! SPIRE 1.13 writes it: migration version 23) into [`Records`].
 //!
 //! Only the columns the import needs are read, by name, and each query is
 //! written so that both databases answer it alike: booleans become 0/1,
@@ -14,6 +14,7 @@ use prost::Message;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Row};
 
+use super::Records;
 use crate::datastore::sql::options::{self, DatabaseType};
 use crate::datastore::{AttestedAgent, RegistrationEntry, StoredBundle, StoredJwtKey};
 use crate::datastore::{StoredFederationRelationship, StoredSelector};
@@ -53,24 +54,6 @@ fn query_error(what: &'static str) -> impl Fn(sqlx::Error) -> ReadError {
         what,
         reason: e.to_string(),
     }
-}
-
-/// Everything the import takes from a SPIRE datastore.
-#[derive(Debug, Default)]
-pub struct SpireData {
-    /// The `migrations` version, if the table has a row.
-    pub schema_version: Option<i64>,
-    /// Registration entries, with selectors, DNS names and federated trust
-    /// domains (names) filled in.
-    pub entries: Vec<RegistrationEntry>,
-    /// Attested agents with their node selectors.
-    pub agents: Vec<AttestedAgent>,
-    /// Bundles by trust domain name (the server's own and federated ones).
-    pub bundles: Vec<StoredBundle>,
-    /// Federation relationships.
-    pub relationships: Vec<StoredFederationRelationship>,
-    /// Join tokens: (value, expiry in Unix seconds).
-    pub join_tokens: Vec<(String, i64)>,
 }
 
 /// Connects to the SPIRE datastore (`database_type` and
@@ -133,7 +116,7 @@ fn trust_domain_name(id: &str) -> &str {
 }
 
 /// Reads every part the import takes.
-pub async fn read(pool: &AnyPool, database_type: DatabaseType) -> Result<SpireData, ReadError> {
+pub async fn read(pool: &AnyPool, database_type: DatabaseType) -> Result<Records, ReadError> {
     let schema_version = sqlx::query("SELECT version FROM migrations ORDER BY id DESC LIMIT 1")
         .fetch_optional(pool)
         .await
@@ -141,8 +124,9 @@ pub async fn read(pool: &AnyPool, database_type: DatabaseType) -> Result<SpireDa
         .map(|row| row.try_get::<i64, _>(0))
         .transpose()
         .map_err(query_error("migrations"))?;
-    Ok(SpireData {
+    Ok(Records {
         schema_version,
+        ca_journal: None,
         entries: entries(pool, database_type).await?,
         agents: agents(pool, database_type).await?,
         bundles: bundles(pool).await?,
