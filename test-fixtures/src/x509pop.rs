@@ -272,3 +272,58 @@ pub fn oversized_rsa_leaf(ca: &PopCa, bits: usize, common_name: &str) -> Result<
         .context("signing oversized node certificate")?;
     Ok(cert.der().to_vec())
 }
+
+/// Lowercase hex SHA-1 of `der`: SPIRE's certificate fingerprint.
+pub fn fingerprint(der: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, der)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The default agent ID of a node certificate:
+/// `spiffe://<td>/spire/agent/x509pop/<fingerprint>`.
+pub fn agent_id(trust_domain: &str, cert_der: &[u8]) -> String {
+    format!(
+        "spiffe://{trust_domain}/spire/agent/x509pop/{}",
+        fingerprint(cert_der)
+    )
+}
+
+/// The server's `NodeAttestor "x509pop"` block trusting `ca_bundle_path`,
+/// with `extra` plugin data lines.
+pub fn server_plugin(ca_bundle_path: &Path, extra: &str) -> String {
+    format!(
+        "    NodeAttestor \"x509pop\" {{\n        plugin_data {{\n            ca_bundle_path = \"{}\"\n{extra}\n        }}\n    }}",
+        ca_bundle_path.display()
+    )
+}
+
+/// Writes `node`'s certificate and `key_pem` (and `intermediates`, if
+/// any) into `dir` and returns the agent's `NodeAttestor "x509pop"`
+/// block naming them.
+pub fn agent_plugin(
+    dir: &Path,
+    node: &NodeCert,
+    key_pem: &str,
+    intermediates: Option<&str>,
+) -> Result<String> {
+    let cert = dir.join("node-cert.pem");
+    let key = dir.join("node-key.pem");
+    std::fs::write(&cert, &node.cert_pem)?;
+    crate::process::write_file(&key, key_pem)?;
+    let intermediates = match intermediates {
+        Some(pem) => {
+            let path = dir.join("node-intermediates.pem");
+            std::fs::write(&path, pem)?;
+            format!("            intermediates_path = \"{}\"\n", path.display())
+        }
+        None => String::new(),
+    };
+    Ok(format!(
+        "NodeAttestor \"x509pop\" {{\n        plugin_data {{\n            private_key_path = \"{}\"\n            certificate_path = \"{}\"\n{intermediates}        }}\n    }}",
+        key.display(),
+        cert.display()
+    ))
+}
