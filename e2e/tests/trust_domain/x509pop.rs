@@ -3,8 +3,9 @@
 //! RSA straight from the root) attest to a `spinel-server` trusting that
 //! PKI's root, get SPIRE's agent IDs and node selectors, and serve
 //! workloads registered under the agent ID or under a node alias matched
-//! by an `x509pop` selector. An agent with a certificate of another CA is
-//! refused.
+//! by an `x509pop` selector; at half of their agent SVID's life they attest
+//! again (a fresh challenge) instead of renewing. An agent with a
+//! certificate of another CA is refused.
 
 use std::time::{Duration, Instant};
 
@@ -45,6 +46,8 @@ async fn ecdsa_and_rsa_nodes_attest_and_serve_workloads() {
     root.write_pem(&root_path).unwrap();
     let server = ServerHandle::start(ServerOptions {
         plugins_extra: server_plugin(&root_path, ""),
+        // Short enough that the agents attest again during the test.
+        server_extra: "    agent_ttl = \"30s\"\n".into(),
         ..Default::default()
     })
     .unwrap();
@@ -92,18 +95,14 @@ async fn ecdsa_and_rsa_nodes_attest_and_serve_workloads() {
         ])
         .unwrap();
 
+    let ecdsa_key = convert_key(&ecdsa.key_pem, KeyFormat::Sec1).unwrap();
+    let rsa_key = convert_key(&rsa.key_pem, KeyFormat::Pkcs1).unwrap();
     let ecdsa_dir = tempfile::tempdir().unwrap();
-    let ecdsa_agent = AgentHandle::start(
+    let mut ecdsa_agent = AgentHandle::start(
         &server,
         AgentOptions {
             node_attestor: Some(
-                agent_plugin(
-                    ecdsa_dir.path(),
-                    &ecdsa,
-                    &convert_key(&ecdsa.key_pem, KeyFormat::Sec1).unwrap(),
-                    Some(&inter.cert_pem),
-                )
-                .unwrap(),
+                agent_plugin(ecdsa_dir.path(), &ecdsa, &ecdsa_key, Some(&inter.cert_pem)).unwrap(),
             ),
             ..Default::default()
         },
@@ -113,15 +112,7 @@ async fn ecdsa_and_rsa_nodes_attest_and_serve_workloads() {
     let rsa_agent = AgentHandle::start(
         &server,
         AgentOptions {
-            node_attestor: Some(
-                agent_plugin(
-                    rsa_dir.path(),
-                    &rsa,
-                    &convert_key(&rsa.key_pem, KeyFormat::Pkcs1).unwrap(),
-                    None,
-                )
-                .unwrap(),
-            ),
+            node_attestor: Some(agent_plugin(rsa_dir.path(), &rsa, &rsa_key, None).unwrap()),
             ..Default::default()
         },
     )
@@ -156,6 +147,21 @@ async fn ecdsa_and_rsa_nodes_attest_and_serve_workloads() {
         .stdout;
     assert!(shown.contains("x509pop:subject:cn:rsa-node"), "{shown}");
     assert!(ecdsa_agent.log().contains("node attestation succeeded"));
+
+    // Reattestable: at half-life the agent proves its key again.
+    ecdsa_agent
+        .process
+        .as_mut()
+        .unwrap()
+        .wait_for_log("re-attested", Duration::from_secs(60))
+        .unwrap();
+    wait_for_svid(&ecdsa_agent, ECDSA_WORKLOAD).await;
+    // No key material in any log.
+    let logs = ecdsa_agent.log() + &rsa_agent.log() + &server.log();
+    for key in [&ecdsa_key, &rsa_key] {
+        let body = key.lines().nth(1).unwrap();
+        assert!(!logs.contains(body), "a node key was logged");
+    }
 }
 
 #[test]

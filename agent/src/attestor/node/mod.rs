@@ -101,6 +101,10 @@ pub async fn attest_join_token(
     attest(channel, join_token::attestation_data(token), csr).await
 }
 
+/// Answers one challenge of the server (x509pop signs it with the node's
+/// key).
+pub type ChallengeResponder<'a> = &'a (dyn Fn(&[u8]) -> Result<Vec<u8>, AttestError> + Sync);
+
 /// How many challenges one attestation answers at most.
 const MAX_CHALLENGES: usize = 4;
 
@@ -121,7 +125,7 @@ pub async fn attest_with_challenges(
     channel: Channel,
     data: types::AttestationData,
     csr: Vec<u8>,
-    respond: Option<&(dyn Fn(&[u8]) -> Result<Vec<u8>, AttestError> + Sync)>,
+    respond: Option<ChallengeResponder<'_>>,
 ) -> Result<Attested, AttestError> {
     let kind = data.r#type.clone();
     let request = AttestAgentRequest {

@@ -106,8 +106,11 @@ fn evidence_error(path: &Path, what: &str, reason: impl std::fmt::Display) -> At
     AttestError::Evidence(format!("{what} {}: {reason}", path.display()))
 }
 
-/// The PEM blocks of `bytes` as `(label, DER)`.
-fn pem_blocks(bytes: &[u8]) -> Result<Vec<(String, Zeroizing<Vec<u8>>)>, String> {
+/// A PEM block: its label and DER content (wiped when dropped).
+type PemBlock = (String, Zeroizing<Vec<u8>>);
+
+/// The PEM blocks of `bytes`.
+fn pem_blocks(bytes: &[u8]) -> Result<Vec<PemBlock>, String> {
     x509_parser::pem::Pem::iter_from_buffer(bytes)
         .map(|p| {
             p.map(|p| (p.label, Zeroizing::new(p.contents)))

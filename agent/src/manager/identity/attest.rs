@@ -104,9 +104,7 @@ pub(crate) async fn attest(
         channel,
         data,
         csr,
-        respond
-            .as_ref()
-            .map(|r| r as &(dyn Fn(&[u8]) -> Result<Vec<u8>, node::AttestError> + Sync)),
+        respond.as_ref().map(|r| r as node::ChallengeResponder<'_>),
     )
     .await?;
     let (not_before, not_after) = attested

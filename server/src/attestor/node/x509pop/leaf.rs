@@ -62,7 +62,7 @@ fn bit_length(bytes: &[u8]) -> usize {
 
 fn parse(der: &[u8]) -> Result<X509Certificate<'_>, String> {
     match X509Certificate::from_der(der) {
-        Ok((rest, cert)) if rest.is_empty() => Ok(cert),
+        Ok(([], cert)) => Ok(cert),
         Ok(_) => Err("trailing data after the certificate".into()),
         Err(e) => Err(e.to_string()),
     }
@@ -236,7 +236,7 @@ pub fn verify_response(key: &LeafKey, nonce: &[u8], response: &Response) -> Resu
                 .ok_or_else(|| "RSA signature verify failed".into())
         }
         LeafKey::P256(key) => {
-            let (digest, r, s) = ecdsa_parts(response, nonce, 32)?;
+            let EcdsaParts { digest, r, s } = ecdsa_parts(response, nonce, 32)?;
             let sig = p256::ecdsa::Signature::from_scalars(
                 *p256::FieldBytes::from_slice(&r),
                 *p256::FieldBytes::from_slice(&s),
@@ -246,7 +246,7 @@ pub fn verify_response(key: &LeafKey, nonce: &[u8], response: &Response) -> Resu
                 .map_err(|_| "ECDSA signature verify failed".into())
         }
         LeafKey::P384(key) => {
-            let (digest, r, s) = ecdsa_parts(response, nonce, 48)?;
+            let EcdsaParts { digest, r, s } = ecdsa_parts(response, nonce, 48)?;
             let sig = p384::ecdsa::Signature::from_scalars(
                 *p384::FieldBytes::from_slice(&r),
                 *p384::FieldBytes::from_slice(&s),
@@ -258,12 +258,15 @@ pub fn verify_response(key: &LeafKey, nonce: &[u8], response: &Response) -> Resu
     }
 }
 
-/// The digest and `r`, `s` left-padded to `size` bytes.
-fn ecdsa_parts(
-    response: &Response,
-    nonce: &[u8],
-    size: usize,
-) -> Result<([u8; 32], Vec<u8>, Vec<u8>), String> {
+/// The signed digest and `r`, `s` left-padded to the curve's size.
+struct EcdsaParts {
+    digest: [u8; 32],
+    r: Vec<u8>,
+    s: Vec<u8>,
+}
+
+/// The [`EcdsaParts`] of `response`, `r` and `s` padded to `size` bytes.
+fn ecdsa_parts(response: &Response, nonce: &[u8], size: usize) -> Result<EcdsaParts, String> {
     let answer = response
         .ecdsa_signature
         .as_ref()
@@ -278,5 +281,9 @@ fn ecdsa_parts(
         out.extend_from_slice(v);
         Ok(out)
     };
-    Ok((digest, pad(&answer.r.0)?, pad(&answer.s.0)?))
+    Ok(EcdsaParts {
+        digest,
+        r: pad(&answer.r.0)?,
+        s: pad(&answer.s.0)?,
+    })
 }
