@@ -471,3 +471,59 @@ fn wire_shapes_are_spires() {
         serde_json::from_str(r#"{"certificates":["AQI=",null]}"#).unwrap();
     assert_eq!(data.certificates, [Bytes(vec![1, 2]), Bytes(vec![])]);
 }
+
+#[tokio::test]
+async fn a_leaf_without_its_intermediate_does_not_chain() {
+    let root = PopCa::root("root").unwrap();
+    let inter = root.intermediate("intermediate").unwrap();
+    let leaf = node(&inter, NodeKey::P256);
+    let err = attestor(&[&root], template::DEFAULT_TEMPLATE)
+        .attest(
+            &payload(&[&leaf.cert_der]),
+            &mut FakeAgent::new(&leaf.key_pem),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AttestError::Denied(m) if m.contains("certificate verification failed")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn ca_bundle_files_are_checked_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = PopCa::root("root").unwrap();
+    let other = PopCa::root("other").unwrap();
+    let both = dir.path().join("both.pem");
+    std::fs::write(&both, format!("{}{}", root.cert_pem, other.cert_pem)).unwrap();
+    let single = dir.path().join("single.pem");
+    root.write_pem(&single).unwrap();
+    let bundle = CaBundle::from_pem_files(&[both.clone(), single]).unwrap();
+    assert_eq!(bundle.len(), 3);
+
+    let key = dir.path().join("key.pem");
+    std::fs::write(
+        &key,
+        format!("{}{}", root.cert_pem, node(&root, NodeKey::P256).key_pem),
+    )
+    .unwrap();
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let missing = dir.path().join("missing.pem");
+    for (path, needle) in [
+        (&key, "only CERTIFICATE blocks"),
+        (&empty, "holds no PEM certificate"),
+        (&missing, "No such file"),
+    ] {
+        let err = CaBundle::from_pem_files(&[both.clone(), path.clone()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(needle) && err.contains(&path.display().to_string()),
+            "{needle}: {err}"
+        );
+        // The key itself never appears in the message.
+        assert!(!err.contains("PRIVATE KEY-----\n"), "{err}");
+    }
+}
