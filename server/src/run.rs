@@ -46,7 +46,7 @@ use tokio::task::JoinHandle;
 use crate::api::client_trust::ClientTrust;
 use crate::api::{self, ApiSettings, ApiState};
 use crate::attestor::node::k8s_psat;
-use crate::attestor::node::{JoinTokenAttestor, K8sPsatAttestor, NodeAttestors};
+use crate::attestor::node::{JoinTokenAttestor, K8sPsatAttestor, NodeAttestors, X509popAttestor};
 use crate::ca::Ca;
 use crate::config::{
     DataStoreConfig, K8sBundleConfig, K8sPsatConfig, KeyManagerConfig, ServerConfig,
@@ -310,6 +310,23 @@ fn k8s_psat_attestor(
     Ok(attestor)
 }
 
+/// Reads the `x509pop` attestor's CA bundle files.
+fn x509pop_bundle(
+    config: &crate::config::X509popConfig,
+) -> Result<crate::attestor::node::x509pop::CaBundle, RunError> {
+    let bundle = crate::attestor::node::x509pop::CaBundle::from_pem_files(&config.ca_bundle_paths)
+        .map_err(|e| RunError::NodeAttestor {
+            name: crate::attestor::node::x509pop::NAME,
+            reason: e.to_string(),
+        })?;
+    tracing::info!(
+        roots = bundle.len(),
+        agent_path_template = %config.agent_path_template.as_str(),
+        "NodeAttestor \"x509pop\" configured"
+    );
+    Ok(bundle)
+}
+
 /// Makes the `k8sbundle` notifier's API client, from its kubeconfig or
 /// the in-cluster service account.
 fn k8sbundle_client(config: &K8sBundleConfig) -> Result<KubeClient, RunError> {
@@ -461,6 +478,12 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
         .as_ref()
         .map(|psat| k8s_psat_attestor(&config.trust_domain, psat))
         .transpose()?;
+    let x509pop_bundle = config
+        .plugins
+        .x509pop
+        .as_ref()
+        .map(|x| x509pop_bundle(x).map(|bundle| (bundle, x.agent_path_template.clone())))
+        .transpose()?;
     let k8sbundle = config
         .plugins
         .k8sbundle
@@ -486,6 +509,14 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
     )));
     if let Some(psat) = psat {
         attestors.insert(Arc::new(psat));
+    }
+    if let Some((bundle, template)) = x509pop_bundle {
+        attestors.insert(Arc::new(X509popAttestor::new(
+            config.trust_domain.clone(),
+            bundle,
+            template,
+            clock.clone(),
+        )));
     }
     let state = ApiState::new(
         ApiSettings {

@@ -15,6 +15,8 @@
 //! - [`k8s`]: protocol-faithful fakes of the kubelet and kube-apiserver
 //!   (real Kubernetes JSON from `k8s-openapi`, over real HTTPS), and
 //!   builders of realistic pods and nodes.
+//! - [`x509pop`]: CAs and node certificates (ECDSA, RSA) for `x509pop`
+//!   node attestation.
 //!
 //! The process harness drives the real binaries built by cargo (found next to
 //! the test executable, in `target/<profile>/`), so an end-to-end test
@@ -30,6 +32,7 @@ pub mod raw_agent;
 pub mod spinel;
 pub mod spire;
 pub mod x509;
+pub mod x509pop;
 
 pub use process::{bin_path, Process};
 pub use spinel::{

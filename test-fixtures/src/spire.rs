@@ -102,6 +102,17 @@ impl SpireServer {
     /// Starts a server of trust domain [`TD`] with `server_extra` lines
     /// inside `server { ... }`.
     pub fn start(spire: &Spire, server_extra: &str) -> Result<Self> {
+        Self::start_with_plugins(spire, server_extra, "")
+    }
+
+    /// [`SpireServer::start`] with `plugins_extra` blocks inside
+    /// `plugins { ... }` (e.g. `NodeAttestor "x509pop"`, beside
+    /// `join_token`).
+    pub fn start_with_plugins(
+        spire: &Spire,
+        server_extra: &str,
+        plugins_extra: &str,
+    ) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("spire-srv")
             .tempdir_in("/tmp")?;
@@ -133,6 +144,7 @@ plugins {{
     NodeAttestor "join_token" {{
         plugin_data {{}}
     }}
+{plugins_extra}
 }}
 "#,
             socket = socket_path.display(),
@@ -209,7 +221,7 @@ plugins {{
     }
 }
 
-/// A `spire-agent` (join_token, memory key manager, unix workload
+/// A `spire-agent` (join_token or another node attestor, memory key manager, unix workload
 /// attestor) in its own temporary directory; running once started.
 #[derive(Debug)]
 pub struct SpireAgent {
@@ -258,6 +270,23 @@ impl SpireAgent {
         join_token: &str,
         agent_extra: &str,
     ) -> Result<Self> {
+        let agent_extra = format!("    join_token = \"{join_token}\"\n{agent_extra}");
+        Self::configure_with_node_attestor(
+            spire,
+            server,
+            "NodeAttestor \"join_token\" {\n        plugin_data {}\n    }",
+            &agent_extra,
+        )
+    }
+
+    /// [`SpireAgent::configure`] with another `NodeAttestor` block (e.g.
+    /// `x509pop`) and no join token.
+    pub fn configure_with_node_attestor(
+        spire: &Spire,
+        server: &ServerEndpoint,
+        node_attestor: &str,
+        agent_extra: &str,
+    ) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("spire-agt")
             .tempdir_in("/tmp")?;
@@ -274,14 +303,11 @@ impl SpireAgent {
     socket_path = "{socket}"
     trust_bundle_path = "{bundle}"
     trust_domain = "{td}"
-    join_token = "{join_token}"
 {agent_extra}
 }}
 
 plugins {{
-    NodeAttestor "join_token" {{
-        plugin_data {{}}
-    }}
+    {node_attestor}
     KeyManager "memory" {{
         plugin_data {{}}
     }}

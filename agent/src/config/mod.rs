@@ -41,7 +41,7 @@ pub use spinel_config::health::HealthChecks;
 use spinel_config::logging::LogFormat;
 use spinel_spiffe::{SpiffeId, TrustDomain};
 
-use crate::attestor::node::{k8s_psat, K8sPsatConfig, NodeAttestorConfig};
+use crate::attestor::node::{k8s_psat, K8sPsatConfig, NodeAttestorConfig, X509popConfig};
 
 mod servers;
 mod socket_paths;
@@ -164,6 +164,42 @@ fn k8s_psat_config(p: &PluginDecl) -> Result<K8sPsatConfig, ConfigError> {
             .token_path
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or_else(|| PathBuf::from(k8s_psat::DEFAULT_TOKEN_PATH)),
+    })
+}
+
+/// `plugin_data` of `NodeAttestor "x509pop"` (SPIRE's keys).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct X509popData {
+    /// The node's private key, PEM (required).
+    #[serde(default)]
+    private_key_path: Option<PathBuf>,
+    /// The node's certificate and any intermediates, PEM (required).
+    #[serde(default)]
+    certificate_path: Option<PathBuf>,
+    /// More intermediates, PEM.
+    #[serde(default)]
+    intermediates_path: Option<PathBuf>,
+}
+
+fn x509pop_config(p: &PluginDecl) -> Result<X509popConfig, ConfigError> {
+    let data: X509popData = p.data()?;
+    let required = |value: Option<PathBuf>, key: &str| {
+        value
+            .filter(|v| !v.as_os_str().is_empty())
+            .ok_or_else(|| ConfigError::Plugin {
+                location: p.location(),
+                message: format!(
+                    "NodeAttestor \"x509pop\": `plugins.NodeAttestor.x509pop.plugin_data.{key}` is required"
+                ),
+            })
+    };
+    Ok(X509popConfig {
+        private_key_path: required(data.private_key_path, "private_key_path")?,
+        certificate_path: required(data.certificate_path, "certificate_path")?,
+        intermediates_path: data
+            .intermediates_path
+            .filter(|v| !v.to_string_lossy().trim().is_empty()),
     })
 }
 
@@ -376,8 +412,11 @@ impl AgentConfig {
                 ("NodeAttestor", "k8s_psat") => {
                     node_attestor = Some(NodeAttestorConfig::K8sPsat(k8s_psat_config(p)?));
                 }
+                ("NodeAttestor", "x509pop") => {
+                    node_attestor = Some(NodeAttestorConfig::X509pop(x509pop_config(p)?));
+                }
                 ("NodeAttestor", _) => {
-                    return Err(p.unsupported(&["join_token", "k8s_psat"]).into())
+                    return Err(p.unsupported(&["join_token", "k8s_psat", "x509pop"]).into())
                 }
                 ("WorkloadAttestor", _) => workload_attestors.push(p.clone()),
                 _ => {
@@ -814,6 +853,42 @@ plugins {
             parse(GOOD).unwrap().node_attestor,
             NodeAttestorConfig::JoinToken
         );
+    }
+
+    #[test]
+    fn x509pop_plugin() {
+        let pop = GOOD.replace(
+            "NodeAttestor \"join_token\" {\n        plugin_data {}",
+            "NodeAttestor \"x509pop\" {\n        plugin_data {\n            private_key_path = \"/k.pem\"\n            certificate_path = \"/c.pem\"\n        }",
+        );
+        assert_eq!(
+            parse(&pop).unwrap().node_attestor,
+            NodeAttestorConfig::X509pop(X509popConfig {
+                private_key_path: PathBuf::from("/k.pem"),
+                certificate_path: PathBuf::from("/c.pem"),
+                intermediates_path: None,
+            })
+        );
+        let with = pop.replace(
+            "certificate_path = \"/c.pem\"",
+            "certificate_path = \"/c.pem\"\n            intermediates_path = \"/i.pem\"",
+        );
+        let NodeAttestorConfig::X509pop(c) = parse(&with).unwrap().node_attestor else {
+            panic!("not x509pop");
+        };
+        assert_eq!(c.intermediates_path, Some(PathBuf::from("/i.pem")));
+        let missing = pop.replace("certificate_path = \"/c.pem\"", "");
+        let err = parse(&missing).unwrap_err().to_string();
+        assert!(
+            err.contains("certificate_path") && err.contains("agent.conf:"),
+            "{err}"
+        );
+        let unknown = pop.replace(
+            "certificate_path = \"/c.pem\"",
+            "certificate_path = \"/c.pem\"\n            cert_path = \"/x\"",
+        );
+        let err = parse(&unknown).unwrap_err().to_string();
+        assert!(err.contains("cert_path"), "{err}");
     }
 
     #[test]

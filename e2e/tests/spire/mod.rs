@@ -12,6 +12,7 @@
 //! | `mixed.rs` | one trust domain served by both agent kinds at once |
 //! | `sample_configs.rs` | SPIRE's own `conf/server/server.conf` and `conf/agent/agent.conf` start Spinel or fail naming the key or plugin |
 //! | `workload.rs` | SPIRE's Workload API CLI (`spire-agent api fetch/validate`), the tests' workload |
+//! | `x509pop.rs` | `x509pop` node attestation both ways (SPIRE agent to `spinel-server`, `spinel-agent` to `spire-server`), ECDSA and RSA node keys |
 //!
 //! The SPIRE processes (configs, free ports, temp dirs, kill on drop, logs
 //! on failure) are `spinel_test_fixtures::spire`'s, shared with
@@ -30,6 +31,7 @@ mod sample_configs;
 mod spinel_agent;
 mod spire_agent;
 mod workload;
+mod x509pop;
 
 use std::path::{Path, PathBuf};
 

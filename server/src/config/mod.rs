@@ -31,6 +31,7 @@ pub mod k8s_psat;
 pub mod k8sbundle;
 mod oidc;
 mod plugins;
+pub mod x509pop;
 
 pub use federation::{
     check_https_url, BundleEndpointConfig, EndpointProfile, FederatesWith, FederationConfig,
@@ -40,6 +41,7 @@ pub use file::parse_key_type;
 pub use k8s_psat::{K8sPsatCluster, K8sPsatConfig};
 pub use k8sbundle::K8sBundleConfig;
 pub use plugins::{DataStoreConfig, KeyManagerConfig, Plugins};
+pub use x509pop::X509popConfig;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -3,7 +3,8 @@
 //! Supported: `DataStore "sled"` or `DataStore "sql"` with `database_type`
 //! `"postgres"` or `"sqlite3"` (exactly one data store), `KeyManager
 //! "disk"` or `"memory"` (exactly one key manager), `NodeAttestor
-//! "join_token"` and `NodeAttestor "k8s_psat"` ([`super::k8s_psat`]),
+//! "join_token"`, `NodeAttestor "k8s_psat"` ([`super::k8s_psat`]) and
+//! `NodeAttestor "x509pop"` ([`super::x509pop`]),
 //! `UpstreamAuthority "disk"`, and `Notifier "k8sbundle"`
 //! ([`super::k8sbundle`]).
 //! Anything else is an error naming the plugin (and for `DataStore "sql"`
@@ -64,6 +65,8 @@ pub struct Plugins {
     pub node_attestors: Vec<String>,
     /// `NodeAttestor "k8s_psat"`, when configured.
     pub k8s_psat: Option<K8sPsatConfig>,
+    /// `NodeAttestor "x509pop"`, when configured.
+    pub x509pop: Option<super::x509pop::X509popConfig>,
     /// `UpstreamAuthority "disk"`, when configured (its files are read at
     /// start-up).
     pub upstream_authority: Option<crate::upstream::DiskUpstreamConfig>,
@@ -84,6 +87,7 @@ pub fn resolve(file: &ConfigFile, data_dir: &Path) -> Result<Plugins, ConfigLoad
     let key_manager = key_manager(single_plugin(file.path(), &decls, "KeyManager")?)?;
     let mut node_attestors = Vec::new();
     let mut k8s_psat = None;
+    let mut x509pop = None;
     for decl in decls
         .iter()
         .filter(|d| d.enabled && d.kind == "NodeAttestor")
@@ -93,7 +97,12 @@ pub fn resolve(file: &ConfigFile, data_dir: &Path) -> Result<Plugins, ConfigLoad
                 decl.data::<NoData>()?;
             }
             "k8s_psat" => k8s_psat = Some(super::k8s_psat::resolve(decl)?),
-            _ => return Err(decl.unsupported(&["join_token", "k8s_psat"]).into()),
+            "x509pop" => x509pop = Some(super::x509pop::resolve(decl)?),
+            _ => {
+                return Err(decl
+                    .unsupported(&["join_token", "k8s_psat", "x509pop"])
+                    .into())
+            }
         }
         node_attestors.push(decl.name.clone());
     }
@@ -104,6 +113,7 @@ pub fn resolve(file: &ConfigFile, data_dir: &Path) -> Result<Plugins, ConfigLoad
         key_manager,
         node_attestors,
         k8s_psat,
+        x509pop,
         upstream_authority,
         k8sbundle,
     })

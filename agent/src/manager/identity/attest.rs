@@ -76,6 +76,8 @@ pub(crate) async fn attest(
     trust: &Arc<TrustWatch>,
 ) -> Result<(AgentSvid, bool), ManagerError> {
     use crate::attestor::node::{self, NodeAttestorConfig};
+    // x509pop answers the server's challenge with the node's key.
+    let mut evidence = None;
     let data = match &config.node_attestor {
         NodeAttestorConfig::JoinToken => {
             let Some(token) = &config.join_token else {
@@ -86,10 +88,25 @@ pub(crate) async fn attest(
             node::join_token::attestation_data(token)
         }
         NodeAttestorConfig::K8sPsat(psat) => node::k8s_psat::attestation_data(psat)?,
+        NodeAttestorConfig::X509pop(pop) => {
+            let loaded = node::x509pop::load(pop)?;
+            let data = loaded.attestation_data();
+            evidence = Some(loaded);
+            data
+        }
     };
     let (key, csr) = key_and_csr()?;
     let channel = client::server_channel(config, pool, roots, None, trust)?;
-    let attested = node::attest(channel, data, csr).await?;
+    let respond = evidence
+        .as_ref()
+        .map(|e| move |challenge: &[u8]| e.respond(challenge));
+    let attested = node::attest_with_challenges(
+        channel,
+        data,
+        csr,
+        respond.as_ref().map(|r| r as node::ChallengeResponder<'_>),
+    )
+    .await?;
     let (not_before, not_after) = attested
         .chain
         .first()

@@ -13,15 +13,20 @@
 //! - [`K8sPsatAttestor`] (`k8s_psat`): a Kubernetes projected service
 //!   account token, checked with the cluster's TokenReview API; agents
 //!   re-attest with fresh tokens.
+//! - [`X509popAttestor`] (`x509pop`): a certificate from a configured CA
+//!   and proof of possession of its key (a signed challenge); agents
+//!   re-attest with a fresh challenge.
 //!
 //! Attestors never log evidence (tokens, keys); errors name what was wrong,
 //! never the secret.
 
 pub mod join_token;
 pub mod k8s_psat;
+pub mod x509pop;
 
 pub use join_token::JoinTokenAttestor;
 pub use k8s_psat::K8sPsatAttestor;
+pub use x509pop::X509popAttestor;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
