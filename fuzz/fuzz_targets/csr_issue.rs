@@ -45,6 +45,7 @@ fn fixture() -> &'static Fixture {
             .expect("runtime");
         let config = CaConfig {
             trust_domain: TrustDomain::new("example.org").expect("valid"),
+            server_id: "fuzz".into(),
             ca_key_type: KeyType::EcP256,
             jwt_key_type: KeyType::EcP256,
             ca_ttl: Duration::from_secs(24 * 3600),
