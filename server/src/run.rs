@@ -428,31 +428,51 @@ pub(crate) fn server_id(data_dir: &Path) -> Result<String, RunError> {
         path: path.clone(),
         reason,
     };
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let id = text.trim();
-            if id.is_empty()
-                || id.len() > 64
-                || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            {
-                return Err(fail(
-                    "the server ID must be 1 to 64 letters, digits or '-' (delete the file to make a new one, which starts a new CA)".into(),
-                ));
-            }
-            Ok(id.to_owned())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    let existing = match std::fs::read_to_string(&path) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(fail(format!("cannot read the server ID: {e}"))),
+    };
+    match existing.as_deref().map(str::trim) {
+        // Empty: a first start killed between creating the file and
+        // writing it; no journal can name an ID never written.
+        None | Some("") => {
             let mut bytes = [0u8; 16];
             ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
                 .map_err(|_| fail("no randomness for a server ID".into()))?;
             let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            spinel_spiffe::keyfile::write_private(&path, format!("{id}\n").as_bytes())
-                .map_err(|e| fail(e.to_string()))?;
+            if existing.is_some() {
+                std::fs::remove_file(&path).map_err(|e| fail(e.to_string()))?;
+            }
+            write_server_id(&path, &id).map_err(|e| fail(e.to_string()))?;
             tracing::info!(server_id = %id, "made this server's ID (names its CA journal in the datastore)");
             Ok(id)
         }
-        Err(e) => Err(fail(format!("cannot read the server ID: {e}"))),
+        Some(id) if id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') => {
+            Ok(id.to_owned())
+        }
+        Some(_) => Err(fail(
+            "the server ID must be 1 to 64 letters, digits or '-' (delete the file to make a new one, which starts a new CA)".into(),
+        )),
     }
+}
+
+/// Creates the server ID file (never over an existing file or link), mode
+/// 0600, and makes it durable before the CA journal can name it.
+fn write_server_id(path: &Path, id: &str) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(format!("{id}\n").as_bytes())?;
+    file.sync_all()?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Starts every part of the server and returns once the listeners are up.
@@ -782,5 +802,31 @@ fn remove_socket(path: &Path) {
         if e.kind() != io::ErrorKind::NotFound {
             tracing::warn!(socket_path = %path.display(), error = %e, "cannot remove the admin socket");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn the_server_id_is_made_once_private_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = server_id(dir.path()).unwrap();
+        assert_eq!(id.len(), 32);
+        let path = dir.path().join(SERVER_ID_FILE);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(server_id(dir.path()).unwrap(), id, "kept across starts");
+        // Killed between creating and writing it: made again.
+        std::fs::write(&path, "").unwrap();
+        let again = server_id(dir.path()).unwrap();
+        assert!(!again.is_empty() && again != id);
+        std::fs::write(&path, "not/an id\n").unwrap();
+        let err = server_id(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("server_id") && err.contains("1 to 64"), "{err}");
     }
 }
