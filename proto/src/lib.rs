@@ -22,7 +22,7 @@
 //! | [`spire::api::agent::delegatedidentity::v1`] | `spire.api.agent.delegatedidentity.v1` | `DelegatedIdentity` |
 //! | [`grpc::health::v1`] | `grpc.health.v1` | `Health` |
 //! | [`envoy::service::secret::v3`] | `envoy.service.secret.v3` | `SecretDiscoveryService` (Envoy SDS, agent Workload API socket) |
-//! | [`envoy::service::discovery::v3`], [`envoy::config::core::v3`], [`envoy::extensions::transport_sockets::tls::v3`], [`envoy::r#type::v3`], [`google::rpc`] | Envoy's xDS types and `google.rpc.Status` | *(messages SDS uses)* |
+//! | [`envoy::service::discovery::v3`], [`envoy::config::core::v3`], [`envoy::extensions::transport_sockets::tls::v3`], `envoy::r#type::v3`, [`google::rpc`] | Envoy's xDS types and `google.rpc.Status` | *(messages SDS uses)* |
 //! | [`spinel::agent::debug::v1`] | `spinel.agent.debug.v1` | `Debug` (Spinel's own, agent admin socket) |
 //! | [`spinel::server::v1`] | `spinel.server.v1` | `Watch` (Spinel's own, change notifications for agents) |
 //!

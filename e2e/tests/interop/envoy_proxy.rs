@@ -37,16 +37,14 @@ fn envoy_binary(out: &Path) -> PathBuf {
 }
 
 fn config(port: u16, socket: &str) -> String {
-    let sds = format!(
-        r#"
+    let sds = r#"
               sds_config:
                 resource_api_version: V3
                 api_config_source:
                   api_type: GRPC
                   transport_api_version: V3
                   grpc_services:
-                  - envoy_grpc: {{ cluster_name: spinel_agent }}"#
-    );
+                  - envoy_grpc: { cluster_name: spinel_agent }"#;
     format!(
         r#"node: {{ id: spinel-e2e, cluster: spinel }}
 static_resources:
