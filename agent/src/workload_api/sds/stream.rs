@@ -108,12 +108,15 @@ impl Sds {
 /// The type URL of a response: the request's, or the Secret's when the
 /// request names none.
 fn type_url(request: &DiscoveryRequest) -> &str {
-    if request.type_url.is_empty() {
+    if request.type_url.is_empty() || request.type_url.len() > MAX_TYPE_URL {
         SECRET_TYPE_URL
     } else {
         &request.type_url
     }
 }
+
+/// The longest type URL a stream echoes (longer ones get the Secret's).
+const MAX_TYPE_URL: usize = 256;
 
 /// What the stream sends next.
 pub(crate) enum Out {
@@ -220,7 +223,10 @@ impl SecretStream {
 
     /// Takes a request: true when it is to be answered.
     fn take(&mut self, request: &DiscoveryRequest) -> bool {
+        // The type URL is echoed as SPIRE does, within reason: a stream
+        // keeps no more than a type URL's worth of it.
         if !request.type_url.is_empty()
+            && request.type_url.len() <= MAX_TYPE_URL
             && self.type_url.as_deref() != Some(request.type_url.as_str())
         {
             self.type_url = Some(request.type_url.clone());
