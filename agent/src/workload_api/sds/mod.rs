@@ -20,9 +20,11 @@
 //! Files: `session.rs` (versions, nonces, ACK/NACK), `resources.rs`
 //! (encoding, shared between streams), `wire.rs` (gRPC framing without
 //! per-stream buffers), `stream.rs` (the calls). Imports go one way:
-//! `mod` → `stream` → `session`, `resources`, `wire`, `select`,
-//! `config`; `wire` → `resources`, `session`; `session` → `resources`,
-//! `select`; `resources` → `select`; `select` → `config`.
+//! `mod` → `stream`, `wire`, `resources`; `stream` → `session`,
+//! `resources`, `wire`, `select`, `config`; `wire` → `resources`,
+//! `session`; `session` → `resources`, `select`, `config`; `resources` →
+//! `select`; `select` → `config`; out of the folder, `mod` → `caller`,
+//! `service`, `stream` → `state`, `resources` → `shared`.
 
 pub(crate) mod config;
 mod resources;
