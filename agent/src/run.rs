@@ -77,6 +77,7 @@ pub async fn run(config: AgentConfig) -> Result<(), RunError> {
     let admin_socket_path = config.admin_socket_path.clone();
     let delegates = crate::admin::Delegates::new(config.authorized_delegates.iter().cloned());
     let log_selectors = config.log_selectors.clone();
+    let sds = config.sds.clone();
     let limits = config.connection_limits.within_fd_limit(fd_limit);
     if limits != config.connection_limits {
         tracing::warn!(
@@ -98,7 +99,8 @@ pub async fn run(config: AgentConfig) -> Result<(), RunError> {
         Some(kinds) => SelectorLog::new(kinds.iter().cloned()),
         None => SelectorLog::default(),
     };
-    let api = WorkloadApi::with_selector_log(cache, jwt, attestor, clock, selector_log);
+    let api =
+        WorkloadApi::with_selector_log(cache, jwt, attestor, clock, selector_log).with_sds(sds);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stop_tx = Arc::new(stop_tx);
     // A refused agent stops serving and exits, as SPIRE's does.

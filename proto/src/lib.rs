@@ -21,6 +21,8 @@
 //! | [`spire::api::server::localauthority::v1`] | `spire.api.server.localauthority.v1` | `LocalAuthority` |
 //! | [`spire::api::agent::delegatedidentity::v1`] | `spire.api.agent.delegatedidentity.v1` | `DelegatedIdentity` |
 //! | [`grpc::health::v1`] | `grpc.health.v1` | `Health` |
+//! | [`envoy::service::secret::v3`] | `envoy.service.secret.v3` | `SecretDiscoveryService` (Envoy SDS, agent Workload API socket) |
+//! | [`envoy::service::discovery::v3`], [`envoy::config::core::v3`], [`envoy::extensions::transport_sockets::tls::v3`], `envoy::r#type::v3`, [`google::rpc`] | Envoy's xDS types and `google.rpc.Status` | *(messages SDS uses)* |
 //! | [`spinel::agent::debug::v1`] | `spinel.agent.debug.v1` | `Debug` (Spinel's own, agent admin socket) |
 //! | [`spinel::server::v1`] | `spinel.server.v1` | `Watch` (Spinel's own, change notifications for agents) |
 //!
@@ -280,5 +282,111 @@ pub mod grpc {
         pub mod v1 {
             include!(concat!(env!("OUT_DIR"), "/grpc.health.v1.rs"));
         }
+    }
+}
+
+/// Envoy's APIs (package `envoy`): the Secret Discovery Service and the
+/// messages it carries, declared with only the fields Spinel uses (see the
+/// `.proto` files under `proto/envoy/`).
+pub mod envoy {
+    /// xDS services.
+    pub mod service {
+        /// Secret discovery.
+        pub mod secret {
+            /// Package `envoy.service.secret.v3`.
+            #[allow(
+                clippy::all,
+                clippy::pedantic,
+                missing_docs,
+                missing_debug_implementations,
+                rustdoc::all
+            )]
+            pub mod v3 {
+                include!(concat!(env!("OUT_DIR"), "/envoy.service.secret.v3.rs"));
+            }
+        }
+        /// The xDS request and response.
+        pub mod discovery {
+            /// Package `envoy.service.discovery.v3`.
+            #[allow(
+                clippy::all,
+                clippy::pedantic,
+                missing_docs,
+                missing_debug_implementations,
+                rustdoc::all
+            )]
+            pub mod v3 {
+                include!(concat!(env!("OUT_DIR"), "/envoy.service.discovery.v3.rs"));
+            }
+        }
+    }
+    /// Envoy's configuration types.
+    pub mod config {
+        /// Core types.
+        pub mod core {
+            /// Package `envoy.config.core.v3`.
+            #[allow(
+                clippy::all,
+                clippy::pedantic,
+                missing_docs,
+                missing_debug_implementations,
+                rustdoc::all
+            )]
+            pub mod v3 {
+                include!(concat!(env!("OUT_DIR"), "/envoy.config.core.v3.rs"));
+            }
+        }
+    }
+    /// Extension configuration.
+    pub mod extensions {
+        /// Transport sockets.
+        pub mod transport_sockets {
+            /// TLS.
+            pub mod tls {
+                /// Package `envoy.extensions.transport_sockets.tls.v3`.
+                #[allow(
+                    clippy::all,
+                    clippy::pedantic,
+                    missing_docs,
+                    missing_debug_implementations,
+                    rustdoc::all
+                )]
+                pub mod v3 {
+                    include!(concat!(
+                        env!("OUT_DIR"),
+                        "/envoy.extensions.transport_sockets.tls.v3.rs"
+                    ));
+                }
+            }
+        }
+    }
+    /// Envoy's shared types.
+    pub mod r#type {
+        /// Package `envoy.type.v3`.
+        #[allow(
+            clippy::all,
+            clippy::pedantic,
+            missing_docs,
+            missing_debug_implementations,
+            rustdoc::all
+        )]
+        pub mod v3 {
+            include!(concat!(env!("OUT_DIR"), "/envoy.r#type.v3.rs"));
+        }
+    }
+}
+
+/// Google's shared API types.
+pub mod google {
+    /// Package `google.rpc`: `Status`.
+    #[allow(
+        clippy::all,
+        clippy::pedantic,
+        missing_docs,
+        missing_debug_implementations,
+        rustdoc::all
+    )]
+    pub mod rpc {
+        include!(concat!(env!("OUT_DIR"), "/google.rpc.rs"));
     }
 }

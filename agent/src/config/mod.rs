@@ -106,6 +106,18 @@ struct AgentSection {
     #[serde(default, deserialize_with = "spinel_config::de::option_go_duration")]
     rebootstrap_delay: Option<Duration>,
     connection_limits: Option<ConnectionLimitsSection>,
+    sds: Option<SdsSection>,
+}
+
+/// `sds { ... }` of `agent { ... }`: Envoy SDS resource names (SPIRE's
+/// block, names and defaults).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SdsSection {
+    default_svid_name: Option<String>,
+    default_bundle_name: Option<String>,
+    default_all_bundles_name: Option<String>,
+    disable_spiffe_cert_validation: Option<bool>,
 }
 
 /// `connection_limits { ... }` of `agent { ... }`: caps on the Workload
@@ -328,6 +340,8 @@ pub struct AgentConfig {
     pub connection_limits: spinel_transport::ConnectionLimits,
     /// `health_checks`: the HTTP health listener (off by default).
     pub health_checks: HealthChecks,
+    /// `agent.sds`: Envoy SDS resource names (SPIRE's defaults).
+    pub sds: crate::workload_api::SdsConfig,
 }
 
 /// SPIRE's default `rebootstrap_delay`.
@@ -519,7 +533,31 @@ impl AgentConfig {
                 None => defaults.first_request_timeout,
             },
         };
+        let sds_section = section.sds.unwrap_or_default();
+        let sds_defaults = crate::workload_api::SdsConfig::default();
+        let sds = crate::workload_api::SdsConfig {
+            default_svid_name: sds_section
+                .default_svid_name
+                .unwrap_or(sds_defaults.default_svid_name),
+            default_bundle_name: sds_section
+                .default_bundle_name
+                .unwrap_or(sds_defaults.default_bundle_name),
+            default_all_bundles_name: sds_section
+                .default_all_bundles_name
+                .unwrap_or(sds_defaults.default_all_bundles_name),
+            disable_spiffe_cert_validation: sds_section
+                .disable_spiffe_cert_validation
+                .unwrap_or(sds_defaults.disable_spiffe_cert_validation),
+        };
+        if sds.default_all_bundles_name == sds.default_bundle_name {
+            // SPIRE 1.13 warns the same way (and will refuse it later).
+            tracing::warn!(
+                name = %sds.default_bundle_name,
+                "agent.sds: default_bundle_name and default_all_bundles_name have the same value; default_all_bundles_name will be ignored"
+            );
+        }
         Ok(AgentConfig {
+            sds,
             connection_limits,
             health_checks,
             rebootstrap_mode,
@@ -728,6 +766,44 @@ plugins {
         let bad = GOOD.replace("NodeAttestor \"join_token\"", "NodeAttestor \"aws_iid\"");
         let err = parse(&bad).unwrap_err().to_string();
         assert!(err.contains("aws_iid"), "{err}");
+    }
+
+    #[test]
+    fn sds_block_has_spire_names_and_defaults() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.sds, crate::workload_api::SdsConfig::default());
+        assert_eq!(
+            (
+                c.sds.default_svid_name.as_str(),
+                c.sds.default_bundle_name.as_str(),
+                c.sds.default_all_bundles_name.as_str(),
+                c.sds.disable_spiffe_cert_validation
+            ),
+            ("default", "ROOTCA", "ALL", false)
+        );
+        let at = "    trust_bundle_path = \"/tmp/b.pem\"\n";
+        let set = GOOD.replace(
+            at,
+            &format!(
+                "{at}    sds {{\n        default_svid_name = \"svid\"\n        default_bundle_name = \"bundle\"\n        default_all_bundles_name = \"every\"\n        disable_spiffe_cert_validation = true\n    }}\n"
+            ),
+        );
+        let c = parse(&set).unwrap();
+        assert_eq!(
+            c.sds,
+            crate::workload_api::SdsConfig {
+                default_svid_name: "svid".into(),
+                default_bundle_name: "bundle".into(),
+                default_all_bundles_name: "every".into(),
+                disable_spiffe_cert_validation: true,
+            }
+        );
+        let bad = GOOD.replace(
+            at,
+            &format!("{at}    sds {{\n        default_svid = \"x\"\n    }}\n"),
+        );
+        let err = parse(&bad).unwrap_err().to_string();
+        assert!(err.contains("default_svid") && err.contains(":8"), "{err}");
     }
 
     #[test]

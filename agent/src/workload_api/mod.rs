@@ -25,7 +25,9 @@
 //! answered `Unimplemented` by the gRPC router.
 //!
 //! The same socket serves `grpc.health.v1.Health`: `SERVING` once the cache
-//! is ready (what `spinel-agent healthcheck` asks).
+//! is ready (what `spinel-agent healthcheck` asks), and Envoy's Secret
+//! Discovery Service (`sds/`: the same callers, identities and bundles as
+//! xDS secrets, SPIRE's resource names).
 //!
 //! One `FetchX509SVID`, file by file: `service.rs` takes the call;
 //! `caller.rs` checks the header and reads the peer credentials; `state.rs`
@@ -42,7 +44,8 @@
 //!
 //! Imports go one way: `route` → `service` → `stream`, `response` →
 //! `state` → `caller` → `explain`; `state` → `index`; `response`, `state`
-//! → `shared`
+//! → `shared`; `sds/` → `state`, `caller`, `service`, `shared`, and
+//! `service` → `sds/config.rs` alone
 //! (checked by the manager's import-graph test).
 
 mod caller;
@@ -51,6 +54,7 @@ mod health;
 mod index;
 mod response;
 mod route;
+mod sds;
 mod service;
 mod shared;
 mod state;
@@ -73,6 +77,7 @@ use crate::cache::{Cache, JwtSvidSource};
 
 pub use caller::SECURITY_HEADER;
 pub use explain::{explain, EntryMatch, Explanation, SelectorLog, DEFAULT_LOG_SELECTORS};
+pub use sds::{SdsConfig, SecretDiscovery};
 pub use service::WorkloadApi;
 pub use stream::Updates;
 
@@ -164,6 +169,7 @@ pub async fn serve_api(
     let listener = bind(socket_path)?;
     tracing::info!(socket = %socket_path.display(), "serving the Workload API");
     let health = HealthServer::new(health::HealthService::new(api.cache().clone()));
+    let sds = SecretDiscovery::new(&api);
     let stopper = api.clone();
     let signal = async move {
         shutdown.await;
@@ -175,6 +181,7 @@ pub async fn serve_api(
             api.clone(),
             SpiffeWorkloadApiServer::new(api),
         ))
+        .add_service(sds)
         .add_service(health)
         .serve_with_incoming_shutdown(incoming, signal)
         .await;

@@ -22,6 +22,7 @@ use super::caller::{self, no_identity};
 use super::explain::{explain, Explanation, SelectorLog};
 use super::index::Indexes;
 use super::response;
+use super::sds::config::SdsConfig;
 use super::shared::{Encoded, SharedResponses};
 use super::state::Shared;
 use super::stream::{self, Feed, Step, Updates};
@@ -35,6 +36,8 @@ const SHARED_RESPONSE_SETS: usize = 4096;
 #[derive(Debug, Clone)]
 pub struct WorkloadApi {
     shared: Arc<Shared>,
+    /// How Envoy SDS names map to identities and bundles.
+    sds: Arc<SdsConfig>,
 }
 
 impl WorkloadApi {
@@ -69,7 +72,22 @@ impl WorkloadApi {
                 indexes: Indexes::default(),
                 x509: SharedResponses::new(SHARED_RESPONSE_SETS),
             }),
+            sds: Arc::new(SdsConfig::default()),
         }
+    }
+
+    /// The service with Envoy SDS served under `config` (SPIRE's `sds`
+    /// block; the defaults otherwise).
+    #[must_use]
+    pub fn with_sds(mut self, config: SdsConfig) -> Self {
+        self.sds = Arc::new(config);
+        self
+    }
+
+    /// What the SDS service shares with this one: the state and the `sds`
+    /// settings.
+    pub(crate) fn sds_parts(&self) -> (Arc<Shared>, Arc<SdsConfig>) {
+        (self.shared.clone(), self.sds.clone())
     }
 
     /// Attests `caller` and matches it against the current snapshot, for

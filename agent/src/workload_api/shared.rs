@@ -31,17 +31,18 @@ pub(crate) type SetKey = Vec<usize>;
 
 /// The responses of one kind, shared between callers.
 #[derive(Debug)]
-pub(crate) struct SharedResponses<M> {
-    inner: Mutex<Inner<M>>,
+pub(crate) struct SharedResponses<M, K = SetKey> {
+    inner: Mutex<Inner<M, K>>,
     limit: usize,
 }
 
 #[derive(Debug)]
-struct Inner<M> {
+struct Inner<M, K> {
     /// The generation `by_set` belongs to.
     generation: u64,
-    /// This generation's responses by identity set.
-    by_set: HashMap<SetKey, Arc<M>>,
+    /// This generation's responses by identity set (or, for SDS, by the
+    /// resources picked).
+    by_set: HashMap<K, Arc<M>>,
     /// Every response someone may still hold, by content digest (several
     /// when digests collide).
     by_digest: HashMap<u64, Vec<Weak<M>>>,
@@ -54,7 +55,7 @@ pub(crate) trait Digest {
     fn digest(&self) -> u64;
 }
 
-impl<M: Digest + PartialEq> SharedResponses<M> {
+impl<M: Digest + PartialEq, K: Hash + Eq> SharedResponses<M, K> {
     /// A table holding at most `limit` identity sets per generation.
     pub(crate) fn new(limit: usize) -> Self {
         SharedResponses {
@@ -73,7 +74,7 @@ impl<M: Digest + PartialEq> SharedResponses<M> {
     pub(crate) fn get_or_build(
         &self,
         generation: u64,
-        set: SetKey,
+        set: K,
         build: impl FnOnce() -> Option<M>,
     ) -> Option<Arc<M>> {
         {
@@ -103,7 +104,7 @@ impl<M: Digest + PartialEq> SharedResponses<M> {
         Some(shared)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner<M>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner<M, K>> {
         // The table holds only finished values: a panic elsewhere while it
         // was locked leaves nothing half-written.
         self.inner
@@ -118,7 +119,7 @@ impl<M: Digest + PartialEq> SharedResponses<M> {
     }
 }
 
-impl<M: PartialEq> Inner<M> {
+impl<M: PartialEq, K> Inner<M, K> {
     /// Moves to `generation` when it is newer: this generation's sets are
     /// forgotten, and digests of responses no one holds any more.
     fn turn_to(&mut self, generation: u64) {

@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
 
+mod sds;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;

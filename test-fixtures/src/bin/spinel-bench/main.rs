@@ -20,6 +20,7 @@
 //! | `cold-start` | an agent process started until its workload gets its first SVID |
 //! | `jwt-new-audience` | FetchJWTSVID with an audience not minted before (one server round trip) |
 //! | `streams-rss`, `streams-latency` | the agent's RSS over cycles of many open `FetchX509SVID` streams; fetch latency and agent CPU per fetch while they are open |
+//! | `sds-rss` | the agent's RSS with many open Envoy SDS `StreamSecrets` streams |
 //! | `issuance` / `jwt-fetch` | X509-SVIDs for N entries of one agent, end to end; FetchJWTSVID for a caller with N identities |
 //! | `compare` | the rows above against Spinel and SPIRE 1.13.3 in one run, one table with the ratios |
 //!
@@ -37,6 +38,7 @@ mod compare;
 mod entries;
 mod issuance;
 mod propagation;
+mod sds;
 mod stats;
 mod streams;
 mod system;
@@ -56,6 +58,8 @@ rows:
                                            agent RSS over cycles of S open streams
   streams-latency --entries N --matching M --streams S --clients C --rate R --seconds T
                                            FetchX509SVID latency, agent CPU per call
+  sds-rss --entries N --matching M --streams S [--connections C] --settle SECS
+                                           agent RSS with S open Envoy SDS streams
   issuance --entries N [--from create|agent-start] [--settle SECS]
                                            X509-SVIDs for N entries, end to end
   jwt-fetch --identities N --rounds R      FetchJWTSVID for a caller with N identities
@@ -81,6 +85,7 @@ async fn main() -> Result<()> {
         "jwt-new-audience" => propagation::jwt_new_audience(flags).await,
         "streams-rss" => streams::rss(flags).await,
         "streams-latency" => streams::latency(flags).await,
+        "sds-rss" => sds::rss(flags).await,
         "issuance" | "jwt-fetch" => issuance::run(&row, flags).await,
         "compare" => tokio::task::block_in_place(|| compare::run(flags)),
         "-h" | "--help" | "help" => {

@@ -31,14 +31,14 @@ const NOBODYS_UID: u32 = 3_999_999;
 
 type Client = SpiffeWorkloadApiClient<Channel>;
 
-struct Setup {
+pub(crate) struct Setup {
     _server: Server,
-    agent: Agent,
-    pid: u32,
+    pub(crate) agent: Agent,
+    pub(crate) pid: u32,
 }
 
 impl Setup {
-    fn start(system: &System, entries: usize, matching: usize) -> Result<Setup> {
+    pub(crate) fn start(system: &System, entries: usize, matching: usize) -> Result<Setup> {
         if matching > entries {
             bail!("--matching {matching} is more than --entries {entries}");
         }
@@ -68,7 +68,7 @@ impl Setup {
 
     /// Waits until a fetch gets `matching` SVIDs, then a little more for
     /// the agent to settle.
-    async fn wait_served(&self, matching: usize) -> Result<()> {
+    pub(crate) async fn wait_served(&self, matching: usize) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let got = match connect(self.agent.socket_path()).await {
@@ -89,6 +89,11 @@ impl Setup {
 }
 
 async fn connect(socket: &Path) -> Result<Client> {
+    Ok(SpiffeWorkloadApiClient::new(channel(socket).await?).max_decoding_message_size(256 << 20))
+}
+
+/// A new connection to the agent's socket.
+pub(crate) async fn channel(socket: &Path) -> Result<Channel> {
     let socket: PathBuf = socket.to_owned();
     // The URI is required by tonic but unused: the connector dials the socket.
     let channel = Endpoint::from_static("http://localhost")
@@ -101,7 +106,7 @@ async fn connect(socket: &Path) -> Result<Client> {
             }
         }))
         .await?;
-    Ok(SpiffeWorkloadApiClient::new(channel).max_decoding_message_size(256 << 20))
+    Ok(channel)
 }
 
 /// Opens `FetchX509SVID` and reads its first message.
@@ -141,7 +146,7 @@ async fn open_streams(
 }
 
 /// Resident memory of `pid` in MiB (VmRSS).
-fn rss_mib(pid: u32) -> Result<f64> {
+pub(crate) fn rss_mib(pid: u32) -> Result<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kib: f64 = status
         .lines()
