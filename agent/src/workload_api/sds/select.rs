@@ -205,6 +205,8 @@ mod tests {
                 federates_with: vec![],
                 hint: String::new(),
                 revision_number: 0,
+                admin: false,
+                downstream: false,
             },
             svid: X509SvidMaterial {
                 chain: vec![vec![1]],
