@@ -19,6 +19,7 @@
 //!   certificate, certificate files);
 //! - [`federation`]: the bundle endpoint and polling of foreign bundles;
 //! - [`oidc`]: OIDC discovery (`/.well-known/openid-configuration`, `/keys`);
+//! - [`metrics`]: the Prometheus metrics (`telemetry`);
 //! - [`run`]: start-up order, listeners, shutdown (what `spinel-server run` does);
 //! - [`cli`]: the `spinel-server` command line (`run`, `entry`, `token`, ...).
 
@@ -30,6 +31,7 @@ pub mod config;
 pub mod datastore;
 pub mod federation;
 pub mod keymanager;
+pub mod metrics;
 pub mod notifier;
 pub mod notify;
 pub mod oidc;
