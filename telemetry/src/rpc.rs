@@ -14,9 +14,9 @@
 //! as `unknown`/`unknown`, so that a client cannot add series by calling
 //! made-up methods. `status` is the gRPC code's name as grpc-go spells it
 //! (`OK`, `PermissionDenied`, ...: SPIRE's `status` label), taken from the
-//! trailers (or the head, for trailers-only answers); a call whose response
-//! is dropped before its status (a client that cancels a stream) is
-//! `Canceled`. The duration runs from the request to the final status: for
+//! trailers (or the head, for trailers-only answers, whose empty body is
+//! dropped unread); a call whose response is dropped before any status (a
+//! client that cancels a stream) is `Canceled`. The duration runs from the request to the final status: for
 //! streams, the stream's lifetime.
 
 use std::pin::Pin;
@@ -199,9 +199,11 @@ impl Call {
 
 impl Drop for Call {
     fn drop(&mut self) {
-        // Dropped before a status: the client went away (or the service
-        // failed without answering).
-        self.finish(1);
+        // A trailers-only answer (an error) carries its status in the head
+        // and its empty body is dropped unread. Otherwise, dropped before a
+        // status: the client went away.
+        let code = self.head_code.unwrap_or(1);
+        self.finish(code);
     }
 }
 
@@ -341,6 +343,9 @@ mod tests {
             call.finish(0);
         }
         drop(Call::start(metrics.clone(), "/pkg.Svc/Known"));
+        let mut refused = Call::start(metrics.clone(), "/pkg.Svc/Known");
+        refused.head_code = Some(7);
+        drop(refused);
         let text = render(&metrics);
         assert!(
             text.contains(
@@ -357,6 +362,12 @@ mod tests {
         assert!(
             text.contains(
                 "test_rpc_calls_total{service=\"pkg.Svc\",method=\"Known\",status=\"Canceled\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "test_rpc_calls_total{service=\"pkg.Svc\",method=\"Known\",status=\"PermissionDenied\"} 1\n"
             ),
             "{text}"
         );

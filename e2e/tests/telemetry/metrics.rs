@@ -171,6 +171,28 @@ async fn server_and_agent_metrics_count_what_happened() {
         .value("spire_agent_lru_cache_record_map_size", &[])
         .unwrap();
 
+    // Before any entry matches it, the workload is refused.
+    let denied = [
+        ("service", WORKLOAD_SVC),
+        ("method", "FetchX509SVID"),
+        ("status", "PermissionDenied"),
+    ];
+    let client = WorkloadApiClient::connect_to(agent.endpoint())
+        .await
+        .unwrap();
+    assert!(client.fetch_x509_svid().await.is_err());
+    let a1b = scrape_until(&python, agent_port, "the refusal was not counted", |s| {
+        s.count("spire_agent_rpc_calls_total", &denied)
+            == a1.count("spire_agent_rpc_calls_total", &denied) + 1.0
+    });
+    assert_eq!(
+        a1b.count(
+            "spire_agent_rpc_in_flight",
+            &[("service", WORKLOAD_SVC), ("method", "FetchX509SVID")]
+        ),
+        0.0
+    );
+
     // An operator creates an entry for this test's uid.
     let signed_before = s1.count("spire_server_server_ca_sign_x509_svid_total", &[]);
     let selector = format!("unix:uid:{}", my_uid());
@@ -226,9 +248,6 @@ async fn server_and_agent_metrics_count_what_happened() {
     };
     let (x509_before, jwt_before) = (fetch(&a2, "FetchX509SVID"), fetch(&a2, "FetchJWTSVID"));
     let jwt_signed_before = s2.count("spire_server_server_ca_sign_jwt_svid_total", &[]);
-    let client = WorkloadApiClient::connect_to(agent.endpoint())
-        .await
-        .unwrap();
     for _ in 0..2 {
         let svid = client.fetch_x509_svid().await.unwrap();
         assert_eq!(
