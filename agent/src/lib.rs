@@ -14,6 +14,7 @@
 //!   of entries, bundles and SVIDs, and everything saved to disk;
 //! - [`cache`]: the snapshot the Workload API serves;
 //! - [`workload_api`]: the `SpiffeWorkloadAPI` gRPC service;
+//! - [`metrics`]: the Prometheus metrics (`telemetry`);
 //! - [`admin`]: the admin socket (debug API: why a process gets no identity);
 //! - [`workload_client`]: the client side of the agent's sockets (the CLI
 //!   and `svid_helper` use it);
@@ -27,6 +28,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod manager;
+pub mod metrics;
 pub mod run;
 pub mod svid_helper;
 pub mod workload_api;

@@ -44,7 +44,7 @@ pub enum RunError {
     /// A listener could not be bound.
     #[error("cannot listen on {what} {address}: {source}")]
     Listen {
-        /// `the health listener`.
+        /// `the health listener`, `the metrics listener`.
         what: &'static str,
         /// The address.
         address: String,
@@ -88,6 +88,7 @@ pub async fn run(config: AgentConfig) -> Result<(), RunError> {
     }
     // Bound first, so that `live` answers while the agent attests.
     let (health_stop_tx, health_stop_rx) = tokio::sync::watch::channel(false);
+    let metrics = serve_metrics(&config, &cache, &clock, health_stop_rx.clone()).await?;
     let health = serve_health(&config.health_checks, &cache, health_stop_rx).await?;
     let manager = Manager::start(config, cache.clone(), clock.clone()).await?;
     if let Err(status) = manager.sync_once().await {
@@ -151,6 +152,9 @@ pub async fn run(config: AgentConfig) -> Result<(), RunError> {
     if let Some(health) = health {
         let _ = health.await;
     }
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
+    }
     tracing::info!("agent stopped");
     result?;
     match refused {
@@ -198,6 +202,38 @@ async fn serve_health(
             let _ = stop.wait_for(|stop| *stop).await;
         },
     ))))
+}
+
+/// Starts the Prometheus metrics listener if `telemetry { Prometheus }`
+/// is configured (and logs the telemetry keys that are ignored).
+async fn serve_metrics(
+    config: &AgentConfig,
+    cache: &Cache,
+    clock: &Clock,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, RunError> {
+    let telemetry = &config.telemetry;
+    for warning in &telemetry.warnings {
+        tracing::warn!("{warning}");
+    }
+    let Some(prometheus) = &telemetry.prometheus else {
+        return Ok(None);
+    };
+    let render = crate::metrics::render(
+        telemetry.prefix_or(crate::metrics::DEFAULT_PREFIX),
+        cache.clone(),
+        clock.clone(),
+    );
+    let (_, task) = spinel_telemetry::start(prometheus, render, async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+    })
+    .await
+    .map_err(|source| RunError::Listen {
+        what: "the metrics listener",
+        address: format!("{}:{}", prometheus.host, prometheus.port),
+        source,
+    })?;
+    Ok(Some(task))
 }
 
 /// Refuses, at start, a `data_dir` or key directory another user could

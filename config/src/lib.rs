@@ -14,6 +14,8 @@
 //! * [`logging`] sets up `tracing` from `log_level`, `log_format` and
 //!   `log_file`, and [`logging::api`] is the core of both binaries'
 //!   Logger API (`logger get|set|reset`);
+//! * [`health`] and [`telemetry`] are the `health_checks` and `telemetry`
+//!   blocks both binaries read;
 //! * [`program`] is both binaries' `main`: flags, runtime, exit codes.
 
 pub mod de;
@@ -23,6 +25,7 @@ pub mod hcl;
 pub mod health;
 pub mod logging;
 pub mod program;
+pub mod telemetry;
 
 pub use duration::{format_go_duration, parse_go_duration, DurationError};
 pub use hcl::{ConfigError, ConfigFile, PluginDecl};

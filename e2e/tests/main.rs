@@ -32,6 +32,8 @@
 //! - `agent/`: the agent's rebootstrap, `svid-helper` and `debug explain`.
 //! - `backends/`: PostgreSQL logins with an X509-SVID; the SQL datastore.
 //! - `docs/`: the paths the developer docs cite exist.
+//! - `telemetry/`: Prometheus metrics of both binaries, read with the
+//!   official Python client's parser; the metrics listener's limits.
 //!
 //! `support/` holds what several areas share. Real processes run on the
 //! real clock, so these tests read the system time.
@@ -54,6 +56,7 @@ mod scale;
 mod security;
 mod spire;
 mod support;
+mod telemetry;
 mod transport;
 mod trust_domain;
 mod validation;

@@ -20,6 +20,7 @@
 //!   certificate, certificate files);
 //! - [`federation`]: the bundle endpoint and polling of foreign bundles;
 //! - [`oidc`]: OIDC discovery (`/.well-known/openid-configuration`, `/keys`);
+//! - [`metrics`]: the Prometheus metrics (`telemetry`);
 //! - [`run`]: start-up order, listeners, shutdown (what `spinel-server run` does);
 //! - [`import`]: a SPIRE datastore into Spinel's (`datastore import`);
 //! - [`cli`]: the `spinel-server` command line (`run`, `entry`, `token`, ...).
@@ -34,6 +35,7 @@ pub mod federation;
 pub mod import;
 pub mod keymanager;
 pub mod kube;
+pub mod metrics;
 pub mod notifier;
 pub mod notify;
 pub mod oidc;

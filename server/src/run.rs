@@ -595,7 +595,9 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
     let (shutdown, _) = watch::channel(false);
 
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config));
+    let rpc = crate::metrics::metrics().rpc.layer();
     let tcp_server = spinel_transport::server::builder(true)
+        .layer(rpc.clone())
         .layer(audit.clone())
         .layer(notify.clone())
         .add_routes(routes.clone())
@@ -604,6 +606,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
             stopped(shutdown.subscribe()),
         );
     let unix_server = spinel_transport::server::builder(false)
+        .layer(rpc)
         .layer(audit)
         .layer(notify)
         .add_routes(routes)
@@ -644,6 +647,24 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
                 let _ = stop.wait_for(|stop| *stop).await;
             },
         )));
+    }
+    if let Some(prometheus) = &config.telemetry.prometheus {
+        let render = crate::metrics::render(
+            config.telemetry.prefix_or(crate::metrics::DEFAULT_PREFIX),
+            datastore.clone(),
+            ca.clone(),
+        );
+        let mut stop = shutdown.subscribe();
+        let (_, task) = spinel_telemetry::start(prometheus, render, async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        })
+        .await
+        .map_err(|source| RunError::Listen {
+            what: "the metrics listener",
+            address: format!("{}:{}", prometheus.host, prometheus.port),
+            source,
+        })?;
+        background.push(task);
     }
     background.extend(start_federation(&config, &ca, &datastore, &state, &clock, &shutdown).await?);
     background.push(tokio::spawn(prune_join_tokens(datastore, clock)));

@@ -180,6 +180,7 @@ pub async fn maintain(
         match issue_server_key(&ca, &dns_names, &provider) {
             Ok((key, expiry)) => {
                 resolver.set(key);
+                crate::metrics::metrics().svid_rotations.inc();
                 issued_at = clock.now();
                 not_after = expiry;
                 tracing::debug!("server TLS certificate renewed");

@@ -3,21 +3,16 @@
 //! <live_path>` answers `200` with a small JSON body while the process
 //! runs, `GET <ready_path>` `200` while the binary says it is ready and
 //! `500` otherwise; any other path is `404`, any other method `405`.
-//! HTTP/1.1 only, with the limits of every TCP listener ([`crate::tcp`]).
+//! HTTP/1.1 only, served by [`crate::plain_http`] with its limits.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use http::StatusCode;
 use tokio::net::TcpListener;
 
-use crate::tcp::{TcpAdmission, HTTP_CONNECTION_LIFETIME, HTTP_LIMITS};
+use crate::plain_http::{self, Handler, Reply};
 
 /// Paths of the health listener.
 #[derive(Debug, Clone)]
@@ -39,57 +34,31 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let paths = Arc::new(paths);
-    let mut admission = TcpAdmission::new(listener, HTTP_LIMITS, "health checks");
-    tokio::pin!(shutdown);
-    loop {
-        let accepted = tokio::select! {
-            accepted = admission.accept() => accepted,
-            () = &mut shutdown => return,
-        };
-        let Ok((stream, _, permit)) = accepted else {
-            return;
-        };
-        let paths = paths.clone();
-        let ready = ready.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let service = service_fn(move |req| answer(req, paths.clone(), ready.clone()));
-            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-            let _ = tokio::time::timeout(HTTP_CONNECTION_LIFETIME, conn).await;
-        });
-    }
+    let handler: Handler = Arc::new(move |path: &str| {
+        let (paths, ready, path) = (paths.clone(), ready.clone(), path.to_owned());
+        Box::pin(async move { answer(&path, &paths, ready).await })
+    });
+    plain_http::serve(listener, "health checks", handler, shutdown).await;
 }
 
-async fn answer(
-    req: Request<Incoming>,
-    paths: Arc<HealthPaths>,
-    ready: Readiness,
-) -> Result<Response<String>, Infallible> {
-    let path = req.uri().path();
-    let (status, body) = if req.method() != Method::GET {
-        (StatusCode::METHOD_NOT_ALLOWED, String::new())
-    } else if path == paths.live {
+async fn answer(path: &str, paths: &HealthPaths, ready: Readiness) -> Reply {
+    let json = |status, body: &str| Reply {
+        status,
+        content_type: "application/json",
+        body: body.to_owned(),
+    };
+    if path == paths.live {
         // Live: the process answers. Ready: it also serves.
-        (StatusCode::OK, "{\"live\":true}\n".to_owned())
+        json(StatusCode::OK, "{\"live\":true}\n")
     } else if path == paths.ready {
         if ready().await {
-            (StatusCode::OK, "{\"ready\":true}\n".to_owned())
+            json(StatusCode::OK, "{\"ready\":true}\n")
         } else {
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "{\"ready\":false}\n".to_owned(),
-            )
+            json(StatusCode::INTERNAL_SERVER_ERROR, "{\"ready\":false}\n")
         }
     } else {
-        (StatusCode::NOT_FOUND, String::new())
-    };
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    Ok(response)
+        Reply::not_found()
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,8 @@
 //!   source address, accept back-off.
 //! - [`health_http`]: the HTTP health listener (`health_checks`) of both
 //!   binaries.
+//! - [`plain_http`]: the small HTTP/1.1 server (limits, timeouts) of the
+//!   health and metrics listeners.
 //! - [`server`]: the HTTP/2 settings every gRPC listener shares.
 //! - [`delegate`]: `AsyncRead`/`AsyncWrite` of connection wrappers,
 //!   delegated to the stream they hold ([`delegate_io!`]).
@@ -27,6 +29,7 @@ pub mod health_http;
 pub mod hpack;
 pub mod http2;
 pub mod limits;
+pub mod plain_http;
 pub mod process;
 pub mod server;
 pub mod tcp;

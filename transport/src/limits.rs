@@ -68,6 +68,17 @@ struct Counts<K> {
     by_peer: HashMap<K, usize>,
 }
 
+/// A clone shares the counts (to read [`Limiter::open`] elsewhere, such as
+/// for metrics).
+impl<K> Clone for Limiter<K> {
+    fn clone(&self) -> Self {
+        Limiter {
+            limits: self.limits,
+            state: self.state.clone(),
+        }
+    }
+}
+
 /// One open connection's slot; dropping it frees the slot.
 #[derive(Debug)]
 pub struct Permit<K: Hash + Eq + Debug> {

@@ -78,21 +78,33 @@ pub fn incoming(
     limits: ConnectionLimits,
     what: &'static str,
 ) -> impl Stream<Item = io::Result<UnixConnection>> {
+    incoming_counted(listener, limits, what).1
+}
+
+/// [`incoming`], with the limiter that counts its open connections (a
+/// clone: [`Limiter::open`] reads them, for metrics).
+pub fn incoming_counted(
+    listener: UnixListener,
+    limits: ConnectionLimits,
+    what: &'static str,
+) -> (Limiter<u32>, impl Stream<Item = io::Result<UnixConnection>>) {
+    let limiter = Limiter::new(limits);
     let state = Accepting {
         listener,
-        limiter: Limiter::new(limits),
+        limiter: limiter.clone(),
         backoff: AcceptBackoff::default(),
         refusal_log: RefusalLog::default(),
         warned_pin: false,
         what,
     };
-    futures::stream::unfold(Some(state), |state| async move {
+    let stream = futures::stream::unfold(Some(state), |state| async move {
         let mut state = state?;
         match state.next().await {
             Ok(conn) => Some((Ok(conn), Some(state))),
             Err(e) => Some((Err(e), None)),
         }
-    })
+    });
+    (limiter, stream)
 }
 
 struct Accepting {

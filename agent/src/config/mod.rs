@@ -39,6 +39,7 @@ use serde::Deserialize;
 use spinel_config::hcl::{single_plugin, ConfigFile, PluginDecl};
 pub use spinel_config::health::HealthChecks;
 use spinel_config::logging::LogFormat;
+pub use spinel_config::telemetry::Telemetry;
 use spinel_spiffe::{SpiffeId, TrustDomain};
 
 use crate::attestor::node::{k8s_psat, K8sPsatConfig, NodeAttestorConfig, X509popConfig};
@@ -342,6 +343,9 @@ pub struct AgentConfig {
     pub health_checks: HealthChecks,
     /// `agent.sds`: Envoy SDS resource names (SPIRE's defaults).
     pub sds: crate::workload_api::SdsConfig,
+    /// `telemetry`: the Prometheus metrics listener, if any (its
+    /// `warnings` are logged at start).
+    pub telemetry: Telemetry,
 }
 
 /// SPIRE's default `rebootstrap_delay`.
@@ -363,6 +367,7 @@ impl AgentConfig {
         file.check_top_level(&["agent", "plugins", "health_checks", "telemetry"])?;
         let section: AgentSection = file.section("agent")?;
         let health_checks = HealthChecks::from_section(file.optional_section("health_checks")?);
+        let telemetry = Telemetry::from_file(file)?;
         let invalid = |key: &'static str, reason: String| ConfigError::Invalid {
             path: file.path().to_owned(),
             key,
@@ -560,6 +565,7 @@ impl AgentConfig {
             sds,
             connection_limits,
             health_checks,
+            telemetry,
             rebootstrap_mode,
             rebootstrap_delay: overrides
                 .rebootstrap_delay
@@ -1002,6 +1008,37 @@ mod properties {
     fn load(text: &str) -> Result<AgentConfig, ConfigError> {
         let file = ConfigFile::parse(Path::new("agent.conf"), text)?;
         AgentConfig::from_file(&file, &Overrides::default())
+    }
+
+    #[test]
+    fn telemetry_prometheus_listener_and_its_errors() {
+        let base = BASE.join("\n")
+            + "\nplugins {\n    KeyManager \"memory\" {\n        plugin_data {}\n    }\n    NodeAttestor \"join_token\" {\n        plugin_data {}\n    }\n}\n";
+        assert_eq!(load(&base).unwrap().telemetry.prometheus, None);
+        let on = load(
+            &(base.clone() + "telemetry {\n    Prometheus {\n        host = \"0.0.0.0\"\n        port = 9988\n    }\n}\n"),
+        )
+        .unwrap();
+        let p = on.telemetry.prometheus.unwrap();
+        assert_eq!((p.host.as_str(), p.port), ("0.0.0.0", 9988));
+        let line = base.lines().count() + 3;
+        let err = load(
+            &(base.clone() + "telemetry {\n    Prometheus {\n        port = 65536\n    }\n}\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with(&format!("agent.conf:{line}:")), "{err}");
+        assert!(err.contains("telemetry.Prometheus.port"), "{err}");
+        let err = load(&(base + "telemetry {\n    Prometheus {\n        port = 9988\n    }\n    Prometheuss {}\n}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!(
+                "agent.conf:{}: unknown key `telemetry.Prometheuss`",
+                line + 2
+            )),
+            "{err}"
+        );
     }
 
     #[test]

@@ -175,8 +175,11 @@ pub async fn serve_api(
         shutdown.await;
         stopper.stop();
     };
-    let incoming = spinel_transport::unix::incoming(listener, limits, "the Workload API socket");
+    let (open, incoming) =
+        spinel_transport::unix::incoming_counted(listener, limits, "the Workload API socket");
+    let incoming = crate::metrics::count_workload_connections(open, incoming);
     let result = spinel_transport::server::builder(false)
+        .layer(crate::metrics::metrics().rpc.layer())
         .add_service(route::Routes::new(
             api.clone(),
             SpiffeWorkloadApiServer::new(api),

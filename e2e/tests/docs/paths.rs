@@ -20,6 +20,7 @@ const TOP: &[&str] = &[
     "scripts",
     "server",
     "spiffe",
+    "telemetry",
     "test-fixtures",
     "transport",
 ];

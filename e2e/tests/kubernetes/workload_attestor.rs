@@ -30,6 +30,12 @@ struct Pod {
 /// Server, fake kubelet holding one `payments/api` pod, and an agent with
 /// the `k8s` workload attestor pointed at the kubelet's secure port.
 fn cluster() -> (ServerHandle, AgentHandle, FakeKubelet, Pod) {
+    cluster_with("")
+}
+
+/// [`cluster`], with `top_level` (such as a `telemetry` block) appended to
+/// the agent's config.
+fn cluster_with(top_level: &str) -> (ServerHandle, AgentHandle, FakeKubelet, Pod) {
     let kubelet = FakeKubelet::start(KubeletOptions {
         token: Some(KUBELET_TOKEN.into()),
         ..Default::default()
@@ -58,7 +64,7 @@ fn cluster() -> (ServerHandle, AgentHandle, FakeKubelet, Pod) {
     kubelet.write_ca(&ca).unwrap();
     let token_path = files.join("token");
     write_file(&token_path, KUBELET_TOKEN).unwrap();
-    let agent = AgentHandle::start(
+    let mut agent = AgentHandle::configure(
         &server,
         AgentOptions {
             join_token: Some(token),
@@ -81,6 +87,8 @@ fn cluster() -> (ServerHandle, AgentHandle, FakeKubelet, Pod) {
         },
     )
     .unwrap();
+    crate::telemetry::append(&agent.config_path, top_level);
+    agent.start_process().unwrap();
     server
         .create_entry(&[
             "-parentID",
@@ -176,12 +184,35 @@ async fn concurrent_attestations_share_kubelet_requests() {
         eprintln!("skipped: cgroups need root and a mounted hierarchy");
         return;
     }
-    let (server, agent, kubelet, pod) = cluster();
+    let metrics_port = spinel_test_fixtures::process::free_port().unwrap();
+    let (server, agent, kubelet, pod) =
+        cluster_with(&crate::telemetry::telemetry_block(metrics_port));
     let client = WorkloadApiClient::connect_to(agent.endpoint())
         .await
         .unwrap();
     let _in_pod = PodCgroup::enter(layout, &pod.uid, &pod.container_id).unwrap();
     wait_for_identity(&client, &agent).await;
+    // The agent's metrics count the kubelet requests the kubelet saw.
+    if let Some(python) = crate::telemetry::parser() {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let scrape = crate::telemetry::Scrape::take(&python, metrics_port);
+            let counted = scrape.count(
+                "spire_agent_k8s_kubelet_requests_total",
+                &[("result", "success")],
+            );
+            if counted as usize == kubelet.pods_requests() && counted >= 1.0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the kubelet saw {} requests; metrics:\n{}",
+                kubelet.pods_requests(),
+                scrape.text
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     // Slow kubelet: many calls arrive while one request is in flight.
     kubelet.set_latency(Duration::from_millis(500));
     tokio::time::sleep(Duration::from_secs(2)).await; // past any cached pod list

@@ -84,8 +84,13 @@ impl AgentService {
         // In this call's audit scope, so the agent ID it notes is audited.
         tokio::spawn(super::audit::in_this_call(async move {
             let mut inbound = inbound;
-            let outcome = service.attest(&mut inbound, &tx, remote).await;
+            let mut attestor = None;
+            let outcome = service
+                .attest(&mut inbound, &tx, remote, &mut attestor)
+                .await;
             let message = outcome.map_err(Status::from);
+            let code = message.as_ref().map_or_else(Status::code, |_| Code::Ok);
+            crate::metrics::node_attestation(attestor, code);
             let _ = tx.send(message).await;
         }));
         ReceiverStream::new(rx)
@@ -96,6 +101,7 @@ impl AgentService {
         inbound: &mut Streaming<AttestAgentRequest>,
         outbound: &mpsc::Sender<Result<AttestAgentResponse, Status>>,
         remote: Option<SocketAddr>,
+        attestor_name: &mut Option<&'static str>,
     ) -> ApiResult<AttestAgentResponse> {
         let first = inbound
             .message()
@@ -137,6 +143,7 @@ impl AgentService {
                     ),
                 )
             })?;
+        *attestor_name = Some(attestor.name());
         let mut challenges = StreamChallenges { inbound, outbound };
         let result = attestor
             .attest(&data.payload, &mut challenges)

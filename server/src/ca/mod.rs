@@ -298,6 +298,11 @@ impl Ca {
         self.read().ok().map(|s| s.active_x509().not_after)
     }
 
+    /// NotAfter of the active JWT key.
+    pub fn jwt_key_not_after(&self) -> Option<SystemTime> {
+        self.read().ok().map(|s| s.active_jwt().not_after)
+    }
+
     /// The current bundle of this trust domain (all X.509 and JWT
     /// authorities still in use).
     pub fn bundle(&self) -> TrustBundle {
@@ -315,7 +320,9 @@ impl Ca {
         check_id_length(&params.spiffe_id)?;
         let signer = self.x509_signer()?;
         let ttl = params.ttl.unwrap_or(self.config.default_x509_svid_ttl);
-        signer.sign(&params, ttl, self.clock.now())
+        let svid = signer.sign(&params, ttl, self.clock.now())?;
+        crate::metrics::metrics().x509_svids_signed.inc();
+        Ok(svid)
     }
 
     /// The signer of the active X.509 authority: the cached one while it is
@@ -358,14 +365,16 @@ impl Ca {
         check_id_length(spiffe_id)?;
         let state = self.read()?;
         let ttl = ttl.unwrap_or(self.config.default_jwt_svid_ttl);
-        jwt::sign(
+        let svid = jwt::sign(
             state.active_jwt(),
             spiffe_id,
             audience,
             ttl,
             self.config.jwt_issuer.as_deref(),
             self.clock.now(),
-        )
+        )?;
+        crate::metrics::metrics().jwt_svids_signed.inc();
+        Ok(svid)
     }
 
     /// A fresh TLS identity for the server itself: an X509-SVID for

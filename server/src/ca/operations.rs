@@ -36,12 +36,23 @@ impl Ca {
         f: impl FnOnce(&mut Authorities, &CaConfig, &dyn KeyManager) -> Result<(T, bool), CaError>,
     ) -> Result<T, CaError> {
         let mut next = self.read()?.clone();
+        let active = (
+            next.active_x509().authority_id.clone(),
+            next.active_jwt().kid.clone(),
+        );
         let (out, changed) = f(&mut next, &self.config, self.keys.as_ref())?;
         if changed {
             self.datastore
                 .set_ca_journal(&self.config.server_id, next.journal()?)
                 .await?;
             failpoint::hit(journaled);
+            let metrics = crate::metrics::metrics();
+            if active.0 != next.active_x509().authority_id {
+                metrics.x509_ca_activations.inc();
+            }
+            if active.1 != next.active_jwt().kid {
+                metrics.jwt_key_activations.inc();
+            }
             *self
                 .state
                 .write()

@@ -22,8 +22,9 @@
 //! unsupported plugins and bad values are errors naming the key (or flag)
 //! and `file:line`. Top-level blocks: `server` (required), `plugins`
 //! (required: a `DataStore` and a `KeyManager`), `health_checks` (served
-//! when `listener_enabled`), `telemetry` (accepted and ignored, with a
-//! warning).
+//! when `listener_enabled`), `telemetry` (`Prometheus { host, port }`:
+//! `GET /metrics`; SPIRE's other telemetry keys are ignored with a warning,
+//! see [`spinel_config::telemetry`]).
 
 mod federation;
 mod file;
@@ -50,6 +51,7 @@ use spinel_config::hcl::{ConfigError, ConfigFile};
 pub use spinel_config::health::HealthChecks;
 use spinel_config::health::HealthChecksSection;
 use spinel_config::logging::{parse_level, LogFormat};
+pub use spinel_config::telemetry::Telemetry;
 use spinel_spiffe::{id, SpiffeId, TrustDomain};
 
 use crate::ca::{CaConfig, CaSubject};
@@ -180,6 +182,8 @@ pub struct ServerConfig {
     pub plugins: Plugins,
     /// The HTTP health listener.
     pub health_checks: HealthChecks,
+    /// `telemetry`: the Prometheus metrics listener, if any.
+    pub telemetry: Telemetry,
     /// Things worth a warning once logging is up (ignored blocks, ...).
     pub warnings: Vec<String>,
     /// `server.federation`: bundle endpoint and foreign trust domains.
@@ -209,10 +213,8 @@ pub fn from_file(
     let mut server: file::ServerSection = file.section("server")?;
     let health: Option<HealthChecksSection> = file.optional_section("health_checks")?;
     let display_path = file.path().display().to_string();
-    let mut warnings = Vec::new();
-    if file.has_section("telemetry") {
-        warnings.push("the telemetry block is not supported yet and is ignored".to_owned());
-    }
+    let telemetry = Telemetry::from_file(file)?;
+    let mut warnings = telemetry.warnings.clone();
 
     let trust_domain = match &overrides.trust_domain {
         Some(text) => id::parse_trust_domain(text).map_err(|e| ConfigLoadError::Flag {
@@ -355,6 +357,7 @@ pub fn from_file(
         audit_log_enabled: server.audit_log_enabled,
         plugins,
         health_checks,
+        telemetry,
         warnings,
         federation,
         oidc_discovery,

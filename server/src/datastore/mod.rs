@@ -153,6 +153,11 @@ pub trait DataStore: Send + Sync + std::fmt::Debug + 'static {
     async fn delete_agent(&self, spiffe_id: &str) -> Result<AttestedAgent>;
     /// All agents, ordered by SPIFFE ID.
     async fn list_agents(&self) -> Result<Vec<AttestedAgent>>;
+    /// Number of stored agents (read at every metrics scrape). The default
+    /// lists them; backends count without decoding.
+    async fn count_agents(&self) -> Result<u64> {
+        Ok(u64::try_from(self.list_agents().await?.len()).unwrap_or(u64::MAX))
+    }
 
     // --- join tokens ---
 

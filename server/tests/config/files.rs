@@ -158,10 +158,11 @@ telemetry {
             path: PathBuf::from("/tmp/x/data/datastore")
         }
     );
-    assert!(
-        c.warnings.iter().any(|w| w.contains("telemetry")),
-        "{:?}",
-        c.warnings
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let prometheus = c.telemetry.prometheus.as_ref().unwrap();
+    assert_eq!(
+        (prometheus.host.as_str(), prometheus.port),
+        ("localhost", 9988)
     );
 }
 

@@ -638,11 +638,13 @@ async fn check_agents(ds: Arc<dyn DataStore>) {
         [rotated.clone(), agent(OTHER_AGENT)],
         "ordered by SPIFFE ID"
     );
+    assert_eq!(ds.count_agents().await.unwrap(), 2);
     assert_eq!(ds.delete_agent(AGENT).await.unwrap(), rotated);
     assert_eq!(ds.get_agent(AGENT).await.unwrap(), None);
     assert!(is_not_found(ds.delete_agent(AGENT).await));
     assert!(is_not_found(ds.update_agent(agent(AGENT)).await));
     assert_eq!(ds.list_agents().await.unwrap(), [agent(OTHER_AGENT)]);
+    assert_eq!(ds.count_agents().await.unwrap(), 1);
 }
 
 async fn check_join_tokens(ds: Arc<dyn DataStore>) {

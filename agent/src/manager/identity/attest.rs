@@ -120,6 +120,7 @@ pub(crate) async fn attest(
         reattestable = attested.reattestable,
         "node attestation succeeded"
     );
+    crate::metrics::node_attestation(config.node_attestor.name());
     store.save_svid(&attested.chain, &key)?;
     Ok((
         AgentSvid {

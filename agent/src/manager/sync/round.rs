@@ -165,10 +165,11 @@ async fn renew_agent_if_due(m: &Manager, tainted: &[Vec<u8>]) -> Result<(), Stat
     if m.reattestable() {
         // The server refuses RenewAgent for reattestable agents: attest
         // again with fresh evidence instead.
-        return m
-            .reattest()
+        m.reattest()
             .await
-            .map_err(|e| Status::unavailable(e.to_string()));
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        crate::metrics::metrics().agent_svid_rotations.inc();
+        return Ok(());
     }
     let (key, csr) = key_and_csr().map_err(|e| Status::internal(e.to_string()))?;
     let response = AgentClient::new(m.channel())
@@ -189,6 +190,7 @@ async fn renew_agent_if_due(m: &Manager, tainted: &[Vec<u8>]) -> Result<(), Stat
         not_after,
     })
     .map_err(|e| Status::internal(e.to_string()))?;
+    crate::metrics::metrics().agent_svid_rotations.inc();
     tracing::info!(expires = ?not_after, "renewed the agent SVID");
     Ok(())
 }

@@ -28,8 +28,16 @@ impl Manager {
 
     /// One sync round now (used at start so the first workload finds SVIDs).
     pub async fn sync_once(self: &Arc<Self>) -> Result<(), tonic::Status> {
-        sync_once(self).await
+        timed_round(self).await
     }
+}
+
+/// One round, counted and timed for the metrics.
+async fn timed_round(m: &Arc<Manager>) -> Result<(), tonic::Status> {
+    let started = tokio::time::Instant::now();
+    let result = sync_once(m).await;
+    crate::metrics::sync_round(started.elapsed(), result.is_ok());
+    result
 }
 
 /// Syncs until the server refuses this agent for good; returns why.
@@ -40,7 +48,7 @@ pub(crate) async fn run(m: Arc<Manager>) -> Refused {
     let mut failures = 0u32;
     let mut failed_last = false;
     loop {
-        match sync_once(&m).await {
+        match timed_round(&m).await {
             Ok(()) => {
                 if failed_last {
                     tracing::info!("sync with the server recovered");

@@ -254,6 +254,11 @@ impl DataStore for SledDataStore {
         blocking(move || trees.list_agents()).await
     }
 
+    async fn count_agents(&self) -> Result<u64> {
+        let trees = self.trees.clone();
+        blocking(move || Ok(u64::try_from(trees.agents.len()).unwrap_or(u64::MAX))).await
+    }
+
     async fn create_join_token(&self, token: JoinToken) -> Result<()> {
         self.trees.create_join_token(&token)?;
         self.flush().await

@@ -363,6 +363,10 @@ impl DataStore for SqlDataStore {
         records::list_agents(self.reads()).await
     }
 
+    async fn count_agents(&self) -> Result<u64> {
+        records::count_agents(self.reads()).await
+    }
+
     async fn create_join_token(&self, token: JoinToken) -> Result<()> {
         records::create_join_token(self.primary(), &token).await
     }

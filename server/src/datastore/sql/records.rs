@@ -208,6 +208,15 @@ pub(super) async fn list_agents(pool: &AnyPool) -> Result<Vec<AttestedAgent>> {
     AGENTS.list(pool).await
 }
 
+pub(super) async fn count_agents(pool: &AnyPool) -> Result<u64> {
+    let count: i64 = sqlx::query("SELECT COUNT(*) FROM agents")
+        .fetch_one(pool)
+        .await
+        .and_then(|row| row.try_get(0))
+        .map_err(|e| backend("counting agents", e))?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
 pub(super) async fn create_join_token(pool: &AnyPool, token: &JoinToken) -> Result<()> {
     let done = sqlx::query(
         "INSERT INTO join_tokens (value, expires_at) VALUES ($1, $2) ON CONFLICT (value) DO NOTHING",

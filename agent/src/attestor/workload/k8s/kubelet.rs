@@ -242,12 +242,14 @@ fn tls_hint(verify: &Verify, auth: &Auth, server_name: &str) -> String {
 #[async_trait]
 impl PodSource for KubeletClient {
     async fn fetch(&self) -> Result<PodList, K8sError> {
-        match tokio::time::timeout(REQUEST_TIMEOUT, self.fetch_once()).await {
+        let result = match tokio::time::timeout(REQUEST_TIMEOUT, self.fetch_once()).await {
             Ok(result) => result,
             Err(_) => Err(K8sError::Timeout {
                 addr: self.addr.clone(),
                 seconds: REQUEST_TIMEOUT.as_secs(),
             }),
-        }
+        };
+        crate::metrics::kubelet_request(result.is_ok());
+        result
     }
 }
