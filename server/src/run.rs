@@ -848,6 +848,9 @@ mod tests {
         assert!(!again.is_empty() && again != id);
         std::fs::write(&path, "not/an id\n").unwrap();
         let err = server_id(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("server_id") && err.contains("1 to 64"), "{err}");
+        assert!(
+            err.contains("server_id") && err.contains("1 to 64"),
+            "{err}"
+        );
     }
 }
