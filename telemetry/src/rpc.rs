@@ -207,7 +207,10 @@ impl Drop for Call {
     }
 }
 
-fn header_code(headers: &http::HeaderMap) -> Option<i32> {
+/// The `grpc-status` a response's headers or trailers carry, if any (a
+/// status in the headers is a trailers-only response: the call failed
+/// before any message). Also read by the server's audit layer.
+pub fn header_code(headers: &http::HeaderMap) -> Option<i32> {
     headers
         .get("grpc-status")
         .and_then(|v| v.to_str().ok())

@@ -199,13 +199,6 @@ fn spiffe_id_of(leaf: &[u8]) -> Option<String> {
     })
 }
 
-fn header_code(headers: &http::HeaderMap) -> Option<i32> {
-    headers
-        .get("grpc-status")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-}
-
 impl<S, B> Service<http::Request<B>> for Audited<S>
 where
     S: Service<http::Request<B>, Response = http::Response<TonicBody>> + Clone + Send + 'static,
@@ -244,7 +237,7 @@ where
             if !enabled {
                 return Ok(response);
             }
-            record.code = header_code(response.headers());
+            record.code = spinel_telemetry::rpc::header_code(response.headers());
             let (parts, body) = response.into_parts();
             let body = AuditBody {
                 inner: body,
@@ -290,7 +283,7 @@ impl Body for AuditBody {
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(trailers) = frame.trailers_ref() {
-                    let code = header_code(trailers);
+                    let code = spinel_telemetry::rpc::header_code(trailers);
                     self.finish(code);
                 }
             }
