@@ -9,11 +9,10 @@
 
 use std::time::{Duration, Instant};
 
-use spinel_test_fixtures::postgres::{self, Postgres, PostgresOptions};
 use spinel_test_fixtures::process::my_uid;
 use spinel_test_fixtures::{bin_path, AgentHandle, AgentOptions, ServerHandle};
 
-use crate::support::sql::{postgres_block, server_with, SLED_BLOCK};
+use crate::support::sql::{postgres_block, postgres_with_database, server_with, SLED_BLOCK};
 
 const AGENT_ALIAS: &str = "spiffe://example.org/myagent";
 const WORKLOAD: &str = "spiffe://example.org/sql-workload";
@@ -84,13 +83,9 @@ fn stock_spire_sqlite3_datastore_serves_an_svid() {
 
 #[test]
 fn postgres_datastore_serves_an_svid() {
-    let Some(install) = postgres::available() else {
-        eprintln!("skipped: needs PostgreSQL under /usr/lib/postgresql");
+    let Some((_dir, pg)) = postgres_with_database() else {
         return;
     };
-    let dir = tempfile::tempdir_in("/tmp").unwrap();
-    let pg = Postgres::start(&install, dir.path(), &PostgresOptions::default()).unwrap();
-    pg.create_database("spinel").unwrap();
     agent_gets_an_svid(server_with(&postgres_block(&pg, "spinel")));
     drop(pg);
 }

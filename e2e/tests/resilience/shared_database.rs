@@ -16,12 +16,11 @@
 
 use std::time::{Duration, SystemTime};
 
-use spinel_test_fixtures::postgres::{self, Postgres, PostgresOptions};
 use spinel_test_fixtures::process::my_uid;
 use spinel_test_fixtures::ServerHandle;
 
 use super::failover::{agent_with_list, fetch, register, AGENT_ALIAS};
-use crate::support::sql::{postgres_block, server_with};
+use crate::support::sql::{postgres_block, postgres_with_database, server_with};
 use crate::support::wait_until;
 
 const OTHER: &str = "spiffe://example.org/made-elsewhere";
@@ -35,13 +34,9 @@ fn certificates(server: &ServerHandle) -> usize {
 
 #[test]
 fn three_servers_on_one_postgres_database_serve_one_trust_domain() {
-    let Some(install) = postgres::available() else {
-        eprintln!("skipped: needs PostgreSQL under /usr/lib/postgresql");
+    let Some((_dir, pg)) = postgres_with_database() else {
         return;
     };
-    let dir = tempfile::tempdir_in("/tmp").unwrap();
-    let pg = Postgres::start(&install, dir.path(), &PostgresOptions::default()).unwrap();
-    pg.create_database("spinel").unwrap();
     let block = postgres_block(&pg, "spinel");
     let mut servers: Vec<ServerHandle> = (0..3).map(|_| server_with(&block)).collect();
 
@@ -158,13 +153,9 @@ fn three_servers_on_one_postgres_database_serve_one_trust_domain() {
 /// the server signs during the outage.
 #[test]
 fn a_server_whose_database_is_down_keeps_serving_its_agents() {
-    let Some(install) = postgres::available() else {
-        eprintln!("skipped: needs PostgreSQL under /usr/lib/postgresql");
+    let Some((_dir, pg)) = postgres_with_database() else {
         return;
     };
-    let dir = tempfile::tempdir_in("/tmp").unwrap();
-    let pg = Postgres::start(&install, dir.path(), &PostgresOptions::default()).unwrap();
-    pg.create_database("spinel").unwrap();
     let server = server_with(&postgres_block(&pg, "spinel"));
     let token = register(&server, "20");
     let agent = agent_with_list(&server, token, &[format!("\"127.0.0.1:{}\"", server.port)]);
@@ -216,13 +207,9 @@ fn a_server_whose_database_is_down_keeps_serving_its_agents() {
 /// reconnects by itself, and every entry it acknowledged is there after.
 #[test]
 fn postgres_restarted_mid_write_loses_no_acknowledged_entry() {
-    let Some(install) = postgres::available() else {
-        eprintln!("skipped: needs PostgreSQL under /usr/lib/postgresql");
+    let Some((_dir, mut pg)) = postgres_with_database() else {
         return;
     };
-    let dir = tempfile::tempdir_in("/tmp").unwrap();
-    let mut pg = Postgres::start(&install, dir.path(), &PostgresOptions::default()).unwrap();
-    pg.create_database("spinel").unwrap();
     let server = server_with(&postgres_block(&pg, "spinel"));
 
     let stop = std::sync::atomic::AtomicBool::new(false);
