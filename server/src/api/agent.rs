@@ -280,7 +280,7 @@ impl Agent for AgentService {
         let id = validate::agent_id(&self.state.trust_domain, request.get_ref().id.as_ref())
             .map_err(|e| ApiError::invalid("invalid agent ID", e))?;
         super::audit::note_entity(&id.to_string());
-        match self.state.datastore.delete_agent(&id.to_string()).await {
+        match self.state.delete_agent(&id.to_string()).await {
             Ok(_) => {
                 tracing::info!(agent_id = %id, "Agent deleted");
                 Ok(Response::new(()))
@@ -310,7 +310,6 @@ impl Agent for AgentService {
         agent.new_cert_serial_number.clear();
         agent.new_cert_not_after = 0;
         self.state
-            .datastore
             .update_agent(agent)
             .await
             .map_err(|e| ApiError::datastore("failed to ban agent", e))?;

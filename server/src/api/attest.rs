@@ -189,9 +189,9 @@ impl AgentService {
             can_reattest: result.can_reattest,
         };
         let stored = if existing.is_some() {
-            self.state.datastore.update_agent(agent).await
+            self.state.update_agent(agent).await
         } else {
-            self.state.datastore.create_agent(agent).await
+            self.state.create_agent(agent).await
         };
         stored.map_err(|e| ApiError::datastore("failed to store attested agent", e))?;
         tracing::info!(
@@ -253,7 +253,6 @@ impl AgentService {
         updated.new_cert_serial_number = svid.serial_number.clone();
         updated.new_cert_not_after = clock::to_unix_seconds(svid.not_after);
         self.state
-            .datastore
             .update_agent(updated)
             .await
             .map_err(|e| ApiError::datastore("failed to update agent", e))?;

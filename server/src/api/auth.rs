@@ -44,7 +44,7 @@ use super::error::{ApiError, ApiResult};
 pub use super::policy::{method, policy, Policy};
 use super::transport::PeerInfo;
 use super::ApiState;
-use crate::datastore::{AttestedAgent, DataStoreError, EntryFilter};
+use crate::datastore::{AttestedAgent, DataStoreError, EntryFilter, Result as DataStoreResult};
 
 /// The authenticated caller of a method.
 #[derive(Debug, Clone)]
@@ -207,8 +207,7 @@ impl ApiState {
             let mut promoted = agent;
             promoted.cert_serial_number = std::mem::take(&mut promoted.new_cert_serial_number);
             promoted.cert_not_after = std::mem::take(&mut promoted.new_cert_not_after);
-            self.datastore
-                .update_agent(promoted.clone())
+            self.update_agent(promoted.clone())
                 .await
                 .map_err(|e| ApiError::internal("unable to activate the new agent SVID", e))?;
             return Ok(Caller::Agent {
@@ -222,36 +221,43 @@ impl ApiState {
         )))
     }
 
-    /// The agent's record; while the database cannot be reached, the one
-    /// last read (an agent this server served before keeps being served:
-    /// its SVIDs stay current, and no ban can be written meanwhile). An
-    /// agent never read before is refused with `UNAVAILABLE`.
+    /// The agent's record (`agents.rs`: from memory while current; while
+    /// the database cannot be reached, the one last read). An agent never
+    /// read before is refused with `UNAVAILABLE` then.
     async fn agent_record(&self, key: &str) -> ApiResult<Option<AttestedAgent>> {
-        let known = || match self.known_agents.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        match self.datastore.get_agent(key).await {
-            Ok(Some(agent)) => {
-                known().insert(key.to_owned(), agent.clone());
-                Ok(Some(agent))
-            }
-            Ok(None) => {
-                known().remove(key);
-                Ok(None)
-            }
-            Err(DataStoreError::Unavailable(reason)) => {
-                if let Some(agent) = known().get(key).cloned() {
-                    tracing::debug!(agent_id = %key, %reason, "database unavailable: authorizing the agent by its last known record");
-                    return Ok(Some(agent));
+        self.agents
+            .get(self.datastore.as_ref(), key)
+            .await
+            .map_err(|e| match e {
+                DataStoreError::Unavailable(_) => {
+                    ApiError::datastore("unable to look up agent information", e)
                 }
-                Err(ApiError::datastore(
-                    "unable to look up agent information",
-                    DataStoreError::Unavailable(reason),
-                ))
-            }
-            Err(e) => Err(ApiError::internal("unable to look up agent information", e)),
-        }
+                e => ApiError::internal("unable to look up agent information", e),
+            })
+    }
+
+    /// Stores a newly attested agent; agent writes go through these three
+    /// so that the agent record cache reads the record again.
+    pub(super) async fn create_agent(&self, agent: AttestedAgent) -> DataStoreResult<()> {
+        let id = agent.spiffe_id.clone();
+        let done = self.datastore.create_agent(agent).await;
+        self.agents.written(&id);
+        done
+    }
+
+    /// Replaces a stored agent (see [`ApiState::create_agent`]).
+    pub(super) async fn update_agent(&self, agent: AttestedAgent) -> DataStoreResult<()> {
+        let id = agent.spiffe_id.clone();
+        let done = self.datastore.update_agent(agent).await;
+        self.agents.written(&id);
+        done
+    }
+
+    /// Deletes a stored agent (see [`ApiState::create_agent`]).
+    pub(super) async fn delete_agent(&self, spiffe_id: &str) -> DataStoreResult<AttestedAgent> {
+        let done = self.datastore.delete_agent(spiffe_id).await;
+        self.agents.written(spiffe_id);
+        done
     }
 
     async fn check_admin(&self, svid: PeerSvid, method: &'static str) -> ApiResult<Caller> {

@@ -36,6 +36,7 @@
 //! stops verifying is closed ([`client_trust`], `revocable.rs`).
 
 mod agent;
+mod agents;
 mod attest;
 pub mod audit;
 mod auth;
@@ -116,10 +117,8 @@ pub struct ApiState {
     serving: AtomicBool,
     federation: OnceLock<Arc<crate::federation::Federation>>,
     changes: Arc<crate::notify::Changes>,
-    /// Each agent's record as last read, to authorize it while the
-    /// database cannot be reached (see `auth.rs`).
-    known_agents:
-        std::sync::Mutex<std::collections::HashMap<String, crate::datastore::AttestedAgent>>,
+    /// Agent records for the authorization of agent calls (`agents.rs`).
+    agents: agents::AgentRecords,
 }
 
 impl ApiState {
@@ -143,7 +142,7 @@ impl ApiState {
             serving: AtomicBool::new(true),
             federation: OnceLock::new(),
             changes: Arc::new(crate::notify::Changes::new()),
-            known_agents: std::sync::Mutex::new(std::collections::HashMap::new()),
+            agents: agents::AgentRecords::default(),
         })
     }
 

@@ -159,6 +159,24 @@ pub trait DataStore: Send + Sync + std::fmt::Debug + 'static {
         Ok(u64::try_from(self.list_agents().await?.len()).unwrap_or(u64::MAX))
     }
 
+    /// The last revision of the agent change log (bumped on every agent
+    /// create/update/delete), or `None` when this store keeps no such log.
+    /// A server sharing the store with others follows the log to keep
+    /// agent records in memory (`api/agents.rs`); the embedded store is
+    /// read locally, where a lookup costs what a cache would, and keeps
+    /// none.
+    async fn agents_revision(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+    /// The SPIFFE IDs of the agents created, updated or deleted after
+    /// agent revision `revision` (each once), or `None` when this store
+    /// cannot tell (no log, the log no longer reaches back that far, or
+    /// `revision` is not one of its revisions).
+    async fn agent_changes_since(&self, revision: u64) -> Result<Option<Vec<String>>> {
+        let _ = revision;
+        Ok(None)
+    }
+
     // --- join tokens ---
 
     /// Stores a join token (AlreadyExists if the value is taken).

@@ -7,11 +7,12 @@
 //! A refused entry changes nothing; a database error rolls back the whole
 //! call.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row, Transaction};
 
+use super::change_log::{to_u64, ENTRY_CHANGES};
 use super::{backend, SqlDataStore};
 use crate::datastore::lineage::check_parent_cycle;
 use crate::datastore::{DataStoreError, EntryFilter, RegistrationEntry, Result};
@@ -46,26 +47,6 @@ fn similar_key(entry: &RegistrationEntry) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-fn to_u64(what: &str, value: i64) -> Result<u64> {
-    u64::try_from(value).map_err(|_| DataStoreError::Corrupt {
-        location: format!("counters/{what}"),
-        reason: format!("negative value {value}"),
-    })
-}
-
-fn to_i64(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-/// Locks the revision counter for this transaction and returns its value.
-async fn lock_revision(tx: &mut Tx) -> Result<i64> {
-    sqlx::query("UPDATE counters SET value = value WHERE name = 'entries_revision' RETURNING value")
-        .fetch_one(&mut **tx)
-        .await
-        .and_then(|row| row.try_get(0))
-        .map_err(|e| backend("locking the entry revision", e))
 }
 
 /// `(entry ID, parent ID)` of the entries whose SPIFFE ID is `id`.
@@ -125,57 +106,6 @@ async fn stored(tx: &mut Tx, id: &str) -> Result<Option<RegistrationEntry>> {
     row.as_ref().map(decode_entry).transpose()
 }
 
-async fn log_change(tx: &mut Tx, revision: i64, id: &str) -> Result<()> {
-    sqlx::query("INSERT INTO entry_changes (revision, entry_id) VALUES ($1, $2)")
-        .bind(revision)
-        .bind(id)
-        .execute(&mut **tx)
-        .await
-        .map(drop)
-        .map_err(|e| backend("writing the entry change log", e))
-}
-
-/// Stores the new revision, prunes the change log and commits.
-async fn finish(mut tx: Tx, revision: i64, kept: u64) -> Result<()> {
-    sqlx::query("UPDATE counters SET value = $1 WHERE name = 'entries_revision'")
-        .bind(revision)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| backend("writing the entry revision", e))?;
-    prune_changes(&mut tx, revision, kept).await?;
-    tx.commit()
-        .await
-        .map_err(|e| backend("committing an entry write", e))
-}
-
-/// Keeps the change log at most twice `kept` long: past that the floor
-/// rises to keep the newest `kept` changes and the older rows go, in the
-/// same transaction as the write.
-async fn prune_changes(tx: &mut Tx, last: i64, kept: u64) -> Result<()> {
-    let first: Option<i64> = sqlx::query("SELECT MIN(revision) FROM entry_changes")
-        .fetch_one(&mut **tx)
-        .await
-        .and_then(|row| row.try_get(0))
-        .map_err(|e| backend("reading the entry change log", e))?;
-    let Some(first) = first else { return Ok(()) };
-    let kept = to_i64(kept);
-    if last.saturating_sub(first) < kept.saturating_mul(2) {
-        return Ok(());
-    }
-    let floor = last.saturating_sub(kept);
-    sqlx::query("UPDATE counters SET value = $1 WHERE name = 'entry_changes_floor'")
-        .bind(floor)
-        .execute(&mut **tx)
-        .await
-        .map_err(|e| backend("pruning the entry change log", e))?;
-    sqlx::query("DELETE FROM entry_changes WHERE revision <= $1")
-        .bind(floor)
-        .execute(&mut **tx)
-        .await
-        .map(drop)
-        .map_err(|e| backend("pruning the entry change log", e))
-}
-
 impl SqlDataStore {
     /// Creates `entries` in one transaction, one outcome each.
     pub(super) async fn create_entries_tx(
@@ -184,7 +114,7 @@ impl SqlDataStore {
     ) -> Result<Vec<Result<RegistrationEntry>>> {
         let now = self.inner.clock.unix_seconds();
         let mut tx = self.begin_write().await?;
-        let mut revision = lock_revision(&mut tx).await?;
+        let mut revision = ENTRY_CHANGES.lock(&mut tx).await?;
         let mut outcomes = Vec::with_capacity(entries.len());
         for entry in entries {
             match create_one(&mut tx, entry, now, revision.saturating_add(1)).await {
@@ -196,7 +126,9 @@ impl SqlDataStore {
                 Err(refused) => outcomes.push(Err(refused)),
             }
         }
-        finish(tx, revision, self.inner.changes_kept).await?;
+        ENTRY_CHANGES
+            .finish(tx, revision, self.inner.changes_kept)
+            .await?;
         Ok(outcomes)
     }
 
@@ -205,7 +137,7 @@ impl SqlDataStore {
         entry: RegistrationEntry,
     ) -> Result<RegistrationEntry> {
         let mut tx = self.begin_write().await?;
-        let revision = lock_revision(&mut tx).await?.saturating_add(1);
+        let revision = ENTRY_CHANGES.lock(&mut tx).await?.saturating_add(1);
         let Some(old) = stored(&mut tx, &entry.id).await? else {
             return Err(DataStoreError::NotFound {
                 kind: "entry",
@@ -234,14 +166,16 @@ impl SqlDataStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| backend("writing entries", e))?;
-        log_change(&mut tx, revision, &next.id).await?;
-        finish(tx, revision, self.inner.changes_kept).await?;
+        ENTRY_CHANGES.log(&mut tx, revision, &next.id).await?;
+        ENTRY_CHANGES
+            .finish(tx, revision, self.inner.changes_kept)
+            .await?;
         Ok(next)
     }
 
     pub(super) async fn delete_entry_tx(&self, id: &str) -> Result<RegistrationEntry> {
         let mut tx = self.begin_write().await?;
-        let revision = lock_revision(&mut tx).await?.saturating_add(1);
+        let revision = ENTRY_CHANGES.lock(&mut tx).await?.saturating_add(1);
         let row = sqlx::query("DELETE FROM entries WHERE id = $1 RETURNING id, record")
             .bind(id)
             .fetch_optional(&mut *tx)
@@ -254,8 +188,10 @@ impl SqlDataStore {
             });
         };
         let old = decode_entry(&row)?;
-        log_change(&mut tx, revision, id).await?;
-        finish(tx, revision, self.inner.changes_kept).await?;
+        ENTRY_CHANGES.log(&mut tx, revision, id).await?;
+        ENTRY_CHANGES
+            .finish(tx, revision, self.inner.changes_kept)
+            .await?;
         Ok(old)
     }
 }
@@ -299,7 +235,7 @@ async fn create_one(
     .execute(&mut **tx)
     .await
     .map_err(|e| backend("writing entries", e))?;
-    log_change(tx, revision, &entry.id).await?;
+    ENTRY_CHANGES.log(tx, revision, &entry.id).await?;
     Ok(entry)
 }
 
@@ -373,48 +309,4 @@ pub(super) async fn count_entries(pool: &AnyPool) -> Result<u64> {
         .and_then(|row| row.try_get(0))
         .map_err(|e| backend("counting entries", e))?;
     to_u64("entries count", count)
-}
-
-async fn counter(pool: &AnyPool, name: &str) -> Result<u64> {
-    let value: i64 = sqlx::query("SELECT value FROM counters WHERE name = $1")
-        .bind(name)
-        .fetch_one(pool)
-        .await
-        .and_then(|row| row.try_get(0))
-        .map_err(|e| backend(&format!("reading counter {name}"), e))?;
-    to_u64(name, value)
-}
-
-pub(super) async fn entries_revision(pool: &AnyPool) -> Result<u64> {
-    counter(pool, "entries_revision").await
-}
-
-/// The entries written after `revision` (each once), or `None` when the
-/// log does not reach back that far or `revision` is not one of this
-/// store's.
-pub(super) async fn entry_changes_since(
-    pool: &AnyPool,
-    revision: u64,
-) -> Result<Option<Vec<String>>> {
-    if revision > entries_revision(pool).await? {
-        return Ok(None);
-    }
-    let rows = sqlx::query("SELECT entry_id FROM entry_changes WHERE revision > $1")
-        .bind(to_i64(revision))
-        .fetch_all(pool)
-        .await
-        .map_err(|e| backend("reading the entry change log", e))?;
-    let mut ids = BTreeSet::new();
-    for row in &rows {
-        let id: String = row
-            .try_get(0)
-            .map_err(|e| backend("reading the entry change log", e))?;
-        ids.insert(id);
-    }
-    // The floor is read after the log: a prune raises it in the same
-    // transaction that removes rows, so a read that raced one is caught.
-    if revision < counter(pool, "entry_changes_floor").await? {
-        return Ok(None);
-    }
-    Ok(Some(ids.into_iter().collect()))
 }

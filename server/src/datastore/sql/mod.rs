@@ -33,6 +33,7 @@
 //! and change-log reads go to the primary, so an agent's ban or a bundle
 //! change is never read stale.
 
+mod change_log;
 mod entries;
 pub mod options;
 mod records;
@@ -336,19 +337,21 @@ impl DataStore for SqlDataStore {
     }
 
     async fn entries_revision(&self) -> Result<u64> {
-        entries::entries_revision(self.primary()).await
+        change_log::ENTRY_CHANGES.revision(self.primary()).await
     }
 
     async fn entry_changes_since(&self, revision: u64) -> Result<Option<Vec<String>>> {
-        entries::entry_changes_since(self.primary(), revision).await
+        change_log::ENTRY_CHANGES
+            .since(self.primary(), revision)
+            .await
     }
 
     async fn create_agent(&self, agent: AttestedAgent) -> Result<()> {
-        records::create_agent(self.primary(), &agent).await
+        self.create_agent_tx(&agent).await
     }
 
     async fn update_agent(&self, agent: AttestedAgent) -> Result<()> {
-        records::update_agent(self.primary(), &agent).await
+        self.update_agent_tx(&agent).await
     }
 
     async fn get_agent(&self, spiffe_id: &str) -> Result<Option<AttestedAgent>> {
@@ -356,7 +359,20 @@ impl DataStore for SqlDataStore {
     }
 
     async fn delete_agent(&self, spiffe_id: &str) -> Result<AttestedAgent> {
-        records::delete_agent(self.primary(), spiffe_id).await
+        self.delete_agent_tx(spiffe_id).await
+    }
+
+    async fn agents_revision(&self) -> Result<Option<u64>> {
+        change_log::AGENT_CHANGES
+            .revision(self.primary())
+            .await
+            .map(Some)
+    }
+
+    async fn agent_changes_since(&self, revision: u64) -> Result<Option<Vec<String>>> {
+        change_log::AGENT_CHANGES
+            .since(self.primary(), revision)
+            .await
     }
 
     async fn list_agents(&self) -> Result<Vec<AttestedAgent>> {

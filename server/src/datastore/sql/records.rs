@@ -1,17 +1,21 @@
 //! Agents, join tokens, bundles, federation relationships and the CA
 //! journals: one row per key, each call one statement (atomic on its own)
-//! but for a bundle update (compare-and-swap on the record) and a journal
-//! write (with the retirement of the version 1 journal).
+//! but for an agent write (with its row in the agent change log), a bundle
+//! update (compare-and-swap on the record) and a journal write (with the
+//! retirement of the version 1 journal).
 //!
 //! A record that does not decode is `Corrupt` naming table and key, never
 //! the key of a join token, which is the secret.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use sqlx::{AnyPool, Row};
+use sqlx::{Any, AnyPool, Row, Transaction};
 
+type Tx = Transaction<'static, Any>;
+
+use super::change_log::AGENT_CHANGES;
 use super::options::DatabaseType;
-use super::{backend, begin_write};
+use super::{backend, begin_write, SqlDataStore};
 use crate::datastore::{
     AttestedAgent, BundleUpdate, DataStoreError, JoinToken, Result, StoredBundle,
     StoredFederationRelationship,
@@ -188,20 +192,97 @@ impl Table {
     }
 }
 
-pub(super) async fn create_agent(pool: &AnyPool, agent: &AttestedAgent) -> Result<()> {
-    AGENTS.create(pool, &agent.spiffe_id, agent).await
+impl SqlDataStore {
+    /// Starts an agent write: a transaction holding the agent revision
+    /// lock, and the revision the write is logged under.
+    async fn begin_agent_write(&self) -> Result<(Tx, i64)> {
+        let mut tx = self.begin_write().await?;
+        let revision = AGENT_CHANGES.lock(&mut tx).await?.saturating_add(1);
+        Ok((tx, revision))
+    }
+
+    /// Logs the write of agent `spiffe_id` and commits.
+    async fn finish_agent_write(&self, mut tx: Tx, revision: i64, spiffe_id: &str) -> Result<()> {
+        AGENT_CHANGES.log(&mut tx, revision, spiffe_id).await?;
+        AGENT_CHANGES
+            .finish(tx, revision, self.inner.changes_kept)
+            .await
+    }
+
+    pub(super) async fn create_agent_tx(&self, agent: &AttestedAgent) -> Result<()> {
+        let record = encode(AGENTS.kind, agent)?;
+        let (mut tx, revision) = self.begin_agent_write().await?;
+        let done = sqlx::query(
+            "INSERT INTO agents (spiffe_id, record) VALUES ($1, $2) ON CONFLICT (spiffe_id) DO NOTHING",
+        )
+        .bind(&agent.spiffe_id)
+        .bind(&record)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| backend("writing agents", e))?;
+        if done.rows_affected() == 0 {
+            return Err(DataStoreError::AlreadyExists {
+                kind: AGENTS.kind,
+                id: agent.spiffe_id.clone(),
+            });
+        }
+        self.finish_agent_write(tx, revision, &agent.spiffe_id)
+            .await
+    }
+
+    /// Replaces the record (whatever it held, so an unreadable one can be
+    /// repaired); `NotFound` if absent.
+    pub(super) async fn update_agent_tx(&self, agent: &AttestedAgent) -> Result<()> {
+        let record = encode(AGENTS.kind, agent)?;
+        let (mut tx, revision) = self.begin_agent_write().await?;
+        let done = sqlx::query("UPDATE agents SET record = $2 WHERE spiffe_id = $1")
+            .bind(&agent.spiffe_id)
+            .bind(&record)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| backend("writing agents", e))?;
+        if done.rows_affected() == 0 {
+            return Err(not_found(&agent.spiffe_id));
+        }
+        self.finish_agent_write(tx, revision, &agent.spiffe_id)
+            .await
+    }
+
+    /// Deletes the record and returns it. An unreadable record is
+    /// `Corrupt` and stays.
+    pub(super) async fn delete_agent_tx(&self, spiffe_id: &str) -> Result<AttestedAgent> {
+        let (mut tx, revision) = self.begin_agent_write().await?;
+        // Agent writes hold the agent revision lock: the record read is
+        // the one deleted.
+        let row = sqlx::query("SELECT record FROM agents WHERE spiffe_id = $1")
+            .bind(spiffe_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| backend("reading agents", e))?;
+        let Some(row) = row else {
+            return Err(not_found(spiffe_id));
+        };
+        let record: String = row.try_get(0).map_err(|e| backend("reading agents", e))?;
+        let agent: AttestedAgent = decode(AGENTS.name, spiffe_id, &record)?;
+        sqlx::query("DELETE FROM agents WHERE spiffe_id = $1")
+            .bind(spiffe_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| backend("writing agents", e))?;
+        self.finish_agent_write(tx, revision, spiffe_id).await?;
+        Ok(agent)
+    }
 }
 
-pub(super) async fn update_agent(pool: &AnyPool, agent: &AttestedAgent) -> Result<()> {
-    AGENTS.update(pool, &agent.spiffe_id, agent).await
+fn not_found(spiffe_id: &str) -> DataStoreError {
+    DataStoreError::NotFound {
+        kind: AGENTS.kind,
+        id: spiffe_id.to_owned(),
+    }
 }
 
 pub(super) async fn get_agent(pool: &AnyPool, spiffe_id: &str) -> Result<Option<AttestedAgent>> {
     AGENTS.get(pool, spiffe_id).await
-}
-
-pub(super) async fn delete_agent(pool: &AnyPool, spiffe_id: &str) -> Result<AttestedAgent> {
-    AGENTS.delete(pool, spiffe_id).await
 }
 
 pub(super) async fn list_agents(pool: &AnyPool) -> Result<Vec<AttestedAgent>> {

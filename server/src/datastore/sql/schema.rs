@@ -36,13 +36,18 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("migrations/postgres/0002_ca_journals.sql"),
         sqlite: include_str!("migrations/sqlite/0002_ca_journals.sql"),
     },
+    Migration {
+        version: 3,
+        postgres: include_str!("migrations/postgres/0003_agent_changes.sql"),
+        sqlite: include_str!("migrations/sqlite/0003_agent_changes.sql"),
+    },
 ];
 
 /// The PostgreSQL advisory lock key migrations hold ("spinel" in ASCII).
 const MIGRATION_LOCK: i64 = 0x7370_696e_656c;
 
 /// The schema version this binary writes.
-pub const LATEST: i64 = 2;
+pub const LATEST: i64 = 3;
 
 /// Brings the schema to [`LATEST`] (or, with `disable_migration`, checks
 /// that it is there). Returns the version found before.
