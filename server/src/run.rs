@@ -556,6 +556,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, RunError> {
         config.trust_domain.to_string(),
     ));
     background.push(follow_shared_bundle(ca.clone(), state.changes()));
+    background.push(tokio::spawn({
+        let state = state.clone();
+        async move { state.warm().await }
+    }));
     if let Some((k8sbundle, client)) = k8sbundle {
         background.extend(start_k8sbundle(k8sbundle, client, &ca, &datastore, &state));
     }

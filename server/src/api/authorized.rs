@@ -12,6 +12,11 @@
 //! result per agent, reused while the revision, the agent's selectors and
 //! every included entry's expiry allow.
 //!
+//! Which revision is current comes from the change refresher when nothing
+//! was written through this server since its last read
+//! ([`crate::notify::Changes::settled`]), else from the datastore: an
+//! agent's sync costs no database read while nothing changes.
+//!
 //! When the revision moves, the index follows the datastore's change log
 //! ([`DataStore::entry_changes_since`]): only the entries written since are
 //! read again, so a change costs the same with 100 or 100,000 entries. It
@@ -141,14 +146,26 @@ impl AuthorizedEntries {
         self.full_loads.load(Ordering::Relaxed)
     }
 
+    /// Reads the index now (at server start, so that the first agent
+    /// does not wait for it).
+    pub async fn warm(&self, datastore: &dyn DataStore) -> Result<()> {
+        self.index(datastore, None).await.map(drop)
+    }
+
     /// The entries `agent` is authorized for at time `now` (Unix seconds).
+    /// `settled` is the entry revision the change refresher last read, when
+    /// nothing was written through this server since
+    /// ([`crate::notify::Changes::settled`]): an index at least that new is
+    /// used without asking the datastore. Without it the datastore's
+    /// revision is read.
     pub async fn for_agent(
         &self,
         datastore: &dyn DataStore,
         agent: &AttestedAgent,
         now: i64,
+        settled: Option<u64>,
     ) -> Result<Arc<AuthorizedSet>> {
-        let index = self.index(datastore).await?;
+        let index = self.index(datastore, settled).await?;
         {
             let cache = self.lock_per_agent();
             if let Some(hit) = cache.get(&agent.spiffe_id) {
@@ -188,8 +205,12 @@ impl AuthorizedEntries {
     /// The index at the datastore's revision; while the database cannot be
     /// reached, the index as last read (agents keep getting what they were
     /// authorized for, and no entry can change meanwhile).
-    async fn index(&self, datastore: &dyn DataStore) -> Result<Arc<EntryIndex>> {
-        match self.current_index(datastore).await {
+    async fn index(
+        &self,
+        datastore: &dyn DataStore,
+        settled: Option<u64>,
+    ) -> Result<Arc<EntryIndex>> {
+        match self.current_index(datastore, settled).await {
             Err(DataStoreError::Unavailable(reason)) => {
                 let slot = self.index.lock().await;
                 match slot.as_ref() {
@@ -204,7 +225,18 @@ impl AuthorizedEntries {
         }
     }
 
-    async fn current_index(&self, datastore: &dyn DataStore) -> Result<Arc<EntryIndex>> {
+    async fn current_index(
+        &self,
+        datastore: &dyn DataStore,
+        settled: Option<u64>,
+    ) -> Result<Arc<EntryIndex>> {
+        if let Some(settled) = settled {
+            if let Some(index) = self.index.lock().await.as_ref() {
+                if index.revision >= settled {
+                    return Ok(index.clone());
+                }
+            }
+        }
         let revision = datastore.entries_revision().await?;
         let mut slot = self.index.lock().await;
         if let Some(index) = slot.as_mut() {
@@ -218,15 +250,18 @@ impl AuthorizedEntries {
         // Read the revision before the entries: the list is at least as new
         // as the revision it is filed under, so a change in between only
         // causes one extra reload.
+        let started = tokio::time::Instant::now();
         let entries = datastore.list_entries(&EntryFilter::default()).await?;
         self.full_loads.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(
+        let count = entries.len();
+        let index = Arc::new(build_index(revision, entries, &self.server_id));
+        tracing::info!(
             revision,
-            entries = entries.len(),
+            entries = count,
+            elapsed_ms = started.elapsed().as_millis(),
             loads = self.full_loads(),
             "authorized-entries index read in full"
         );
-        let index = Arc::new(build_index(revision, entries, &self.server_id));
         *slot = Some(index.clone());
         Ok(index)
     }
@@ -471,7 +506,7 @@ mod tests {
         ] {
             stored.push(ds.create_entry(e).await.unwrap());
         }
-        let first = cache.for_agent(&ds, &agent, 0).await.unwrap();
+        let first = cache.for_agent(&ds, &agent, 0, None).await.unwrap();
         assert_eq!(ids(&first), ["1-own", "2-child", "4-under-alias"]);
 
         // Move the child under the alias's pod, delete the alias (its
@@ -483,9 +518,9 @@ mod tests {
         ds.create_entry(entry("5-new", AGENT, "spiffe://example.org/n2", &["x:z"]))
             .await
             .unwrap();
-        let followed = cache.for_agent(&ds, &agent, 0).await.unwrap();
+        let followed = cache.for_agent(&ds, &agent, 0, None).await.unwrap();
         let fresh = AuthorizedEntries::new(&td)
-            .for_agent(&ds, &agent, 0)
+            .for_agent(&ds, &agent, 0, None)
             .await
             .unwrap();
         assert_eq!(ids(&followed), ids(&fresh));
@@ -505,7 +540,7 @@ mod tests {
         ))
         .await
         .unwrap();
-        let back = cache.for_agent(&ds, &agent, 0).await.unwrap();
+        let back = cache.for_agent(&ds, &agent, 0, None).await.unwrap();
         assert_eq!(ids(&back), ["1-own", "2-child", "4-under-alias", "5-new"]);
         assert_eq!(cache.full_loads(), 1);
     }

@@ -18,7 +18,7 @@ use spinel_proto::spire::api::server::bundle::v1::{
 use spinel_proto::spire::api::types;
 use tonic::{Code, Request, Response, Status};
 
-use super::auth::method;
+use super::auth::{method, Caller};
 use super::convert::{bundle_to_proto, paginate};
 use super::error::{ok_status, ApiError, ApiResult};
 use super::{validate, ApiState};
@@ -235,11 +235,21 @@ impl Bundle for BundleService {
         &self,
         request: Request<GetBundleRequest>,
     ) -> Result<Response<types::Bundle>, Status> {
-        self.state
+        let caller = self
+            .state
             .authorize(request.extensions(), method::GET_BUNDLE)
             .await?;
         super::audit::note_entity(self.own_td());
-        let bundle = self.own_bundle().await?;
+        // Agents ask every sync round: answered from what the change
+        // refresher read when nothing was written here since.
+        let settled = match caller {
+            Caller::Agent { .. } => self.state.changes.settled().and_then(|s| s.bundle),
+            _ => None,
+        };
+        let bundle = match settled {
+            Some(bundle) => bundle,
+            None => Arc::new(self.own_bundle().await?),
+        };
         let mut bundle = bundle_to_proto(&bundle, request.get_ref().output_mask.as_ref());
         super::localauthority::mark_tainted(&self.state.ca, &mut bundle);
         Ok(Response::new(bundle))

@@ -286,7 +286,12 @@ impl EntryService {
         };
         state
             .authorized
-            .for_agent(state.datastore.as_ref(), agent, state.clock.unix_seconds())
+            .for_agent(
+                state.datastore.as_ref(),
+                agent,
+                state.clock.unix_seconds(),
+                state.changes.settled().map(|s| s.entries_revision),
+            )
             .await
             .map_err(|e| ApiError::datastore("failed to fetch entries", e))
     }

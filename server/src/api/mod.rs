@@ -158,6 +158,14 @@ impl ApiState {
         &self.changes
     }
 
+    /// Reads the authorized-entries index, so that the first agent
+    /// syncing does not wait for it; a failure is left to the first sync.
+    pub async fn warm(&self) {
+        if let Err(e) = self.authorized.warm(self.datastore.as_ref()).await {
+            tracing::warn!(error = %e, "cannot read the registration entries at start; the first agent sync reads them");
+        }
+    }
+
     /// Marks the server as (not) serving, as health checks report it.
     pub fn set_serving(&self, serving: bool) {
         self.serving.store(serving, Ordering::Relaxed);

@@ -17,16 +17,25 @@
 //!   wake agents too;
 //! - a periodic read ([`REFRESH_INTERVAL`]), which catches writes made by
 //!   other servers sharing the database and CA rotations.
+//!
+//! What the refresher read (the entry revision and the stored bundle) also
+//! answers agents without a database read ([`Changes::settled`]), as long
+//! as nothing was written through this server's API since: the entries
+//! index follows that revision, `GetBundle` serves that bundle. A write
+//! here pokes before its caller has the answer, so a later agent call
+//! reads the store until the refresher has caught up; a write by another
+//! server is seen within the interval, as the marks are.
 
 mod layer;
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
-use crate::datastore::DataStore;
+use crate::datastore::{DataStore, StoredBundle};
 
 pub use layer::{Mutates, NotifyLayer, Notifying};
 
@@ -45,12 +54,25 @@ pub struct Marks {
     pub generation: u64,
 }
 
+/// What the refresher last read from the datastore.
+#[derive(Debug, Clone)]
+pub struct Settled {
+    /// The entry revision.
+    pub entries_revision: u64,
+    /// The stored bundle of the trust domain (`None`: none stored yet).
+    pub bundle: Option<Arc<StoredBundle>>,
+    /// [`Changes::poke`]s counted before the read.
+    pokes: u64,
+}
+
 /// The latest [`Marks`], shared by the API and the refresher.
 #[derive(Debug)]
 pub struct Changes {
     tx: watch::Sender<Marks>,
     poked: Notify,
     closed: watch::Sender<bool>,
+    pokes: AtomicU64,
+    settled: Mutex<Option<Settled>>,
 }
 
 impl Default for Changes {
@@ -67,6 +89,8 @@ impl Changes {
             tx,
             poked: Notify::new(),
             closed: watch::channel(false).0,
+            pokes: AtomicU64::new(0),
+            settled: Mutex::new(None),
         }
     }
 
@@ -100,7 +124,19 @@ impl Changes {
     /// Asks the refresher to read the marks now and bump the generation.
     /// Cheap and never blocks; pokes that arrive together coalesce.
     pub fn poke(&self) {
+        self.pokes.fetch_add(1, Ordering::SeqCst);
         self.poked.notify_one();
+    }
+
+    /// What the refresher last read, unless this server was poked since
+    /// (its own write may not be in it): `None` then, and before the first
+    /// read, and the caller reads the datastore.
+    pub fn settled(&self) -> Option<Settled> {
+        let settled = match self.settled.lock() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }?;
+        (settled.pokes == self.pokes.load(Ordering::SeqCst)).then_some(settled)
     }
 
     /// Records marks read from the datastore; subscribers wake only if
@@ -122,11 +158,24 @@ impl Changes {
 
     /// Reads both marks from `datastore` and records them.
     pub async fn refresh(&self, datastore: &dyn DataStore, trust_domain: &str, bump: bool) {
+        let pokes = self.pokes.load(Ordering::SeqCst);
         let revision = datastore.entries_revision().await;
         let bundle = datastore.get_bundle(trust_domain).await;
         match (revision, bundle) {
             (Ok(revision), Ok(bundle)) => {
-                let sequence = bundle.map(|b| b.sequence_number).unwrap_or_default();
+                let sequence = bundle
+                    .as_ref()
+                    .map(|b| b.sequence_number)
+                    .unwrap_or_default();
+                let settled = Settled {
+                    entries_revision: revision,
+                    bundle: bundle.map(Arc::new),
+                    pokes,
+                };
+                match self.settled.lock() {
+                    Ok(mut guard) => *guard = Some(settled),
+                    Err(poisoned) => *poisoned.into_inner() = Some(settled),
+                }
                 self.observe(revision, sequence, bump);
             }
             (Err(e), _) | (_, Err(e)) => {
@@ -183,5 +232,22 @@ mod tests {
         assert_eq!(rx.borrow_and_update().entries_revision, 4);
         changes.observe(4, 1, true);
         assert_eq!(rx.borrow_and_update().generation, 1);
+    }
+
+    #[tokio::test]
+    async fn what_was_read_is_settled_until_the_next_poke() {
+        let ds = crate::datastore::sled::SledDataStore::open_temporary().unwrap();
+        let changes = Changes::new();
+        assert!(changes.settled().is_none(), "nothing read yet");
+        changes.refresh(&ds, "example.org", false).await;
+        let settled = changes.settled().unwrap();
+        assert_eq!(settled.entries_revision, 0);
+        assert!(settled.bundle.is_none());
+        // A write through this server's API pokes: what was read may not
+        // hold it, so callers read the store until the next refresh.
+        changes.poke();
+        assert!(changes.settled().is_none());
+        changes.refresh(&ds, "example.org", true).await;
+        assert!(changes.settled().is_some());
     }
 }

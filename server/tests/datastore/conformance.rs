@@ -126,6 +126,7 @@ where
     check_entries_revision(fresh().await).await;
     check_entry_changes(fresh().await).await;
     check_agents(fresh().await).await;
+    check_agent_changes(fresh().await).await;
     check_join_tokens(fresh().await).await;
     check_join_token_race(fresh().await).await;
     check_bundles(fresh().await).await;
@@ -645,6 +646,47 @@ async fn check_agents(ds: Arc<dyn DataStore>) {
     assert!(is_not_found(ds.update_agent(agent(AGENT)).await));
     assert_eq!(ds.list_agents().await.unwrap(), [agent(OTHER_AGENT)]);
     assert_eq!(ds.count_agents().await.unwrap(), 1);
+}
+
+/// A store that keeps an agent change log names every agent written since
+/// a revision; one that keeps none (sled) says so.
+async fn check_agent_changes(ds: Arc<dyn DataStore>) {
+    let Some(start) = ds.agents_revision().await.unwrap() else {
+        assert_eq!(ds.agent_changes_since(0).await.unwrap(), None);
+        return;
+    };
+    let since = |r: u64| {
+        let ds = ds.clone();
+        async move {
+            ds.agent_changes_since(r)
+                .await
+                .unwrap()
+                .map(|ids| ids.into_iter().collect::<BTreeSet<_>>())
+        }
+    };
+    let set = |ids: &[&str]| Some(ids.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>());
+    assert_eq!(since(start).await, set(&[]));
+    ds.create_agent(agent(AGENT)).await.unwrap();
+    ds.create_agent(agent(OTHER_AGENT)).await.unwrap();
+    let created = ds.agents_revision().await.unwrap().unwrap();
+    assert!(created > start);
+    let mut banned = agent(AGENT);
+    banned.banned = true;
+    ds.update_agent(banned).await.unwrap();
+    let banned_at = ds.agents_revision().await.unwrap().unwrap();
+    assert_eq!(since(start).await, set(&[AGENT, OTHER_AGENT]));
+    assert_eq!(since(created).await, set(&[AGENT]));
+    ds.delete_agent(OTHER_AGENT).await.unwrap();
+    assert_eq!(since(banned_at).await, set(&[OTHER_AGENT]));
+    // Failed writes log nothing.
+    let now = ds.agents_revision().await.unwrap().unwrap();
+    existing_id(ds.create_agent(agent(AGENT)).await);
+    assert!(is_not_found(ds.update_agent(agent(OTHER_AGENT)).await));
+    assert!(is_not_found(ds.delete_agent(OTHER_AGENT).await));
+    assert_eq!(ds.agents_revision().await.unwrap(), Some(now));
+    assert_eq!(since(now).await, set(&[]));
+    // A revision the store never had: it cannot tell.
+    assert_eq!(since(now + 1_000).await, None);
 }
 
 async fn check_join_tokens(ds: Arc<dyn DataStore>) {
