@@ -241,10 +241,11 @@ impl Bundle for BundleService {
             .await?;
         super::audit::note_entity(self.own_td());
         // Agents ask every sync round: answered from what the change
-        // refresher read when nothing was written here since.
+        // refresher read when nothing was written through this server since
+        // (a local admin reads the store).
         let settled = match caller {
-            Caller::Agent { .. } => self.state.changes.settled().and_then(|s| s.bundle),
-            _ => None,
+            Caller::Local => None,
+            _ => self.state.changes.settled().and_then(|s| s.bundle),
         };
         let bundle = match settled {
             Some(bundle) => bundle,
