@@ -512,13 +512,29 @@ impl Entry for EntryService {
             .await?;
         let set = Self::authorized(&self.state, &caller).await?;
         let mask = request.get_ref().output_mask;
-        Ok(Response::new(GetAuthorizedEntriesResponse {
+        let response = GetAuthorizedEntriesResponse {
             entries: set
                 .entries()
                 .iter()
                 .map(|e| entry_to_proto_masked(e, mask.as_ref()))
                 .collect(),
-        }))
+        };
+        // The call has no paging: past the 4 MiB every gRPC client takes
+        // by default, say so here rather than let the agent fail to
+        // decode a message it cannot take, and retry forever.
+        let size = prost::Message::encoded_len(&response);
+        if size > super::MAX_RESPONSE_BYTES {
+            return Err(ApiError::new(
+                Code::ResourceExhausted,
+                format!(
+                    "the {} entries authorized for this agent take {size} bytes, over the {} a GetAuthorizedEntries response may have: sync with SyncAuthorizedEntries, which pages",
+                    response.entries.len(),
+                    super::MAX_RESPONSE_BYTES
+                ),
+            )
+            .into());
+        }
+        Ok(Response::new(response))
     }
 
     type SyncAuthorizedEntriesStream = SyncStream;

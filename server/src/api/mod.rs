@@ -88,6 +88,10 @@ use crate::attestor::node::NodeAttestors;
 use crate::ca::Ca;
 use crate::datastore::DataStore;
 
+/// Largest response an unpaged call sends: the 4 MiB every gRPC client
+/// receives by default.
+pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+
 /// Largest number of entries `SyncAuthorizedEntries` sends in full before
 /// switching to revisions first (SPIRE's default page size).
 pub const SYNC_PAGE_SIZE: usize = 500;

@@ -464,3 +464,59 @@ async fn large_batches_answer_in_request_order() {
         }
     }
 }
+
+/// `GetAuthorizedEntries` has no paging: an agent whose entries take more
+/// than the 4 MiB every gRPC client receives is told so, clearly, and
+/// pointed at `SyncAuthorizedEntries`, instead of a message it cannot
+/// decode (which it would retry forever).
+#[tokio::test(flavor = "multi_thread")]
+async fn authorized_entries_over_the_message_limit_are_refused_clearly() {
+    use spinel_proto::spire::api::server::entry::v1::BatchCreateEntryRequest;
+    use spinel_proto::spire::api::types;
+
+    let server = TestServer::start().await;
+    let token = server.token(Some(ALIAS)).await;
+    let agent = attest(&server, &token).await.unwrap();
+    // 3,000 entries of about 1.6 KB each (25 long DNS names): ~4.8 MB.
+    let dns: Vec<String> = (0..25)
+        .map(|i| format!("{i:02}-{}.example.org", "a".repeat(48)))
+        .collect();
+    let mut admin = server.entries().await;
+    for batch in 0..3 {
+        let entries = (0..1_000)
+            .map(|i| types::Entry {
+                parent_id: Some(id(ALIAS)),
+                spiffe_id: Some(id(&format!("spiffe://{TD}/big/{batch}-{i}"))),
+                selectors: vec![types::Selector {
+                    r#type: "unix".into(),
+                    value: format!("uid:{}", batch * 1_000 + i),
+                }],
+                dns_names: dns.clone(),
+                ..Default::default()
+            })
+            .collect();
+        let response = admin
+            .batch_create_entry(BatchCreateEntryRequest {
+                entries,
+                output_mask: None,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(response
+            .results
+            .iter()
+            .all(|r| r.status.as_ref().is_some_and(|s| s.code == 0)));
+    }
+    let err = EntryClient::new(agent.channel(&server).await)
+        .get_authorized_entries(GetAuthorizedEntriesRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{}", err.message());
+    assert!(
+        err.message().contains("entries authorized for this agent")
+            && err.message().contains("SyncAuthorizedEntries"),
+        "{}",
+        err.message()
+    );
+}
