@@ -28,8 +28,9 @@ use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::Status;
 
+use spinel_transport::UnixPeer;
+
 use super::service::WorkloadApi;
-#[cfg(test)]
 use super::shared::Encoded;
 
 /// The path of `FetchX509SVID`.
@@ -96,6 +97,7 @@ async fn fetch_x509svid(api: WorkloadApi, request: http::Request<Body>) -> http:
     {
         return Status::invalid_argument("the request could not be read").into_http();
     }
+    let peer = parts.extensions.get::<UnixPeer>().cloned();
     let request = tonic::Request::from_http(http::Request::from_parts(parts, ()));
     let updates = match api.open_x509_frames(&request).await {
         Ok(updates) => updates,
@@ -103,16 +105,20 @@ async fn fetch_x509svid(api: WorkloadApi, request: http::Request<Body>) -> http:
     };
     // Each message as it comes; then the trailers: the refusal that ended
     // the stream, or OK.
-    let frames = futures::stream::unfold(Some(updates), |state| async move {
-        let mut updates = state?;
-        let frame = match updates.next().await {
-            Some(Ok(encoded)) => {
-                return Some((Ok(Frame::data(encoded.into_bytes())), Some(updates)))
-            }
-            Some(Err(status)) => Frame::trailers(trailers(&status)),
-            None => Frame::trailers(trailers(&Status::ok(""))),
-        };
-        Some((Ok::<_, Status>(frame), None))
+    let frames = futures::stream::unfold(Some(updates), move |state| {
+        let peer = peer.clone();
+        async move {
+            let mut updates = state?;
+            let frame = match updates.next().await {
+                Some(Ok(encoded)) => {
+                    warn_if_over_client_limit(peer.as_ref(), &encoded);
+                    return Some((Ok(Frame::data(encoded.into_bytes())), Some(updates)));
+                }
+                Some(Err(status)) => Frame::trailers(trailers(&status)),
+                None => Frame::trailers(trailers(&Status::ok(""))),
+            };
+            Some((Ok::<_, Status>(frame), None))
+        }
     });
     let body = http_body_util::StreamBody::new(frames);
     let mut response = http::Response::new(Body::new(body));
@@ -121,6 +127,34 @@ async fn fetch_x509svid(api: WorkloadApi, request: http::Request<Body>) -> http:
         http::HeaderValue::from_static("application/grpc"),
     );
     response
+}
+
+/// The largest message gRPC clients accept by default (grpc-go, which
+/// go-spiffe and SPIRE use, grpc-java, C-core and tonic all default to
+/// 4 MiB).
+pub(crate) const CLIENT_DEFAULT_MAX_MESSAGE: usize = 4 * 1024 * 1024;
+
+/// Says so, naming the caller, when an X509-SVID response is larger than
+/// what gRPC clients accept by default. The Workload API has no paging
+/// and SPIRE's agent sends such a response as it is; so does Spinel's
+/// (a client with a raised limit gets it), but a client keeping the
+/// default fails with a "message too large" error of its own, and only
+/// this log tells the operator why.
+fn warn_if_over_client_limit(peer: Option<&UnixPeer>, encoded: &Encoded) {
+    let bytes = encoded.message_len();
+    if bytes <= CLIENT_DEFAULT_MAX_MESSAGE {
+        return;
+    }
+    tracing::warn!(
+        pid = peer.and_then(|p| p.pid),
+        uid = peer.map(|p| p.uid),
+        gid = peer.map(|p| p.gid),
+        bytes,
+        limit = CLIENT_DEFAULT_MAX_MESSAGE,
+        "FetchX509SVID response larger than gRPC clients accept by default (4 MiB): \
+         a client keeping its default receive limit will refuse it; \
+         give the workload fewer entries or raise its client's limit"
+    );
 }
 
 fn trailers(status: &Status) -> http::HeaderMap {

@@ -184,6 +184,11 @@ impl Encoded {
         Encoded(Bytes::from(buf))
     }
 
+    /// The length of the message (the frame without its 5-byte prefix).
+    pub(crate) fn message_len(&self) -> usize {
+        self.0.len().saturating_sub(5)
+    }
+
     /// The frame's bytes.
     pub(crate) fn into_bytes(self) -> Bytes {
         self.0

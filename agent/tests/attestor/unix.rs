@@ -307,6 +307,41 @@ fn a_reused_pid_is_not_attested() {
 }
 
 #[test]
+fn a_pinned_caller_is_checked_by_its_pidfd_not_its_start_time() {
+    // The fixture's process stands for a child pinned by a pidfd (as the
+    // Workload API socket pins every caller at connect): no `stat` file is
+    // read, and the process exiting during attestation fails it.
+    let f = Fixture::new();
+    std::fs::remove_file(f.proc_dir().join("stat")).unwrap();
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let pinned = Caller {
+        process: spinel_transport::ProcessHandle::open(child.id() as i32),
+        ..caller()
+    };
+    assert!(pinned.process.is_some());
+    let attestor = f.attestor(UnixConfig::default());
+    let got = strings(&attestor.attest_blocking(&pinned).unwrap());
+    assert_eq!(got[..2], ["unix:uid:1001", "unix:user:bob"]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let err = attestor.attest_blocking(&pinned).unwrap_err();
+    assert!(
+        matches!(err, AttestError::ProcessExited { pid: PID }),
+        "{err}"
+    );
+    assert!(err.is_caller_gone());
+    // Without a pidfd the start time is what pins it.
+    let err = attestor.attest_blocking(&caller()).unwrap_err();
+    assert!(
+        matches!(err, AttestError::ProcessGone { pid: PID }),
+        "{err}"
+    );
+}
+
+#[test]
 fn malformed_proc_files_are_errors() {
     let f = Fixture::new();
     f.write(&format!("proc/{PID}/stat"), "4321 (x) S 1 2\n");

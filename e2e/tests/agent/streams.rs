@@ -5,14 +5,14 @@
 //! shared, not copied per stream).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use spinel_proto::workload::spiffe_workload_api_client::SpiffeWorkloadApiClient;
 use spinel_proto::workload::{X509svidRequest, X509svidResponse};
 use spinel_test_fixtures::process::{my_uid, write_file};
 use spinel_test_fixtures::{AgentHandle, AgentOptions, ServerHandle, ServerOptions};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::Streaming;
 
 const ALIAS: &str = "spiffe://example.org/streams-node";
@@ -30,19 +30,7 @@ const OPEN_BOUND_MIB: f64 = 48.0;
 type Client = SpiffeWorkloadApiClient<Channel>;
 
 async fn connect(socket: &Path) -> Client {
-    let socket: PathBuf = socket.to_owned();
-    let channel = Endpoint::from_static("http://localhost")
-        .connect_with_connector(tower::service_fn(move |_| {
-            let socket = socket.clone();
-            async move {
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                    tokio::net::UnixStream::connect(socket).await?,
-                ))
-            }
-        }))
-        .await
-        .unwrap();
-    SpiffeWorkloadApiClient::new(channel).max_decoding_message_size(64 << 20)
+    crate::support::workload_api_client(socket, 64 << 20).await
 }
 
 async fn open(client: &mut Client) -> (X509svidResponse, Streaming<X509svidResponse>) {

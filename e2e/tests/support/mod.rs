@@ -9,8 +9,9 @@
 //!   as a channel and the audit log lines (`audit/`, `propagation/`);
 //! - `sql`: servers on `DataStore "sql"` (`backends/`, `resilience/`).
 //!
-//! This file: the other local user (`nobody`), CPU time of a process and
-//! [`wait_until`].
+//! This file: the other local user (`nobody`), CPU time of a process,
+//! a tonic Workload API client with a chosen receive limit
+//! ([`workload_api_client`]) and [`wait_until`].
 
 pub mod crash;
 pub mod psat;
@@ -36,6 +37,31 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     let fields: Vec<&str> = after.split_whitespace().collect();
     let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
     ticks as f64 / 100.0
+}
+
+/// A tonic Workload API client on a new connection to `socket`, accepting
+/// messages of up to `max_message` bytes (gRPC clients default to 4 MiB).
+pub async fn workload_api_client(
+    socket: &Path,
+    max_message: usize,
+) -> spinel_proto::workload::spiffe_workload_api_client::SpiffeWorkloadApiClient<
+    tonic::transport::Channel,
+> {
+    let socket: PathBuf = socket.to_owned();
+    // The URI is required by tonic but unused: the connector dials the socket.
+    let channel = tonic::transport::Endpoint::from_static("http://localhost")
+        .connect_with_connector(tower::service_fn(move |_| {
+            let socket = socket.clone();
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    tokio::net::UnixStream::connect(socket).await?,
+                ))
+            }
+        }))
+        .await
+        .unwrap();
+    spinel_proto::workload::spiffe_workload_api_client::SpiffeWorkloadApiClient::new(channel)
+        .max_decoding_message_size(max_message)
 }
 
 /// Opens the agent's directories to other users (the harness makes them

@@ -30,6 +30,7 @@
 
 use std::future::Future;
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -63,6 +64,8 @@ const MAX_BLOCK_SIZE: usize = 4 * MAX_HEADER_LIST_SIZE;
 /// The dynamic table size the server advertises (the HTTP/2 default; the
 /// servers do not change it).
 const HEADER_TABLE_SIZE: usize = 4096;
+/// How much one read from the client takes (into the stack).
+const READ_CHUNK: usize = 8192;
 /// What replaces an `:authority` the server would refuse.
 pub const REPLACEMENT_AUTHORITY: &str = "localhost";
 
@@ -149,8 +152,8 @@ impl<IO> Http2Guard<IO> {
                     if n == 0 && left > 0 {
                         return Ok(());
                     }
-                    let chunk = self.input.split_to(n);
-                    self.output.extend_from_slice(&chunk);
+                    self.output.extend_from_slice(&self.input[..n]);
+                    self.input.advance(n);
                     self.state = if left == n {
                         State::FrameHeader
                     } else if matches!(self.state, State::Preface(_)) {
@@ -192,8 +195,9 @@ impl<IO> Http2Guard<IO> {
                                 "a frame other than CONTINUATION inside a header block".into(),
                             ));
                         }
-                        let header = self.input.split_to(FRAME_HEADER_LEN);
-                        self.output.extend_from_slice(&header);
+                        self.output
+                            .extend_from_slice(&self.input[..FRAME_HEADER_LEN]);
+                        self.input.advance(FRAME_HEADER_LEN);
                         self.state = State::Payload(len);
                     }
                 }
@@ -343,7 +347,14 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Http2Guard<IO> {
         loop {
             if !this.output.is_empty() {
                 let n = this.output.len().min(buf.remaining());
-                buf.put_slice(&this.output.split_to(n));
+                buf.put_slice(&this.output[..n]);
+                if n == this.output.len() {
+                    // Drained: let the allocation go rather than keep it
+                    // for the life of the connection.
+                    this.output = BytesMut::new();
+                } else {
+                    this.output.advance(n);
+                }
                 return Poll::Ready(Ok(()));
             }
             if this.eof {
@@ -379,21 +390,26 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Http2Guard<IO> {
                     return Poll::Ready(Ok(()));
                 }
             }
-            let start = this.input.len();
-            this.input.resize(start + 8192, 0);
-            let mut read = ReadBuf::new(&mut this.input[start..]);
-            let polled = Pin::new(&mut this.io).poll_read(cx, &mut read);
-            let n = read.filled().len();
-            this.input.truncate(start + n);
-            ready!(polled)?;
-            if n == 0 {
+            // Read into the stack: the guard keeps only what it could not
+            // pass on yet (an incomplete frame header or header block), so
+            // an idle connection holds no read buffer of its own.
+            let mut chunk = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+            let mut read = ReadBuf::uninit(&mut chunk);
+            ready!(Pin::new(&mut this.io).poll_read(cx, &mut read))?;
+            let data = read.filled();
+            if data.is_empty() {
                 // The client closed its side; whatever is left unprocessed
                 // is an incomplete frame the server would refuse anyway.
                 this.eof = true;
-                this.output.extend_from_slice(&this.input.split());
+                let rest = std::mem::take(&mut this.input);
+                this.output.extend_from_slice(&rest);
                 continue;
             }
+            this.input.extend_from_slice(data);
             this.process()?;
+            if this.input.is_empty() {
+                this.input = BytesMut::new();
+            }
         }
     }
 }

@@ -340,3 +340,44 @@ async fn a_request_in_time_lifts_the_deadline() {
     let read = tokio::time::timeout(Duration::from_secs(3600), guard.read(&mut buf)).await;
     assert!(read.is_err(), "the connection was closed: {read:?}");
 }
+
+#[tokio::test]
+async fn an_idle_connection_keeps_no_buffer_and_a_partial_frame_only_its_bytes() {
+    let (mut client, server) = tokio::io::duplex(1 << 16);
+    let mut guard = Http2Guard::new(server, GuardOptions::default());
+    let headers = frame(
+        HEADERS,
+        END_HEADERS | END_STREAM,
+        1,
+        &block(&request_fields(Some("localhost"))),
+    );
+    let mut whole = PREFACE.to_vec();
+    whole.extend(frame(0x4, 0, 0, &[]));
+    whole.extend(&headers);
+    let ping = frame(0x6, 0, 0, &[7; 8]);
+    // Everything, then the first five bytes of a PING frame's header.
+    client.write_all(&whole).await.unwrap();
+    client.write_all(&ping[..5]).await.unwrap();
+    let mut out = vec![0; 1 << 16];
+    let mut passed = 0;
+    while passed < whole.len() {
+        passed += guard.read(&mut out[passed..]).await.unwrap();
+    }
+    assert_eq!(&out[..passed], &whole[..]);
+    assert_eq!(
+        &guard.input[..],
+        &ping[..5],
+        "only the partial header is kept"
+    );
+    assert_eq!(guard.output.capacity(), 0, "the drained output is let go");
+
+    client.write_all(&ping[5..]).await.unwrap();
+    let mut got = 0;
+    while got < ping.len() {
+        got += guard.read(&mut out[got..]).await.unwrap();
+    }
+    assert_eq!(&out[..got], &ping[..]);
+    assert_eq!(guard.input.capacity(), 0, "nothing held between frames");
+    assert_eq!(guard.output.capacity(), 0);
+    assert_eq!(guard.header_blocks(), 1);
+}

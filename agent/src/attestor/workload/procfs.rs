@@ -82,12 +82,39 @@ fn malformed(path: &Path, reason: impl Into<String>) -> AttestError {
     }
 }
 
-/// Reads a `/proc/<pid>` file as text.
+/// Reads a `/proc/<pid>` file as text: open, read until the end, close
+/// (procfs reports no size, so asking for one, as `fs::read_to_string`
+/// does, is a wasted call).
 fn read_proc(root: &Root, pid: i32, file: &str) -> Result<(PathBuf, String), AttestError> {
     let path = root.proc_file(pid, file);
-    let text = fs::read_to_string(&path).map_err(|e| proc_error(pid, &path, e))?;
+    let read = || -> io::Result<String> {
+        let mut file = fs::File::open(&path)?;
+        let mut bytes = Vec::with_capacity(PROC_READ);
+        loop {
+            if bytes.len() == bytes.capacity() {
+                bytes.reserve(PROC_READ);
+            }
+            let start = bytes.len();
+            bytes.resize(bytes.capacity(), 0);
+            match file.read(&mut bytes[start..]) {
+                Ok(0) => {
+                    bytes.truncate(start);
+                    break;
+                }
+                Ok(n) => bytes.truncate(start + n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => bytes.truncate(start),
+                Err(e) => return Err(e),
+            }
+        }
+        String::from_utf8(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    };
+    let text = read().map_err(|e| proc_error(pid, &path, e))?;
     Ok((path, text))
 }
+
+/// The first read's size for a `/proc/<pid>` file (`status` is about
+/// 1.5 KiB, `stat` a few hundred bytes).
+const PROC_READ: usize = 4096;
 
 /// The start time of the process (field 22 of `/proc/<pid>/stat`, clock
 /// ticks since boot): with the pid, it names one process for good.

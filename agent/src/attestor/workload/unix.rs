@@ -20,7 +20,9 @@
 //! read before and after everything else and must not change (a reused pid
 //! has another start time), and the process's effective IDs must still be
 //! the peer credentials. Otherwise attestation fails, and the caller gets
-//! no identity rather than another process's.
+//! no identity rather than another process's. A caller pinned at connect
+//! (a pidfd, see `spinel_transport::ProcessHandle`) needs no start time:
+//! its process still running after the reads proves they were of it.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -75,15 +77,23 @@ impl UnixAttestor {
 
     /// Attests `caller` synchronously (file reads and hashing).
     ///
-    /// Without `discover_workload_path` this reads only `/proc/<pid>/stat`
-    /// (twice), `/proc/<pid>/status`, and, when the answers are not
-    /// remembered (`names.rs`), `/etc/passwd` and `/etc/group`.
+    /// Without `discover_workload_path` this reads only
+    /// `/proc/<pid>/status`, `/proc/<pid>/stat` twice when the caller is
+    /// not pinned by a pidfd, and, when the answers are not remembered
+    /// (`names.rs`), `/etc/passwd` and `/etc/group`.
     pub fn attest_blocking(&self, caller: &Caller) -> Result<Vec<Selector>, AttestError> {
         let pid = caller.pid;
         if pid <= 0 {
             return Err(AttestError::NoPid);
         }
-        let started = procfs::start_time(&self.root, pid)?;
+        // A caller pinned by a pidfd is checked once at the end: while its
+        // process lives, no other process can have its pid, so what was
+        // read below described it. Without one, the start time read before
+        // and after must agree.
+        let started = match caller.process {
+            Some(_) => None,
+            None => Some(procfs::start_time(&self.root, pid)?),
+        };
 
         let status = procfs::status(&self.root, pid)?;
         let (uid, gid) = (status.effective_uid(), status.effective_gid());
@@ -110,8 +120,13 @@ impl UnixAttestor {
             None
         };
 
-        if procfs::start_time(&self.root, pid)? != started {
-            return Err(AttestError::ProcessChanged { pid });
+        match started {
+            Some(started) => {
+                if procfs::start_time(&self.root, pid)? != started {
+                    return Err(AttestError::ProcessChanged { pid });
+                }
+            }
+            None => caller.check_still_connected()?,
         }
 
         let mut out = Selectors::default();
