@@ -67,6 +67,10 @@ pub fn print_proto_json<M: prost::Message>(
 /// response at once held several copies of it (about 10 KB per entry, a
 /// gigabyte for `entry show` of 100,000 entries). `field` must sort
 /// before `next_page_token`, as keys are written in byte order.
+///
+/// `entry show` now writes its entries without the dynamic message
+/// (`cli/entry/json.rs`); this is the reference its tests compare with.
+#[cfg(test)]
 pub fn write_listing_json<M: prost::Message>(
     out: &mut impl std::io::Write,
     field: &str,
@@ -134,7 +138,7 @@ fn scalar<T: serde::Serialize + ?Sized>(
 
 /// Go's `json.Encoder` escapes `<`, `>`, `&`, U+2028 and U+2029; in JSON
 /// text they can only occur inside strings, so a plain replacement is exact.
-fn go_html_escape(json: String) -> String {
+pub(crate) fn go_html_escape(json: String) -> String {
     if !json.contains(['<', '>', '&', '\u{2028}', '\u{2029}']) {
         return json;
     }

@@ -11,6 +11,7 @@
 
 mod args;
 mod data;
+mod json;
 mod print;
 #[cfg(test)]
 mod print_tests;
@@ -27,7 +28,7 @@ use spinel_proto::spire::api::types::Entry;
 use tonic::transport::Channel;
 
 use crate::cli::admin_client::{connect_admin, AdminArgs, AdminClientError, OutputFormat};
-use crate::cli::output::{print_proto_json, write_listing_json};
+use crate::cli::output::print_proto_json;
 
 pub use args::{CountArgs, CreateArgs, DeleteArgs, DeleteTarget, ShowArgs, UpdateArgs};
 use print::Printed;
@@ -230,11 +231,9 @@ async fn show(args: &ShowArgs) -> Result<(), AdminClientError> {
     print::sort_entries(&mut resp.entries);
     match args.common.output {
         OutputFormat::Pretty => print!("{}", print::show_entries(&resp)),
-        OutputFormat::Json => write_listing_json(
-            &mut std::io::stdout().lock(),
-            "entries",
+        OutputFormat::Json => json::write_entries_json(
+            &mut io::BufWriter::with_capacity(1 << 16, io::stdout().lock()),
             &resp.entries,
-            "spire.api.types.Entry",
         )?,
     }
     Ok(())

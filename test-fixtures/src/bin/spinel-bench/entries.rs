@@ -5,13 +5,16 @@
 //! `--batch` per file, as an operator importing a list would.
 
 use std::path::Path;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use spinel_test_fixtures::process::write_file;
 
 use crate::args::Flags;
 use crate::stats::{result, Better};
+use crate::streams::rss_mib;
 use crate::system::{Server, System};
 
 const PARENT: &str = "spiffe://example.org/spire/agent/join_token/bench";
@@ -32,6 +35,57 @@ fn entries_file(path: &Path, first: usize, count: usize) -> Result<()> {
         })
         .collect();
     write_file(path, &serde_json::json!({ "entries": entries }).to_string())
+}
+
+/// The server process's ID (not its CLI's).
+fn server_pid(server: &Server) -> Option<u32> {
+    match server {
+        Server::Spinel(s) => s.process.as_ref().and_then(|p| p.pid()),
+        Server::Spire(s) => s.pid(),
+    }
+}
+
+/// Samples the server's VmRSS every 100 ms until dropped; `peak` and
+/// `last` give the highest and the latest sample, in MiB.
+struct RssSampler {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<(f64, f64)>>,
+}
+
+impl RssSampler {
+    fn start(server: &Server) -> RssSampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let pid = server_pid(server);
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let (mut peak, mut last) = (0f64, 0f64);
+            let Some(pid) = pid else {
+                return (peak, last);
+            };
+            loop {
+                if let Ok(mib) = rss_mib(pid) {
+                    peak = peak.max(mib);
+                    last = mib;
+                }
+                if flag.load(Ordering::Relaxed) {
+                    return (peak, last);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        RssSampler {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops sampling and prints `server RSS: peak P MiB, last L MiB (<what>)`.
+    fn report(mut self, what: &str) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(Ok((peak, last))) = self.thread.take().map(|t| t.join()) {
+            println!("server RSS ({what}): peak {peak:.0} MiB, at the end {last:.0} MiB");
+        }
+    }
 }
 
 /// Creates `total` entries (parented by an agent no benchmark starts) in
@@ -66,7 +120,9 @@ pub fn create(mut flags: Flags) -> Result<()> {
     let system = System::from_flags(&mut flags)?;
     flags.done()?;
     let server = system.server()?;
+    let rss = RssSampler::start(&server);
     let secs = create_all(&server, total, batch)?;
+    rss.report("over the creates");
     println!(
         "entry-create: {total} entries in batches of {batch}: {secs:.2} s, {:.0} entries/s",
         total as f64 / secs
@@ -86,10 +142,14 @@ pub fn show(mut flags: Flags) -> Result<()> {
     let system = System::from_flags(&mut flags)?;
     flags.done()?;
     let server = system.server()?;
+    let rss = RssSampler::start(&server);
     create_all(&server, total, 1_000)?;
+    rss.report("over the creates");
+    let rss = RssSampler::start(&server);
     let start = Instant::now();
     let out = server.cli(&["entry", "show", "-output", "json"])?;
     let secs = start.elapsed().as_secs_f64();
+    rss.report("over the listing");
     if !out.success() {
         bail!("entry show failed:\n{}", out.stderr);
     }
