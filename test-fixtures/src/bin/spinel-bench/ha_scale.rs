@@ -20,8 +20,10 @@
 //! query outside a transaction is one. Backends flush these counters
 //! within about a second of going idle, so each read waits 1.5 s first.
 //! Server CPU is user + system time from `/proc/<pid>/stat`, memory
-//! `VmRSS` and `VmHWM` from `/proc/<pid>/status`. The bench's own client
-//! runs on the same machine and competes with the servers for its cores.
+//! `VmRSS` and `VmHWM` from `/proc/<pid>/status`; PostgreSQL's CPU is its
+//! postmaster's and its live backends'. The bench's own client runs on the
+//! same machine and competes with the servers and the database for its
+//! cores.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -350,6 +352,40 @@ fn status_mib(pid: u32, key: &str) -> Result<f64> {
     Ok(kib / 1024.0)
 }
 
+/// CPU seconds of PostgreSQL: its postmaster (first line of
+/// `postmaster.pid` in `data`) and the backends alive now (the servers'
+/// pools keep theirs for the whole window).
+fn postgres_cpu(data: &std::path::Path) -> Result<f64> {
+    let pidfile = std::fs::read_to_string(data.join("postmaster.pid"))?;
+    let postmaster: u32 = pidfile
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .context("no pid in postmaster.pid")?;
+    let mut total = cpu_seconds(postmaster)?;
+    for entry in std::fs::read_dir("/proc")?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Field 4, the parent, is the second after the command's `)`.
+        let parent = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if parent == Some(postmaster) {
+            total += cpu_seconds(pid).unwrap_or(0.0);
+        }
+    }
+    Ok(total)
+}
+
 fn pid_of(server: &ServerHandle) -> Result<u32> {
     server
         .process
@@ -617,6 +653,8 @@ pub async fn run(mut flags: Flags) -> Result<()> {
         .map(|p| cpu_seconds(*p))
         .collect::<Result<_>>()?;
     let own_cpu_before = cpu_seconds(std::process::id())?;
+    let pg_data = pg_dir.path().join("pgdata");
+    let pg_cpu_before = postgres_cpu(&pg_data)?;
     let mut order: Vec<usize> = (0..agents).collect();
     order.shuffle(&mut rand::rng());
     let mut phase = vec![Duration::ZERO; agents];
@@ -652,6 +690,7 @@ pub async fn run(mut flags: Flags) -> Result<()> {
         .map(|p| cpu_seconds(*p))
         .collect::<Result<_>>()?;
     let own_cpu = cpu_seconds(std::process::id())? - own_cpu_before;
+    let pg_cpu = postgres_cpu(&pg_data)? - pg_cpu_before;
     let memory: Vec<(f64, f64)> = pids
         .iter()
         .map(|p| Ok((rss_mib(*p)?, status_mib(*p, "VmHWM:")?)))
@@ -689,6 +728,10 @@ pub async fn run(mut flags: Flags) -> Result<()> {
             cpu / window_s * 100.0
         );
     }
+    println!(
+        "PostgreSQL: CPU {pg_cpu:.1} s in the window ({:.0}% of one core; postmaster and its backends)",
+        pg_cpu / window_s * 100.0
+    );
     println!(
         "bench client: CPU {own_cpu:.1} s in the window ({:.0}% of one core)",
         own_cpu / window_s * 100.0
