@@ -353,8 +353,9 @@ fn status_mib(pid: u32, key: &str) -> Result<f64> {
 }
 
 /// CPU seconds of PostgreSQL: its postmaster (first line of
-/// `postmaster.pid` in `data`) and the backends alive now (the servers'
-/// pools keep theirs for the whole window).
+/// `postmaster.pid` in `data`), its children that exited (reaped: the
+/// postmaster's `cutime` and `cstime`; autovacuum workers come and go)
+/// and its children alive now.
 fn postgres_cpu(data: &std::path::Path) -> Result<f64> {
     let pidfile = std::fs::read_to_string(data.join("postmaster.pid"))?;
     let postmaster: u32 = pidfile
@@ -362,7 +363,7 @@ fn postgres_cpu(data: &std::path::Path) -> Result<f64> {
         .next()
         .and_then(|l| l.trim().parse().ok())
         .context("no pid in postmaster.pid")?;
-    let mut total = cpu_seconds(postmaster)?;
+    let mut total = cpu_seconds(postmaster)? + reaped_children_cpu(postmaster)?;
     for entry in std::fs::read_dir("/proc")?.flatten() {
         let Some(pid) = entry
             .file_name()
@@ -384,6 +385,25 @@ fn postgres_cpu(data: &std::path::Path) -> Result<f64> {
         }
     }
     Ok(total)
+}
+
+/// `cutime + cstime` of `pid` in seconds: the CPU of its children that
+/// exited and were waited for.
+fn reaped_children_cpu(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = stat
+        .rfind(')')
+        .map(|i| &stat[i + 1..])
+        .context("malformed stat")?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // Fields 16 and 17; `after` starts at field 3.
+    let ticks: u64 = fields
+        .get(13..15)
+        .context("short stat")?
+        .iter()
+        .map(|f| f.parse::<u64>())
+        .sum::<Result<u64, _>>()?;
+    Ok(ticks as f64 / 100.0)
 }
 
 fn pid_of(server: &ServerHandle) -> Result<u32> {
@@ -729,7 +749,7 @@ pub async fn run(mut flags: Flags) -> Result<()> {
         );
     }
     println!(
-        "PostgreSQL: CPU {pg_cpu:.1} s in the window ({:.0}% of one core; postmaster and its backends)",
+        "PostgreSQL: CPU {pg_cpu:.1} s in the window ({:.0}% of one core; postmaster and its children)",
         pg_cpu / window_s * 100.0
     );
     println!(
