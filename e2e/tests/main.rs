@@ -28,7 +28,8 @@
 //! - `audit/`: the audit log.
 //! - `federation/`: two trust domains federated.
 //! - `propagation/`: changes pushed to agents (`WatchChanges`).
-//! - `scale/`: an agent authorized for 10,000 entries.
+//! - `scale/`: an agent authorized for 10,000 entries; many agents on
+//!   several servers on PostgreSQL (`spinel-bench ha-scale`).
 //! - `agent/`: the agent's rebootstrap, `svid-helper` and `debug explain`.
 //! - `backends/`: PostgreSQL logins with an X509-SVID; the SQL datastore.
 //! - `docs/`: the paths the developer docs cite exist.

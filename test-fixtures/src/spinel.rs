@@ -97,6 +97,10 @@ pub fn run_until_healthy(
     Ok(process)
 }
 
+/// The DataStore block [`ServerOptions`] writes by default: the embedded
+/// sled store in the server's data directory.
+pub const SLED_DATASTORE: &str = "    DataStore \"sled\" {\n        plugin_data {}\n    }";
+
 /// Settings of a test server.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
@@ -109,6 +113,11 @@ pub struct ServerOptions {
     /// More plugin blocks inside `plugins { ... }` (e.g. `NodeAttestor
     /// "k8s_psat"`, beside the `join_token` one).
     pub plugins_extra: String,
+    /// The `DataStore` block inside `plugins { ... }`, indented by four
+    /// spaces (default [`SLED_DATASTORE`]).
+    pub datastore: String,
+    /// `log_level` (default `DEBUG`).
+    pub log_level: String,
 }
 
 impl Default for ServerOptions {
@@ -118,6 +127,8 @@ impl Default for ServerOptions {
             key_manager: "disk".into(),
             server_extra: String::new(),
             plugins_extra: String::new(),
+            datastore: SLED_DATASTORE.into(),
+            log_level: "DEBUG".into(),
         }
     }
 }
@@ -170,14 +181,12 @@ impl ServerHandle {
     socket_path = "{socket}"
     trust_domain = "{td}"
     data_dir = "{data}"
-    log_level = "DEBUG"
+    log_level = "{log_level}"
 {extra}
 }}
 
 plugins {{
-    DataStore "sled" {{
-        plugin_data {{}}
-    }}
+{datastore}
     {key_manager}
     NodeAttestor "join_token" {{
         plugin_data {{}}
@@ -186,6 +195,8 @@ plugins {{
 }}
 "#,
             plugins_extra = opts.plugins_extra,
+            datastore = opts.datastore,
+            log_level = opts.log_level,
             socket = socket_path.display(),
             td = opts.trust_domain,
             data = root.join("data").display(),

@@ -1,23 +1,20 @@
-//! Servers on `DataStore "sql"`: the harness's sled block swapped for a
-//! SQL one (`backends/`, `resilience/`).
+//! Servers on `DataStore "sql"`: the harness's config with a SQL block in
+//! place of sled (`backends/`, `resilience/`).
 
 use spinel_test_fixtures::postgres::{self, Postgres, PostgresOptions};
 use spinel_test_fixtures::{ServerHandle, ServerOptions};
 
 /// The DataStore block the harness writes.
-pub const SLED_BLOCK: &str = "    DataStore \"sled\" {\n        plugin_data {}\n    }";
+pub use spinel_test_fixtures::spinel::SLED_DATASTORE as SLED_BLOCK;
 
 /// A server configured with the DataStore `block` instead of sled, not
 /// started.
 pub fn configure_server_with(block: &str) -> ServerHandle {
-    let server = ServerHandle::configure(ServerOptions::default()).unwrap();
-    let config = std::fs::read_to_string(&server.config_path).unwrap();
-    assert!(
-        config.contains(SLED_BLOCK),
-        "harness config changed:\n{config}"
-    );
-    std::fs::write(&server.config_path, config.replace(SLED_BLOCK, block)).unwrap();
-    server
+    ServerHandle::configure(ServerOptions {
+        datastore: block.to_owned(),
+        ..Default::default()
+    })
+    .unwrap()
 }
 
 /// A server with the DataStore `block` instead of sled, started.

@@ -22,9 +22,10 @@
 //! | `streams-rss`, `streams-latency` | the agent's RSS over cycles of many open `FetchX509SVID` streams; fetch latency and agent CPU per fetch while they are open |
 //! | `sds-rss` | the agent's RSS with many open Envoy SDS `StreamSecrets` streams |
 //! | `issuance` / `jwt-fetch` | X509-SVIDs for N entries of one agent, end to end; FetchJWTSVID for a caller with N identities |
+//! | `ha-scale` | many simulated agents syncing with several servers on one PostgreSQL (issue 13): sync p50/p99, database transactions per sync, server CPU and RSS, a restarted server's time to its first sync |
 //! | `compare` | the rows above against Spinel and SPIRE 1.13.3 in one run, one table with the ratios |
 //!
-//! Every row but `ceiling` and `compare` takes `--impl spinel|spire`
+//! Every row but `ceiling`, `ha-scale` and `compare` takes `--impl spinel|spire`
 //! (default `spinel`) and, for SPIRE, `--spire-poll MS`: the same row
 //! against SPIRE's `spire-server` and `spire-agent` (see `system.rs` for
 //! the settings of both sides).
@@ -36,6 +37,7 @@ mod args;
 mod ceiling;
 mod compare;
 mod entries;
+mod ha_scale;
 mod issuance;
 mod propagation;
 mod sds;
@@ -63,8 +65,11 @@ rows:
   issuance --entries N [--from create|agent-start] [--settle SECS]
                                            X509-SVIDs for N entries, end to end
   jwt-fetch --identities N --rounds R      FetchJWTSVID for a caller with N identities
+  ha-scale --agents N --entries E --servers S --seconds T --interval-ms I [--concurrency C]
+                                           N simulated agents syncing every I ms with S servers
+                                           on one PostgreSQL (Spinel only)
   compare [--only ROW,ROW]                 the rows against Spinel and SPIRE, one table
-every row but ceiling and compare also takes:
+every row but ceiling, ha-scale and compare also takes:
   --impl spinel|spire                      the system under test (default spinel)
   --spire-poll MS                          SPIRE's server cache reload and agent sync interval";
 
@@ -87,6 +92,7 @@ async fn main() -> Result<()> {
         "streams-latency" => streams::latency(flags).await,
         "sds-rss" => sds::rss(flags).await,
         "issuance" | "jwt-fetch" => issuance::run(&row, flags).await,
+        "ha-scale" => ha_scale::run(flags).await,
         "compare" => tokio::task::block_in_place(|| compare::run(flags)),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");

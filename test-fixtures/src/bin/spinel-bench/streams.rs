@@ -158,7 +158,7 @@ pub(crate) fn rss_mib(pid: u32) -> Result<f64> {
 }
 
 /// CPU time (user + system) of `pid` in seconds.
-fn cpu_seconds(pid: u32) -> Result<f64> {
+pub(crate) fn cpu_seconds(pid: u32) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let after = stat
         .rfind(')')
