@@ -390,20 +390,8 @@ fn postgres_cpu(data: &std::path::Path) -> Result<f64> {
 /// `cutime + cstime` of `pid` in seconds: the CPU of its children that
 /// exited and were waited for.
 fn reaped_children_cpu(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after = stat
-        .rfind(')')
-        .map(|i| &stat[i + 1..])
-        .context("malformed stat")?;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // Fields 16 and 17; `after` starts at field 3.
-    let ticks: u64 = fields
-        .get(13..15)
-        .context("short stat")?
-        .iter()
-        .map(|f| f.parse::<u64>())
-        .sum::<Result<u64, _>>()?;
-    Ok(ticks as f64 / 100.0)
+    // Fields 16 and 17 (cutime, cstime).
+    crate::streams::stat_seconds(pid, 16)
 }
 
 fn pid_of(server: &ServerHandle) -> Result<u32> {

@@ -159,15 +159,25 @@ pub(crate) fn rss_mib(pid: u32) -> Result<f64> {
 
 /// CPU time (user + system) of `pid` in seconds.
 pub(crate) fn cpu_seconds(pid: u32) -> Result<f64> {
+    // Fields 14 and 15 (utime, stime).
+    stat_seconds(pid, 14)
+}
+
+/// The sum of fields `first` and `first + 1` (1-based, clock ticks) of
+/// `/proc/<pid>/stat`, in seconds.
+pub(crate) fn stat_seconds(pid: u32, first: usize) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let after = stat
         .rfind(')')
         .map(|i| &stat[i + 1..])
         .context("malformed stat")?;
     let fields: Vec<&str> = after.split_whitespace().collect();
-    // Fields 14 and 15 (utime, stime); `after` starts at field 3.
+    // `after` starts at field 3.
+    let start = first
+        .checked_sub(3)
+        .context("fields 1 and 2 are not times")?;
     let ticks: u64 = fields
-        .get(11..13)
+        .get(start..start + 2)
         .context("short stat")?
         .iter()
         .map(|f| f.parse::<u64>())
