@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use spinel_proto::workload::X509svidRequest;
 use spinel_test_fixtures::process::my_uid;
-use spinel_test_fixtures::{AgentHandle, AgentOptions, ServerHandle, ServerOptions};
+use spinel_test_fixtures::{ServerHandle, ServerOptions};
 
 use crate::support::workload_api_client;
 
@@ -50,24 +50,7 @@ async fn a_response_over_the_clients_default_limit_is_sent_and_logged() {
         })
         .collect();
     server.create_entries_from_data(&entries, 1_000).unwrap();
-    let agent = AgentHandle::start(
-        &server,
-        AgentOptions {
-            join_token: Some(token),
-            key_manager: Some("memory".into()),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(240);
-    while agent.published_identities() < ENTRIES {
-        assert!(
-            Instant::now() < deadline,
-            "the agent never held {ENTRIES} SVIDs (at most {})",
-            agent.published_identities()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let agent = super::agent_holding(&server, token, ENTRIES).await;
 
     // A client with a raised limit gets every SVID in one message.
     let mut client = workload_api_client(&agent.socket_path, 64 << 20).await;

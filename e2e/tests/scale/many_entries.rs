@@ -8,11 +8,11 @@
 //! Real processes run on the real clock, so this file reads the system time.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use spiffe::WorkloadApiClient;
 use spinel_test_fixtures::process::my_uid;
-use spinel_test_fixtures::{AgentHandle, AgentOptions, ServerHandle, ServerOptions};
+use spinel_test_fixtures::{ServerHandle, ServerOptions};
 
 use crate::support::raw_agent::audit_lines;
 
@@ -65,25 +65,7 @@ async fn an_agent_with_10000_entries_holds_them_all_and_stops_asking() {
     let token = server.generate_token(Some(NODE)).unwrap();
     create_entries(&server);
 
-    let agent = AgentHandle::start(
-        &server,
-        AgentOptions {
-            join_token: Some(token),
-            key_manager: Some("memory".into()),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(240);
-    while agent.published_identities() < ENTRIES {
-        assert!(
-            Instant::now() < deadline,
-            "the agent never held {ENTRIES} SVIDs (at most {}); agent log tail:\n{}",
-            agent.published_identities(),
-            tail(&agent.log())
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let agent = super::agent_holding(&server, token, ENTRIES).await;
 
     // The workload gets its own SVIDs.
     let client = WorkloadApiClient::connect_to(agent.endpoint())
@@ -125,11 +107,6 @@ async fn an_agent_with_10000_entries_holds_them_all_and_stops_asking() {
     assert!(
         !agent.log().contains("sync with the server failed"),
         "{}",
-        tail(&agent.log())
+        super::tail(&agent.log())
     );
-}
-
-fn tail(log: &str) -> String {
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
 }

@@ -14,3 +14,38 @@
 mod ha_scale;
 mod large_response;
 mod many_entries;
+
+use std::time::{Duration, Instant};
+
+use spinel_test_fixtures::{AgentHandle, AgentOptions, ServerHandle};
+
+/// Starts an agent of `server` attesting with `token` (memory keys) and
+/// waits, up to 240 s, until it holds `count` SVIDs.
+async fn agent_holding(server: &ServerHandle, token: String, count: usize) -> AgentHandle {
+    let agent = AgentHandle::start(
+        server,
+        AgentOptions {
+            join_token: Some(token),
+            key_manager: Some("memory".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while agent.published_identities() < count {
+        assert!(
+            Instant::now() < deadline,
+            "the agent never held {count} SVIDs (at most {}); agent log tail:\n{}",
+            agent.published_identities(),
+            tail(&agent.log())
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    agent
+}
+
+/// The last 40 lines of a log.
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
