@@ -1,15 +1,13 @@
 //! How records, counters and index keys are laid out in sled.
 //!
-//! Records are JSON. Counters are 8-byte big-endian integers. Index keys are
-//! built from length-prefixed parts (4-byte big-endian length, then the
-//! bytes), so no value can run into the next part whatever bytes it holds,
-//! and a prefix scan over the leading parts finds exactly the rows of one
-//! parent or SPIFFE ID.
+//! Records are JSON. Counters are 8-byte big-endian integers. A change-log
+//! row lists entry IDs as length-prefixed parts (4-byte big-endian length,
+//! then the bytes), so no ID can run into the next whatever bytes it holds.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::datastore::{DataStoreError, RegistrationEntry, Result};
+use crate::datastore::{DataStoreError, Result};
 
 /// Shown instead of a join token's value wherever a key would be printed.
 pub(super) const REDACTED: &[u8] = b"<redacted>";
@@ -61,30 +59,35 @@ fn push_part(key: &mut Vec<u8>, part: &[u8]) {
     key.extend_from_slice(part);
 }
 
-/// The prefix under which an index keeps the rows of one value.
-pub(super) fn index_prefix(value: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(4 + value.len());
-    push_part(&mut key, value.as_bytes());
-    key
+/// A change-log row's value: the IDs of the entries its write touched, in
+/// revision order, each length-prefixed.
+pub(super) fn encode_ids<'a>(ids: impl IntoIterator<Item = &'a str>) -> Vec<u8> {
+    let mut value = Vec::new();
+    for id in ids {
+        push_part(&mut value, id.as_bytes());
+    }
+    value
 }
 
-/// An index row: the indexed value, then the entry ID. Rows of one value
-/// sort by entry ID.
-pub(super) fn index_key(value: &str, id: &str) -> Vec<u8> {
-    let mut key = index_prefix(value);
-    key.extend_from_slice(id.as_bytes());
-    key
-}
-
-/// The entry ID at the end of an index row under `prefix`.
-pub(super) fn id_from_index_key<'k>(prefix: &[u8], key: &'k [u8]) -> &'k [u8] {
-    key.get(prefix.len()..).unwrap_or_default()
-}
-
-/// The key that makes two entries "similar": same parent, same SPIFFE ID,
-/// same selector set (order and repeats do not matter).
-pub(super) fn similar_key(entry: &RegistrationEntry) -> Vec<u8> {
-    entry.similarity_key()
+/// A change-log row's value read back; anything but whole length-prefixed
+/// UTF-8 parts is `Corrupt` naming `tree` and `key`.
+pub(super) fn decode_ids(tree: &str, key: &[u8], mut value: &[u8]) -> Result<Vec<String>> {
+    let mut ids = Vec::new();
+    while !value.is_empty() {
+        let (len, rest) = value
+            .split_first_chunk::<4>()
+            .ok_or_else(|| corrupt(tree, key, "truncated length"))?;
+        let len = usize::try_from(u32::from_be_bytes(*len)).unwrap_or(usize::MAX);
+        if rest.len() < len {
+            return Err(corrupt(tree, key, "truncated entry ID"));
+        }
+        let (id, rest) = rest.split_at(len);
+        let id =
+            std::str::from_utf8(id).map_err(|_| corrupt(tree, key, "entry ID is not UTF-8"))?;
+        ids.push(id.to_owned());
+        value = rest;
+    }
+    Ok(ids)
 }
 
 #[cfg(test)]
@@ -92,14 +95,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn index_prefix_does_not_match_longer_values() {
-        let row = index_key("spiffe://td/agent1", "id");
-        assert!(!row.starts_with(&index_prefix("spiffe://td/agent")));
-        assert!(row.starts_with(&index_prefix("spiffe://td/agent1")));
-        assert_eq!(
-            id_from_index_key(&index_prefix("spiffe://td/agent1"), &row),
-            b"id"
-        );
+    fn change_log_ids_round_trip_and_garbage_is_corrupt() {
+        let value = encode_ids(["a", "", "entry-3"]);
+        assert_eq!(decode_ids("t", b"k", &value).unwrap(), ["a", "", "entry-3"]);
+        assert!(decode_ids("t", b"k", &[]).unwrap().is_empty());
+        for garbage in [
+            &value[..value.len() - 1],
+            &[0, 0, 1][..],
+            &[0, 0, 0, 1, 0xff][..],
+        ] {
+            let err = decode_ids("t", b"k", garbage).unwrap_err();
+            assert!(
+                matches!(err, DataStoreError::Corrupt { ref location, .. } if location == "t/k")
+            );
+        }
     }
 
     #[test]

@@ -1,26 +1,23 @@
-//! Registration entries: writes in one transaction with their index rows and
-//! counters; reads through an index when the filter names a parent or a
-//! SPIFFE ID.
+//! Registration entries: each write is one sled transaction over the entry
+//! records, the change log and the counters; the parent, SPIFFE ID and
+//! similarity indexes are in memory ([`super::index`]) and follow every
+//! committed write.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
+use std::sync::Arc;
 
 use ::sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
-use ::sled::{Transactional, Tree};
+use ::sled::Transactional;
 
-use super::codec::{
-    backend, decode, decode_u64, encode, encode_u64, id_from_index_key, index_key, index_prefix,
-    similar_key,
-};
+use super::codec::{backend, decode, decode_ids, decode_u64, encode, encode_ids, encode_u64};
+use super::index::{By, EntryIndex, Indexed, Similar};
 use super::{
-    Trees, BY_PARENT, BY_SPIFFE_ID, CHANGES, CHANGES_FLOOR_KEY, CHANGES_KEPT, ENTRIES,
-    ENTRIES_COUNT_KEY, ENTRIES_REVISION_KEY, META,
+    Trees, CHANGES, CHANGES_FLOOR_KEY, CHANGES_KEPT, ENTRIES, ENTRIES_COUNT_KEY,
+    ENTRIES_REVISION_KEY, META,
 };
 use crate::datastore::lineage::check_parent_cycle;
 use crate::datastore::{DataStoreError, EntryFilter, RegistrationEntry, Result};
-
-/// Index rows carry everything in their key.
-const NO_VALUE: &[u8] = &[];
 
 type TxResult<T> = std::result::Result<T, ConflictableTransactionError<DataStoreError>>;
 
@@ -35,10 +32,6 @@ fn already_exists(id: &[u8]) -> DataStoreError {
     }
 }
 
-fn entry_exists(id: &[u8]) -> ConflictableTransactionError<DataStoreError> {
-    abort(already_exists(id))
-}
-
 fn entry_not_found(id: &str) -> ConflictableTransactionError<DataStoreError> {
     abort(DataStoreError::NotFound {
         kind: "entry",
@@ -49,9 +42,6 @@ fn entry_not_found(id: &str) -> ConflictableTransactionError<DataStoreError> {
 /// The trees an entry write touches, inside one transaction.
 struct EntryTx<'a> {
     entries: &'a TransactionalTree,
-    by_parent: &'a TransactionalTree,
-    by_spiffe_id: &'a TransactionalTree,
-    similar: &'a TransactionalTree,
     meta: &'a TransactionalTree,
     changes: &'a TransactionalTree,
 }
@@ -66,48 +56,24 @@ impl EntryTx<'_> {
         decode(ENTRIES, id.as_bytes(), &bytes).map_err(abort)
     }
 
-    /// Refuses `entry` if another entry (not `entry.id`) is similar to it.
-    fn check_similar(&self, entry: &RegistrationEntry, similar: &[u8]) -> TxResult<()> {
-        match self.similar.get(similar)? {
-            Some(other) if other.as_ref() != entry.id.as_bytes() => Err(entry_exists(&other)),
-            _ => Ok(()),
-        }
-    }
-
-    fn put(&self, entry: &RegistrationEntry, similar: &[u8]) -> TxResult<()> {
+    fn put(&self, entry: &RegistrationEntry) -> TxResult<()> {
         let value = encode("entry", entry).map_err(abort)?;
         self.entries.insert(entry.id.as_bytes(), value)?;
-        self.by_parent
-            .insert(index_key(&entry.parent_id, &entry.id), NO_VALUE)?;
-        self.by_spiffe_id
-            .insert(index_key(&entry.spiffe_id, &entry.id), NO_VALUE)?;
-        self.similar.insert(similar, entry.id.as_bytes())?;
         Ok(())
     }
 
-    fn unindex(&self, entry: &RegistrationEntry) -> TxResult<()> {
-        self.by_parent
-            .remove(index_key(&entry.parent_id, &entry.id))?;
-        self.by_spiffe_id
-            .remove(index_key(&entry.spiffe_id, &entry.id))?;
-        self.similar.remove(similar_key(entry))?;
-        Ok(())
-    }
-
-    /// Bumps the revision counter once per ID of `ids`, files each entry in
-    /// the change log under its own new revision (in order), and moves the
-    /// entry count by `added`.
-    fn bump<'i>(&self, ids: impl IntoIterator<Item = &'i str>, added: i64) -> TxResult<()> {
+    /// Gives each ID of `ids` its own new revision, in order, files them
+    /// in one change-log row under the last of them, and moves the entry
+    /// count by `added`.
+    fn bump(&self, ids: &[&str], added: i64) -> TxResult<()> {
         let read = |key: &[u8]| -> TxResult<u64> {
             let bytes = self.meta.get(key)?;
             decode_u64(META, key, bytes.as_deref()).map_err(abort)
         };
-        let mut revision = read(ENTRIES_REVISION_KEY)?;
-        for id in ids {
-            revision = revision.saturating_add(1);
-            self.changes
-                .insert(&encode_u64(revision)[..], id.as_bytes())?;
-        }
+        let written = u64::try_from(ids.len()).unwrap_or(u64::MAX);
+        let revision = read(ENTRIES_REVISION_KEY)?.saturating_add(written);
+        self.changes
+            .insert(&encode_u64(revision)[..], encode_ids(ids.iter().copied()))?;
         let count = read(ENTRIES_COUNT_KEY)?.saturating_add_signed(added);
         self.meta
             .insert(ENTRIES_REVISION_KEY, &encode_u64(revision)[..])?;
@@ -121,24 +87,24 @@ impl EntryTx<'_> {
 /// entries must see them, and the store does not hold them yet.
 #[derive(Default)]
 struct Accepted {
-    /// In call order, each with its `similar_key`.
-    entries: Vec<(RegistrationEntry, Vec<u8>)>,
+    /// In call order.
+    entries: Vec<RegistrationEntry>,
     ids: HashSet<String>,
-    /// similar key -> entry ID.
-    similar: HashMap<Vec<u8>, String>,
+    /// Similarity -> entry ID.
+    similar: HashMap<Similar, String>,
     /// SPIFFE ID -> (entry ID, parent ID), as `Trees::parents_of`.
     parents: HashMap<String, Vec<(String, String)>>,
 }
 
 impl Accepted {
-    fn push(&mut self, entry: RegistrationEntry, similar: Vec<u8>) {
+    fn push(&mut self, entry: RegistrationEntry, similar: Similar) {
         self.ids.insert(entry.id.clone());
-        self.similar.insert(similar.clone(), entry.id.clone());
+        self.similar.insert(similar, entry.id.clone());
         self.parents
             .entry(entry.spiffe_id.clone())
             .or_default()
             .push((entry.id.clone(), entry.parent_id.clone()));
-        self.entries.push((entry, similar));
+        self.entries.push(entry);
     }
 }
 
@@ -146,45 +112,48 @@ impl Trees {
     /// Runs `f` as one transaction over the entry trees; retried by sled on
     /// conflict, so `f` must not have side effects outside the trees.
     fn entry_tx<T>(&self, f: impl Fn(&EntryTx<'_>) -> TxResult<T>) -> Result<T> {
-        (
-            &self.entries,
-            &self.by_parent,
-            &self.by_spiffe_id,
-            &self.similar,
-            &self.meta,
-            &self.changes,
-        )
-            .transaction(
-                |(entries, by_parent, by_spiffe_id, similar, meta, changes)| {
-                    f(&EntryTx {
-                        entries,
-                        by_parent,
-                        by_spiffe_id,
-                        similar,
-                        meta,
-                        changes,
-                    })
-                },
-            )
+        (&self.entries, &self.meta, &self.changes)
+            .transaction(|(entries, meta, changes)| {
+                f(&EntryTx {
+                    entries,
+                    meta,
+                    changes,
+                })
+            })
             .map_err(|e| match e {
                 TransactionError::Abort(e) => e,
                 TransactionError::Storage(e) => backend("entry transaction", e),
             })
     }
 
-    /// Serializes entry creates and updates (see `Trees::entry_writes`). A
-    /// panic while it was held left no partial write (the transaction is
-    /// all or nothing), so a poisoned lock is taken over.
+    /// Serializes entry writes (see `Trees::entry_writes`). A panic while
+    /// it was held left no partial write (the transaction is all or
+    /// nothing, and the indexes change only after it), so a poisoned lock
+    /// is taken over.
     fn lock_entry_writes(&self) -> std::sync::MutexGuard<'_, ()> {
         self.entry_writes
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    fn read_index(&self) -> std::sync::RwLockReadGuard<'_, EntryIndex> {
+        // Changed only by whole inserts and removals: a panic cannot leave
+        // it half-changed in a way a reader could trip over.
+        self.index
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write_index(&self) -> std::sync::RwLockWriteGuard<'_, EntryIndex> {
+        self.index
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// `(entry ID, parent ID)` of the entries whose SPIFFE ID is `id`.
     fn parents_of(&self, id: &str) -> Result<Vec<(String, String)>> {
         let mut found = Vec::new();
-        self.walk_index(&self.by_spiffe_id, BY_SPIFFE_ID, id, None, &mut |e| {
+        self.walk_index(By::SpiffeId, id, None, &mut |e| {
             if e.spiffe_id == id {
                 found.push((e.id, e.parent_id));
             }
@@ -207,15 +176,14 @@ impl Trees {
     /// against the store and the entries of the call accepted before it
     /// (a later entry similar to an earlier one is `AlreadyExists`, a
     /// cycle may close inside the call). The accepted entries are written
-    /// in one transaction, each with its own revision in the change log:
-    /// a crash leaves all of them or none. The outer `Err` (the write
+    /// in one transaction, each with its own revision, in one change-log
+    /// row: a crash leaves all of them or none. The outer `Err` (the write
     /// failed) means none was created.
     ///
-    /// The checks read the store outside the transaction (sled's
-    /// transactions cannot scan, and hold sled's global lock while they
-    /// run). That is safe under `entry_writes`: every write that adds an
-    /// entry or an index row holds it, and a delete in between only
-    /// removes what a check may have relied on to refuse an entry.
+    /// The checks read the store and the indexes outside the transaction
+    /// (sled's transactions cannot scan, and hold sled's global lock while
+    /// they run). That is safe under `entry_writes`: every entry write
+    /// holds it.
     pub(super) fn create_entries(
         &self,
         entries: Vec<RegistrationEntry>,
@@ -231,12 +199,18 @@ impl Trees {
             return Ok(outcomes);
         }
         let added = i64::try_from(accepted.entries.len()).unwrap_or(i64::MAX);
+        let ids: Vec<&str> = accepted.entries.iter().map(|e| e.id.as_str()).collect();
         self.entry_tx(|tx| {
-            for (entry, similar) in &accepted.entries {
-                tx.put(entry, similar)?;
+            for entry in &accepted.entries {
+                tx.put(entry)?;
             }
-            tx.bump(accepted.entries.iter().map(|(e, _)| e.id.as_str()), added)
+            tx.bump(&ids, added)
         })?;
+        let mut index = self.write_index();
+        for entry in &accepted.entries {
+            index.insert_entry(entry);
+        }
+        drop(index);
         self.prune_changes()?;
         Ok(outcomes)
     }
@@ -263,19 +237,18 @@ impl Trees {
             entry.created_at = now;
         }
         entry.revision_number = 0;
-        let similar = similar_key(&entry);
+        let similar = Similar::of(&entry);
         if let Some(other) = accepted.similar.get(&similar) {
             return Err(already_exists(other.as_bytes()));
         }
-        let read = |e| backend("reading entries", e);
-        if let Some(other) = self.similar.get(&similar).map_err(read)? {
-            return Err(already_exists(&other));
+        if let Some(other) = self.read_index().similar(&similar) {
+            return Err(already_exists(other.as_bytes()));
         }
         if accepted.ids.contains(&entry.id)
             || self
                 .entries
                 .contains_key(entry.id.as_bytes())
-                .map_err(read)?
+                .map_err(|e| backend("reading entries", e))?
         {
             return Err(already_exists(entry.id.as_bytes()));
         }
@@ -288,30 +261,40 @@ impl Trees {
     pub(super) fn update_entry(&self, entry: RegistrationEntry) -> Result<RegistrationEntry> {
         let _serialized = self.lock_entry_writes();
         check_parent_cycle(&entry, |id| self.parents_of(id))?;
-        self.entry_tx(|tx| {
+        let similar = Similar::of(&entry);
+        if let Some(other) = self.read_index().similar(&similar) {
+            if **other != *entry.id {
+                return Err(already_exists(other.as_bytes()));
+            }
+        }
+        let (old, next) = self.entry_tx(|tx| {
             let old = tx.existing(&entry.id)?;
             let mut next = entry.clone();
             next.created_at = old.created_at;
             next.revision_number = old.revision_number.saturating_add(1);
-            let similar = similar_key(&next);
-            tx.check_similar(&next, &similar)?;
-            tx.unindex(&old)?;
-            tx.put(&next, &similar)?;
-            tx.bump([next.id.as_str()], 0)?;
-            Ok(next)
-        })
-        .and_then(|next| self.prune_changes().map(|()| next))
+            tx.put(&next)?;
+            tx.bump(&[next.id.as_str()], 0)?;
+            Ok((old, next))
+        })?;
+        let mut index = self.write_index();
+        index.remove_entry(&old);
+        index.insert_entry(&next);
+        drop(index);
+        self.prune_changes()?;
+        Ok(next)
     }
 
     pub(super) fn delete_entry(&self, id: &str) -> Result<RegistrationEntry> {
-        self.entry_tx(|tx| {
+        let _serialized = self.lock_entry_writes();
+        let old = self.entry_tx(|tx| {
             let old = tx.existing(id)?;
             tx.entries.remove(id.as_bytes())?;
-            tx.unindex(&old)?;
-            tx.bump([id], -1)?;
+            tx.bump(&[id], -1)?;
             Ok(old)
-        })
-        .and_then(|old| self.prune_changes().map(|()| old))
+        })?;
+        self.write_index().remove_entry(&old);
+        self.prune_changes()?;
+        Ok(old)
     }
 
     pub(super) fn get_entry(&self, id: &str) -> Result<Option<RegistrationEntry>> {
@@ -349,15 +332,9 @@ impl Trees {
             found.len() < limit
         };
         if let Some(parent_id) = &filter.parent_id {
-            self.walk_index(&self.by_parent, BY_PARENT, parent_id, after, &mut keep)?;
+            self.walk_index(By::Parent, parent_id, after, &mut keep)?;
         } else if let Some(spiffe_id) = &filter.spiffe_id {
-            self.walk_index(
-                &self.by_spiffe_id,
-                BY_SPIFFE_ID,
-                spiffe_id,
-                after,
-                &mut keep,
-            )?;
+            self.walk_index(By::SpiffeId, spiffe_id, after, &mut keep)?;
         } else {
             let start = match after {
                 Some(after) => Bound::Excluded(after.as_bytes().to_vec()),
@@ -374,58 +351,43 @@ impl Trees {
     }
 
     /// Feeds `keep` the entries an index lists under `value` whose ID sorts
-    /// after `after`, in ID order, until it answers false. The caller
-    /// filters again: an entry changed since its index row was read may no
-    /// longer match.
+    /// after `after`, in ID order, until it answers false. The index may
+    /// list entries of another value with the same hash, and an entry may
+    /// have changed since its ID was read: the caller checks what it gets.
     fn walk_index(
         &self,
-        index: &Tree,
-        name: &str,
+        by: By,
         value: &str,
         after: Option<&str>,
         keep: &mut dyn FnMut(RegistrationEntry) -> bool,
     ) -> Result<()> {
-        let prefix = index_prefix(value);
-        let rows: Box<dyn Iterator<Item = ::sled::Result<(::sled::IVec, ::sled::IVec)>>> =
-            match after {
-                Some(after) => {
-                    let mut start = prefix.clone();
-                    start.extend_from_slice(after.as_bytes());
-                    Box::new(
-                        index
-                            .range((Bound::Excluded(start), Bound::Unbounded))
-                            .take_while(|row| {
-                                row.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix))
-                            }),
-                    )
-                }
-                None => Box::new(index.scan_prefix(&prefix)),
+        /// IDs taken from the index per lock: a page of a large listing
+        /// does not copy every ID of the parent.
+        const STEP: usize = 256;
+        let mut after: Option<Arc<str>> = after.map(Arc::from);
+        loop {
+            let ids = self.read_index().ids(by, value, after.as_deref(), STEP);
+            let Some(last) = ids.last().cloned() else {
+                return Ok(());
             };
-        for row in rows {
-            let (key, _) = row.map_err(|e| backend(&format!("reading {name}"), e))?;
-            let id = id_from_index_key(&prefix, &key);
-            // Gone since the row was read: a concurrent delete.
-            if let Some(bytes) = self
-                .entries
-                .get(id)
-                .map_err(|e| backend("reading entries", e))?
-            {
-                if !keep(decode(ENTRIES, id, &bytes)?) {
-                    break;
+            for id in &ids {
+                // Gone since the index was read: a concurrent delete.
+                let Some(bytes) = self
+                    .entries
+                    .get(id.as_bytes())
+                    .map_err(|e| backend("reading entries", e))?
+                else {
+                    continue;
+                };
+                if !keep(decode(ENTRIES, id.as_bytes(), &bytes)?) {
+                    return Ok(());
                 }
             }
+            if ids.len() < STEP {
+                return Ok(());
+            }
+            after = Some(last);
         }
-        Ok(())
-    }
-
-    pub(super) fn all_entries(&self) -> Result<Vec<RegistrationEntry>> {
-        self.entries
-            .iter()
-            .map(|item| {
-                let (key, bytes) = item.map_err(|e| backend("reading entries", e))?;
-                decode(ENTRIES, &key, &bytes)
-            })
-            .collect()
     }
 
     pub(super) fn count_entries(&self) -> Result<u64> {
@@ -454,12 +416,19 @@ impl Trees {
         let mut ids = BTreeSet::new();
         let from = encode_u64(revision.saturating_add(1));
         for row in self.changes.range(&from[..]..) {
-            let (key, id) = row.map_err(|e| backend("reading the entry change log", e))?;
-            let id = String::from_utf8(id.to_vec()).map_err(|_| DataStoreError::Corrupt {
-                location: format!("{CHANGES} {key:?}"),
-                reason: "entry ID is not UTF-8".into(),
-            })?;
-            ids.insert(id);
+            let (key, value) = row.map_err(|e| backend("reading the entry change log", e))?;
+            // A row holds the IDs of consecutive revisions, the last being
+            // its key.
+            let last = decode_u64(CHANGES, &key, Some(&key))?;
+            let written = decode_ids(CHANGES, &key, &value)?;
+            let count = u64::try_from(written.len()).unwrap_or(u64::MAX);
+            let first = last.saturating_add(1).saturating_sub(count);
+            ids.extend(
+                (first..)
+                    .zip(written)
+                    .filter(|(r, _)| *r > revision)
+                    .map(|(_, id)| id),
+            );
         }
         // The floor is read after the log: pruning raises it before it
         // removes anything, so a scan that raced a prune is caught here.
@@ -526,57 +495,59 @@ impl Trees {
 }
 
 impl Trees {
-    /// Derives every index row and the entry count from the entry records
-    /// (for a store written before the layout was versioned). Not one
-    /// transaction: it runs before the store is in use, and a crash midway
-    /// leaves the store unversioned, so the next open runs it again.
-    pub(super) fn rebuild_entry_indexes(&self) -> Result<()> {
-        let entries = self.all_entries()?;
-        for index in [&self.by_parent, &self.by_spiffe_id, &self.similar] {
-            index
-                .clear()
-                .map_err(|e| backend("clearing an entry index", e))?;
-        }
-        let write = |tree: &Tree, key: Vec<u8>, value: &[u8]| {
-            tree.insert(key, value)
-                .map(drop)
-                .map_err(|e| backend("rebuilding entry indexes", e))
-        };
-        for entry in &entries {
-            write(
-                &self.by_parent,
-                index_key(&entry.parent_id, &entry.id),
-                NO_VALUE,
-            )?;
-            write(
-                &self.by_spiffe_id,
-                index_key(&entry.spiffe_id, &entry.id),
-                NO_VALUE,
-            )?;
-            let similar = similar_key(entry);
-            let taken = self
-                .similar
-                .contains_key(&similar)
-                .map_err(|e| backend("rebuilding entry indexes", e))?;
-            if taken {
-                tracing::warn!(entry_id = %entry.id, "entry duplicates an earlier one");
-            } else {
-                write(&self.similar, similar, entry.id.as_bytes())?;
+    /// Builds the in-memory indexes from the entry records (at open).
+    /// Returns how many entries were indexed.
+    pub(super) fn build_index(&self) -> Result<u64> {
+        let mut index = EntryIndex::default();
+        let mut count = 0u64;
+        for item in self.entries.iter() {
+            let (key, bytes) = item.map_err(|e| backend("reading entries", e))?;
+            let entry: Indexed = match decode(ENTRIES, &key, &bytes) {
+                Ok(entry) => entry,
+                Err(e) => {
+                    // Left out of the indexes, not fatal: reads of it
+                    // report it, and the server still starts.
+                    tracing::error!(error = %e, "entry record unreadable; not indexed");
+                    continue;
+                }
+            };
+            if let Some(first) = index.insert(&entry) {
+                tracing::warn!(entry_id = %entry.id, similar_to = %first, "entry duplicates an earlier one");
             }
+            count += 1;
         }
-        let count = u64::try_from(entries.len()).unwrap_or(u64::MAX);
+        *self.write_index() = index;
+        Ok(count)
+    }
+
+    /// Sets the entry count to `count` and starts a new revision with an
+    /// empty change log (for a store written before the layout was
+    /// versioned, whose counters may be missing). Not one transaction: it
+    /// runs before the store is in use, and a crash midway leaves the store
+    /// unversioned, so the next open runs it again.
+    pub(super) fn recount_entries(&self, count: u64) -> Result<()> {
+        let write = |key: &[u8], value: u64| {
+            self.meta
+                .insert(key, &encode_u64(value)[..])
+                .map(drop)
+                .map_err(|e| backend("recounting entries", e))
+        };
         let revision = self.entries_revision()?.saturating_add(1);
-        write(&self.meta, ENTRIES_COUNT_KEY.to_vec(), &encode_u64(count))?;
-        write(
-            &self.meta,
-            ENTRIES_REVISION_KEY.to_vec(),
-            &encode_u64(revision),
-        )?;
+        write(ENTRIES_COUNT_KEY, count)?;
+        write(ENTRIES_REVISION_KEY, revision)?;
         // No change before this revision is in the log.
-        write(
-            &self.meta,
-            CHANGES_FLOOR_KEY.to_vec(),
-            &encode_u64(revision),
-        )
+        self.restart_changes(revision)
+    }
+
+    /// Empties the change log and sets its floor to `revision`: caches
+    /// behind it read everything again.
+    pub(super) fn restart_changes(&self, revision: u64) -> Result<()> {
+        self.changes
+            .clear()
+            .map_err(|e| backend("clearing the entry change log", e))?;
+        self.meta
+            .insert(CHANGES_FLOOR_KEY, &encode_u64(revision)[..])
+            .map(drop)
+            .map_err(|e| backend("restarting the entry change log", e))
     }
 }

@@ -1,31 +1,33 @@
 //! The embedded backend: sled in the server's data directory.
 //!
-//! Layout (one sled tree per kind, records as JSON):
-//! - `entries`: entry ID -> [`RegistrationEntry`];
-//! - `entries_by_parent`, `entries_by_spiffe_id`: one empty-valued row per
-//!   entry, keyed (parent or SPIFFE ID, entry ID), so one agent's or one
-//!   identity's entries are a prefix scan, already in entry-ID order;
-//! - `entries_similar`: (parent, SPIFFE ID, sorted selectors) -> entry ID,
-//!   which refuses a second registration of the same thing;
+//! Layout (version 2; one sled tree per kind, records as JSON):
+//! - `entries`: entry ID -> [`RegistrationEntry`]. Its indexes (by parent,
+//!   by SPIFFE ID, and by similarity, which refuses a second registration
+//!   of the same thing) are held in memory, built from these records at
+//!   open ([`index`]);
 //! - `agents` (by SPIFFE ID), `join_tokens` (by value), `bundles` (by trust
 //!   domain), `federation_relationships` (by trust domain);
-//! - `entry_changes`: revision -> ID of the entry that write created,
-//!   updated or deleted: the change log that lets caches follow the store
-//!   incrementally ([`DataStore::entry_changes_since`]), pruned to the
-//!   newest changes;
+//! - `entry_changes`: one row per entry write, keyed by the last revision
+//!   it took, listing the IDs of the entries it created, updated or deleted
+//!   (one revision each, in order): the change log that lets caches follow
+//!   the store incrementally ([`DataStore::entry_changes_since`]), pruned
+//!   to the newest changes;
 //! - `meta`: the layout version, the entry revision counter and count, the
 //!   change log's floor, and the CA journal of each server (`ca_journal/<id>`).
 //!
-//! Key parts are length-prefixed (see `codec`), so no ID can pose as the
-//! prefix of another.
+//! Version 1 kept the three entry indexes as sled trees and one change-log
+//! row per revision: five rows per entry written, where version 2 writes
+//! one. A version 1 store is upgraded when it opens (its index trees are
+//! dropped and its change log restarts at the current revision).
 //!
 //! An entry create or update first checks for parent cycles
 //! ([`super::lineage`]) and then writes, under one lock, so that racing
 //! writes cannot together close a cycle.
 //!
-//! An entry, its index rows and the counters change in one sled transaction,
-//! so a crash never leaves them out of step; a batch create is one
-//! transaction for all its entries, so a crash leaves all of them or none.
+//! An entry, its change-log row and the counters change in one sled
+//! transaction, so a crash never leaves them out of step; a batch create is
+//! one transaction for all its entries, so a crash leaves all of them or
+//! none.
 //! Every write is flushed to disk (fsync) before the call returns
 //! (invariant 6). A join token is taken
 //! with one atomic `remove` (invariant 7). A record that does not decode is
@@ -38,6 +40,7 @@
 mod codec;
 mod entries;
 mod federation;
+mod index;
 mod open;
 mod records;
 
@@ -53,9 +56,12 @@ use super::{
 use codec::backend;
 
 const ENTRIES: &str = "entries";
-const BY_PARENT: &str = "entries_by_parent";
-const BY_SPIFFE_ID: &str = "entries_by_spiffe_id";
-const SIMILAR: &str = "entries_similar";
+/// The entry index trees of layout version 1, dropped by the upgrade.
+const LEGACY_INDEX_TREES: [&str; 3] = [
+    "entries_by_parent",
+    "entries_by_spiffe_id",
+    "entries_similar",
+];
 const AGENTS: &str = "agents";
 const TOKENS: &str = "join_tokens";
 const BUNDLES: &str = "bundles";
@@ -92,17 +98,17 @@ pub struct SledDataStore {
 /// The open trees.
 #[derive(Clone)]
 struct Trees {
-    /// Held by every entry create and update from its parent-cycle check
-    /// to the end of its transaction: the check reads other entries
-    /// outside the transaction (sled's transactions cannot scan an index),
-    /// so without it two racing updates could each pass and together
-    /// close a cycle. sled allows one process per store, so a lock in the
-    /// process is enough.
+    /// Held by every entry write from its checks to the end of its
+    /// index update: the parent-cycle and similarity checks read other
+    /// entries and the indexes outside the transaction (sled's
+    /// transactions cannot scan), so without it two racing updates could
+    /// each pass and together close a cycle, and the indexes could be
+    /// changed in another order than the records. sled allows one process
+    /// per store, so a lock in the process is enough.
     entry_writes: std::sync::Arc<std::sync::Mutex<()>>,
+    /// The entry indexes (see [`index`]).
+    index: std::sync::Arc<std::sync::RwLock<index::EntryIndex>>,
     entries: ::sled::Tree,
-    by_parent: ::sled::Tree,
-    by_spiffe_id: ::sled::Tree,
-    similar: ::sled::Tree,
     agents: ::sled::Tree,
     tokens: ::sled::Tree,
     bundles: ::sled::Tree,

@@ -7,13 +7,15 @@ use spinel_spiffe::Clock;
 
 use super::codec::{backend, decode_u64, encode_u64};
 use super::{
-    SledDataStore, Trees, AGENTS, BUNDLES, BY_PARENT, BY_SPIFFE_ID, CHANGES, ENTRIES, FEDERATION,
-    FORMAT_VERSION_KEY, META, SIMILAR, TOKENS,
+    SledDataStore, Trees, AGENTS, BUNDLES, CHANGES, ENTRIES, FEDERATION, FORMAT_VERSION_KEY,
+    LEGACY_INDEX_TREES, META, TOKENS,
 };
 use crate::datastore::{DataStoreError, Result};
 
 /// The layout this build reads and writes.
-const FORMAT_VERSION: u64 = 1;
+const FORMAT_VERSION: u64 = 2;
+/// The layout with the entry indexes as sled trees, upgraded at open.
+const FORMAT_VERSION_1: u64 = 1;
 
 impl SledDataStore {
     /// Opens the database in directory `path`, creating it (mode 0700) if
@@ -57,10 +59,8 @@ impl SledDataStore {
         };
         let trees = Trees {
             entry_writes: Default::default(),
+            index: Default::default(),
             entries: tree(ENTRIES)?,
-            by_parent: tree(BY_PARENT)?,
-            by_spiffe_id: tree(BY_SPIFFE_ID)?,
-            similar: tree(SIMILAR)?,
             agents: tree(AGENTS)?,
             tokens: tree(TOKENS)?,
             bundles: tree(BUNDLES)?,
@@ -73,6 +73,25 @@ impl SledDataStore {
             db.flush()
                 .map_err(|e| backend("flushing the new layout", e))?;
         }
+        // Left by version 1, or by an upgrade interrupted after it wrote
+        // the new version: nothing reads them any more.
+        for name in LEGACY_INDEX_TREES {
+            if db
+                .tree_names()
+                .iter()
+                .any(|t| t.as_ref() == name.as_bytes())
+            {
+                db.drop_tree(name)
+                    .map_err(|e| backend(&format!("dropping tree {name}"), e))?;
+            }
+        }
+        let started = std::time::Instant::now();
+        let count = trees.build_index()?;
+        tracing::debug!(
+            entries = count,
+            elapsed_ms = started.elapsed().as_millis(),
+            "entry indexes built"
+        );
         Ok(SledDataStore {
             path,
             db,
@@ -92,13 +111,14 @@ impl Trees {
             .map_err(|e| backend("reading meta", e))?;
         if let Some(bytes) = stored {
             let version = decode_u64(META, FORMAT_VERSION_KEY, Some(&bytes))?;
-            if version != FORMAT_VERSION {
-                return Err(DataStoreError::Backend(format!(
-                    "layout version {version} is not supported (this build reads version \
-                     {FORMAT_VERSION})"
-                )));
-            }
-            return Ok(false);
+            return match version {
+                FORMAT_VERSION => Ok(false),
+                FORMAT_VERSION_1 => self.upgrade_from_1().map(|()| true),
+                _ => Err(DataStoreError::Backend(format!(
+                    "layout version {version} is not supported (this build reads versions \
+                     {FORMAT_VERSION_1} and {FORMAT_VERSION})"
+                ))),
+            };
         }
         let has_records = [
             &self.entries,
@@ -121,15 +141,32 @@ impl Trees {
             ));
         }
         if has_records {
-            // Written before the layout was versioned: derive the index
-            // rows and counters again from the records.
-            tracing::warn!("datastore has no layout version; rebuilding entry indexes");
-            self.rebuild_entry_indexes()?;
+            // Written before the layout was versioned: its counters may be
+            // missing.
+            tracing::warn!("datastore has no layout version; recounting entries");
+            let count = u64::try_from(self.entries.len()).unwrap_or(u64::MAX);
+            self.recount_entries(count)?;
         }
         self.meta
             .insert(FORMAT_VERSION_KEY, &encode_u64(FORMAT_VERSION)[..])
             .map_err(|e| backend("writing meta", e))?;
         Ok(true)
+    }
+
+    /// Version 1 to 2: the change log's rows change shape, so it restarts
+    /// at the current revision (a cache behind it reads everything again,
+    /// as every cache does after a restart anyway); the old index trees are
+    /// dropped after (see `SledDataStore::from_db`). Each step is safe to
+    /// repeat: until the new version is written (last), the next open
+    /// upgrades again.
+    fn upgrade_from_1(&self) -> Result<()> {
+        tracing::info!("upgrading the datastore layout from version 1 to 2");
+        let revision = self.entries_revision()?;
+        self.restart_changes(revision)?;
+        self.meta
+            .insert(FORMAT_VERSION_KEY, &encode_u64(FORMAT_VERSION)[..])
+            .map(drop)
+            .map_err(|e| backend("writing meta", e))
     }
 }
 

@@ -341,3 +341,112 @@ async fn a_store_from_before_the_change_log_starts_one_at_its_revision() {
         Some(vec!["new".to_owned()])
     );
 }
+
+#[tokio::test]
+async fn a_batch_is_one_change_log_row_read_revision_by_revision() {
+    let ds = SledDataStore::open_temporary().unwrap();
+    let start = ds.entries_revision().await.unwrap();
+    let batch = ["a", "b", "c"].map(distinct).to_vec();
+    for outcome in ds.create_entries(batch).await.unwrap() {
+        outcome.unwrap();
+    }
+    assert_eq!(ds.entries_revision().await.unwrap(), start + 3);
+    assert_eq!(ds.trees.changes.len(), 1);
+    let since = |r| ds.entry_changes_since(r);
+    assert_eq!(since(start).await.unwrap().unwrap(), ["a", "b", "c"]);
+    assert_eq!(since(start + 1).await.unwrap().unwrap(), ["b", "c"]);
+    assert_eq!(since(start + 2).await.unwrap().unwrap(), ["c"]);
+    assert!(since(start + 3).await.unwrap().unwrap().is_empty());
+    assert_eq!(since(start + 4).await.unwrap(), None);
+}
+
+/// Writes a store as layout version 1 kept it: one entry with its three
+/// index rows, and a change log of one row per revision.
+fn plant_version_1(path: &Path, old: &RegistrationEntry) {
+    let db = ::sled::open(path).unwrap();
+    let tree = |name: &str| db.open_tree(name).unwrap();
+    let part = |value: &str| {
+        let mut key = u32::try_from(value.len()).unwrap().to_be_bytes().to_vec();
+        key.extend_from_slice(value.as_bytes());
+        key
+    };
+    let index_row = |value: &str| [part(value), old.id.as_bytes().to_vec()].concat();
+    tree("entries")
+        .insert(old.id.as_bytes(), serde_json::to_vec(old).unwrap())
+        .unwrap();
+    tree("entries_by_parent")
+        .insert(index_row(&old.parent_id), &[][..])
+        .unwrap();
+    tree("entries_by_spiffe_id")
+        .insert(index_row(&old.spiffe_id), &[][..])
+        .unwrap();
+    tree("entries_similar")
+        .insert(old.similarity_key(), old.id.as_bytes())
+        .unwrap();
+    for revision in 1..=5u64 {
+        tree("entry_changes")
+            .insert(revision.to_be_bytes(), old.id.as_bytes())
+            .unwrap();
+    }
+    let meta = tree("meta");
+    meta.insert(b"format_version", &1u64.to_be_bytes()).unwrap();
+    meta.insert(b"entries_revision", &5u64.to_be_bytes())
+        .unwrap();
+    meta.insert(b"entries_count", &1u64.to_be_bytes()).unwrap();
+    meta.insert(b"entry_changes_floor", &0u64.to_be_bytes())
+        .unwrap();
+    db.flush().unwrap();
+}
+
+#[tokio::test]
+async fn a_version_1_store_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = entry("old-1");
+    plant_version_1(dir.path(), &old);
+
+    let ds = SledDataStore::open(dir.path()).unwrap();
+    assert_eq!(ds.count_entries().await.unwrap(), 1);
+    assert_eq!(ds.entries_revision().await.unwrap(), 5);
+    let under_agent = EntryFilter {
+        parent_id: Some(AGENT.into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        ds.list_entries(&under_agent).await.unwrap(),
+        std::slice::from_ref(&old)
+    );
+    let dup = ds.create_entry(entry("")).await.unwrap_err();
+    assert!(dup.to_string().contains("old-1"), "{dup}");
+    // The old rows cannot be read as batches: the log starts again at the
+    // revision the store was at.
+    assert_eq!(ds.entry_changes_since(4).await.unwrap(), None);
+    assert_eq!(ds.entry_changes_since(5).await.unwrap(), Some(Vec::new()));
+    ds.create_entry(distinct("new")).await.unwrap();
+    assert_eq!(
+        ds.entry_changes_since(5).await.unwrap(),
+        Some(vec!["new".to_owned()])
+    );
+    drop(ds);
+
+    let db = ::sled::open(dir.path()).unwrap();
+    let meta = db.open_tree("meta").unwrap();
+    let version = meta.get(b"format_version").unwrap().unwrap();
+    assert_eq!(&version[..], &2u64.to_be_bytes());
+    for legacy in [
+        "entries_by_parent",
+        "entries_by_spiffe_id",
+        "entries_similar",
+    ] {
+        assert!(
+            !db.tree_names()
+                .iter()
+                .any(|t| t.as_ref() == legacy.as_bytes()),
+            "{legacy} is still there"
+        );
+    }
+    drop((meta, db));
+    // And it opens again as version 2, entries intact.
+    let ds = SledDataStore::open(dir.path()).unwrap();
+    assert_eq!(ds.count_entries().await.unwrap(), 2);
+    assert_eq!(ds.get_entry("old-1").await.unwrap(), Some(old));
+}
