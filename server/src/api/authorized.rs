@@ -38,8 +38,9 @@ use crate::datastore::{
 /// The entries one agent may receive, sorted by entry ID.
 #[derive(Debug, Default)]
 pub struct AuthorizedSet {
+    /// Sorted by entry ID, so that `get` is a binary search (no map of IDs:
+    /// an agent authorized for 100,000 entries would keep a copy of each).
     entries: Vec<Arc<RegistrationEntry>>,
-    by_id: HashMap<String, usize>,
     /// Unix seconds at which the first included entry expires (i64::MAX if none).
     valid_until: i64,
 }
@@ -52,7 +53,10 @@ impl AuthorizedSet {
 
     /// The entry with `id`, if the agent is authorized for it.
     pub fn get(&self, id: &str) -> Option<&Arc<RegistrationEntry>> {
-        self.by_id.get(id).and_then(|&i| self.entries.get(i))
+        self.entries
+            .binary_search_by(|e| e.id.as_str().cmp(id))
+            .ok()
+            .and_then(|i| self.entries.get(i))
     }
 }
 
@@ -60,14 +64,41 @@ impl AuthorizedSet {
 /// rather than entry by entry.
 pub const INCREMENTAL_MAX: usize = 10_000;
 
+/// An entry filed by its ID: it hashes and compares as its ID and can be
+/// looked up by one, so a set of them is a map from entry ID that keeps no
+/// second copy of every ID.
+#[derive(Debug, Clone)]
+struct ById(Arc<RegistrationEntry>);
+
+impl PartialEq for ById {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for ById {}
+
+impl std::hash::Hash for ById {
+    // As `str` hashes: `Borrow<str>` requires it.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.id.as_str().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<str> for ById {
+    fn borrow(&self) -> &str {
+        &self.0.id
+    }
+}
+
 /// Every entry, indexed by parent ID, as of one entry revision.
 #[derive(Debug, Clone)]
 struct EntryIndex {
     revision: u64,
-    /// Entry ID -> entry, to find what a changed entry was.
-    by_id: HashMap<String, Arc<RegistrationEntry>>,
-    /// Parent ID -> entry ID -> entry.
-    by_parent: HashMap<String, HashMap<String, Arc<RegistrationEntry>>>,
+    /// Every entry by ID, to find what a changed entry was.
+    by_id: HashSet<ById>,
+    /// Parent ID -> its entries by ID.
+    by_parent: HashMap<String, HashSet<ById>>,
     /// Node aliases (entries parented by the server), by entry ID, with
     /// their selectors parsed.
     aliases: HashMap<String, (Arc<RegistrationEntry>, Vec<Selector>)>,
@@ -77,7 +108,7 @@ impl EntryIndex {
     fn empty(revision: u64) -> Self {
         EntryIndex {
             revision,
-            by_id: HashMap::new(),
+            by_id: HashSet::new(),
             by_parent: HashMap::new(),
             aliases: HashMap::new(),
         }
@@ -94,12 +125,12 @@ impl EntryIndex {
         self.by_parent
             .entry(entry.parent_id.clone())
             .or_default()
-            .insert(entry.id.clone(), entry.clone());
-        self.by_id.insert(entry.id.clone(), entry);
+            .insert(ById(entry.clone()));
+        self.by_id.insert(ById(entry));
     }
 
     fn remove(&mut self, id: &str) {
-        let Some(old) = self.by_id.remove(id) else {
+        let Some(ById(old)) = self.by_id.take(id) else {
             return;
         };
         self.aliases.remove(id);
@@ -339,7 +370,7 @@ fn compute(index: &EntryIndex, agent: &AttestedAgent, now: i64) -> AuthorizedSet
             .by_parent
             .get(parent)
             .into_iter()
-            .flat_map(|c| c.values())
+            .flat_map(|c| c.iter().map(|ById(entry)| entry))
         {
             if !live(entry, now) {
                 continue;
@@ -354,14 +385,8 @@ fn compute(index: &EntryIndex, agent: &AttestedAgent, now: i64) -> AuthorizedSet
         }
     }
     entries.sort_by(|a, b| a.id.cmp(&b.id));
-    let by_id = entries
-        .iter()
-        .enumerate()
-        .map(|(i, e)| (e.id.clone(), i))
-        .collect();
     AuthorizedSet {
         entries,
-        by_id,
         valid_until,
     }
 }

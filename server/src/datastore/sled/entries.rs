@@ -10,11 +10,12 @@ use std::sync::Arc;
 use ::sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use ::sled::Transactional;
 
-use super::codec::{backend, decode, decode_ids, decode_u64, encode, encode_ids, encode_u64};
-use super::index::{By, EntryIndex, Indexed, Similar};
+use super::codec::{
+    backend, decode_entry, decode_ids, decode_u64, encode_entry, encode_ids, encode_u64,
+};
+use super::index::{By, EntryIndex, Similar};
 use super::{
-    Trees, CHANGES, CHANGES_FLOOR_KEY, CHANGES_KEPT, ENTRIES, ENTRIES_COUNT_KEY,
-    ENTRIES_REVISION_KEY, META,
+    Trees, CHANGES, CHANGES_FLOOR_KEY, CHANGES_KEPT, ENTRIES_COUNT_KEY, ENTRIES_REVISION_KEY, META,
 };
 use crate::datastore::lineage::check_parent_cycle;
 use crate::datastore::{DataStoreError, EntryFilter, RegistrationEntry, Result};
@@ -53,11 +54,11 @@ impl EntryTx<'_> {
             .entries
             .get(id.as_bytes())?
             .ok_or_else(|| entry_not_found(id))?;
-        decode(ENTRIES, id.as_bytes(), &bytes).map_err(abort)
+        decode_entry(id.as_bytes(), &bytes).map_err(abort)
     }
 
     fn put(&self, entry: &RegistrationEntry) -> TxResult<()> {
-        let value = encode("entry", entry).map_err(abort)?;
+        let value = encode_entry(entry).map_err(abort)?;
         self.entries.insert(entry.id.as_bytes(), value)?;
         Ok(())
     }
@@ -208,7 +209,7 @@ impl Trees {
         })?;
         let mut index = self.write_index();
         for entry in &accepted.entries {
-            index.insert_entry(entry);
+            index.insert(entry);
         }
         drop(index);
         self.prune_changes()?;
@@ -278,7 +279,7 @@ impl Trees {
         })?;
         let mut index = self.write_index();
         index.remove_entry(&old);
-        index.insert_entry(&next);
+        index.insert(&next);
         drop(index);
         self.prune_changes()?;
         Ok(next)
@@ -303,7 +304,7 @@ impl Trees {
             .get(id.as_bytes())
             .map_err(|e| backend("reading entries", e))?
         {
-            Some(bytes) => decode(ENTRIES, id.as_bytes(), &bytes).map(Some),
+            Some(bytes) => decode_entry(id.as_bytes(), &bytes).map(Some),
             None => Ok(None),
         }
     }
@@ -342,7 +343,7 @@ impl Trees {
             };
             for item in self.entries.range((start, Bound::Unbounded)) {
                 let (key, bytes) = item.map_err(|e| backend("reading entries", e))?;
-                if !keep(decode(ENTRIES, &key, &bytes)?) {
+                if !keep(decode_entry(&key, &bytes)?) {
                     break;
                 }
             }
@@ -379,7 +380,7 @@ impl Trees {
                 else {
                     continue;
                 };
-                if !keep(decode(ENTRIES, id.as_bytes(), &bytes)?) {
+                if !keep(decode_entry(id.as_bytes(), &bytes)?) {
                     return Ok(());
                 }
             }
@@ -502,7 +503,7 @@ impl Trees {
         let mut count = 0u64;
         for item in self.entries.iter() {
             let (key, bytes) = item.map_err(|e| backend("reading entries", e))?;
-            let entry: Indexed = match decode(ENTRIES, &key, &bytes) {
+            let entry = match decode_entry(&key, &bytes) {
                 Ok(entry) => entry,
                 Err(e) => {
                     // Left out of the indexes, not fatal: reads of it

@@ -25,28 +25,6 @@ use sha2::{Digest, Sha256};
 
 use crate::datastore::RegistrationEntry;
 
-/// The fields of an entry record the indexes need (decoding only these at
-/// open is several times faster than decoding whole entries).
-#[derive(serde::Deserialize)]
-pub(super) struct Indexed {
-    pub id: String,
-    pub spiffe_id: String,
-    pub parent_id: String,
-    pub selectors: Vec<crate::datastore::StoredSelector>,
-}
-
-impl Indexed {
-    fn similar(&self) -> Similar {
-        let as_entry = RegistrationEntry {
-            parent_id: self.parent_id.clone(),
-            spiffe_id: self.spiffe_id.clone(),
-            selectors: self.selectors.clone(),
-            ..Default::default()
-        };
-        Similar::of(&as_entry)
-    }
-}
-
 /// What two similar entries share (see [`RegistrationEntry::similarity_key`]),
 /// as 128 bits of its SHA-256.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -89,19 +67,13 @@ impl EntryIndex {
         }
     }
 
-    /// Adds an entry read from the store. Returns the ID of another entry
-    /// already filed as similar to it, if any (writes refuse that, so it
-    /// is seen only in a store that already held duplicates), in which
-    /// case the similarity index keeps the earlier one.
-    pub fn insert(&mut self, entry: &Indexed) -> Option<Arc<str>> {
-        let similar = entry.similar();
-        self.file(&entry.id, &entry.parent_id, &entry.spiffe_id, similar)
-    }
-
-    /// Adds a newly written entry (checked for similar ones before).
-    pub fn insert_entry(&mut self, entry: &RegistrationEntry) {
+    /// Adds an entry. Returns the ID of another entry already filed as
+    /// similar to it, if any (writes refuse that, so it is seen only when
+    /// building from a store that already held duplicates), in which case
+    /// the similarity index keeps the earlier one.
+    pub fn insert(&mut self, entry: &RegistrationEntry) -> Option<Arc<str>> {
         let similar = Similar::of(entry);
-        self.file(&entry.id, &entry.parent_id, &entry.spiffe_id, similar);
+        self.file(&entry.id, &entry.parent_id, &entry.spiffe_id, similar)
     }
 
     fn file(
@@ -189,9 +161,9 @@ mod tests {
     fn lookups_are_in_id_order_from_after() {
         let mut index = EntryIndex::default();
         for id in ["c", "a", "b"] {
-            index.insert_entry(&entry(id, "p", &format!("s{id}")));
+            index.insert(&entry(id, "p", &format!("s{id}")));
         }
-        index.insert_entry(&entry("d", "q", "sa"));
+        index.insert(&entry("d", "q", "sa"));
         assert_eq!(ids(&index, By::Parent, "p", None), ["a", "b", "c"]);
         assert_eq!(ids(&index, By::Parent, "p", Some("a")), ["b", "c"]);
         assert_eq!(ids(&index, By::Parent, "q", None), ["d"]);
@@ -204,7 +176,7 @@ mod tests {
     fn removal_forgets_every_index() {
         let mut index = EntryIndex::default();
         let a = entry("a", "p", "s");
-        index.insert_entry(&a);
+        index.insert(&a);
         assert_eq!(
             index.similar(&Similar::of(&a)).map(|id| id.to_string()),
             Some("a".into())
@@ -221,14 +193,8 @@ mod tests {
         let first = entry("a", "p", "s");
         let mut second = first.clone();
         second.id = "b".into();
-        let as_indexed = |e: &RegistrationEntry| Indexed {
-            id: e.id.clone(),
-            spiffe_id: e.spiffe_id.clone(),
-            parent_id: e.parent_id.clone(),
-            selectors: e.selectors.clone(),
-        };
-        assert!(index.insert(&as_indexed(&first)).is_none());
-        assert_eq!(index.insert(&as_indexed(&second)).as_deref(), Some("a"));
+        assert!(index.insert(&first).is_none());
+        assert_eq!(index.insert(&second).as_deref(), Some("a"));
         index.remove_entry(&second);
         assert_eq!(
             index.similar(&Similar::of(&first)).map(|s| s.to_string()),

@@ -17,7 +17,9 @@ use crate::stats::{result, Better};
 use crate::streams::rss_mib;
 use crate::system::{Server, System};
 
-const PARENT: &str = "spiffe://example.org/spire/agent/join_token/bench";
+/// The parent of every entry: a node alias, the SPIFFE ID of a join token
+/// that only `server-rss --agent yes` generates and uses.
+const PARENT: &str = "spiffe://example.org/bench-node";
 
 /// Writes the `-data` file of entries `first..first + count`.
 fn entries_file(path: &Path, first: usize, count: usize) -> Result<()> {
@@ -88,7 +90,7 @@ impl RssSampler {
     }
 }
 
-/// Creates `total` entries (parented by an agent no benchmark starts) in
+/// Creates `total` entries (parented by [`PARENT`]) in
 /// files of `batch`; returns the seconds spent
 /// in `entry create` (files are written before the clock starts).
 pub fn create_all(server: &Server, total: usize, batch: usize) -> Result<f64> {
@@ -161,5 +163,84 @@ pub fn show(mut flags: Flags) -> Result<()> {
     }
     println!("entry-show: {total} entries listed in {secs:.2} s");
     result("seconds", secs, "s", Better::Lower);
+    Ok(())
+}
+
+/// The VmRSS of `pid` now, in MiB (0 if it cannot be read).
+fn rss_now(pid: Option<u32>) -> f64 {
+    pid.and_then(|pid| rss_mib(pid).ok()).unwrap_or(0.0)
+}
+
+/// `server-rss --entries N [--agent yes|no] [--settle SECS]`: the server's memory
+/// holding N entries: over the creates, after a restart (the entries read
+/// back, the authorized-entries index built) and, with `--agent yes`, while
+/// and after one agent authorized for all N entries syncs and gets an
+/// X509-SVID for each. Spinel only (it restarts the server).
+pub fn server_rss(mut flags: Flags) -> Result<()> {
+    let total = flags.number("entries", 100_000, 1)?;
+    let with_agent = match flags.text("agent", "no").as_str() {
+        "yes" => true,
+        "no" => false,
+        other => bail!("--agent must be yes or no, got {other:?}"),
+    };
+    let settle = Duration::from_secs(flags.number("settle", 3, 0)? as u64);
+    let system = System::from_flags(&mut flags)?;
+    flags.done()?;
+    if system.describe() != "spinel" {
+        bail!("server-rss runs against Spinel only");
+    }
+    // The disk key manager: the CA outlives the restart.
+    let mut server = Server::Spinel(spinel_test_fixtures::spinel::ServerHandle::start(
+        Default::default(),
+    )?);
+    // The agent's alias: every entry is parented by it.
+    let token = server.generate_token(PARENT)?;
+    let rss = RssSampler::start(&server);
+    create_all(&server, total, 1_000)?;
+    rss.report("over the creates");
+    if let Server::Spinel(s) = &mut server {
+        s.restart()?;
+    }
+    std::thread::sleep(settle);
+    let mib = rss_now(server_pid(&server));
+    if let Server::Spinel(s) = &server {
+        // What the start read: the store's indexes and the authorized-entries index.
+        let log = s.log();
+        let read = log.lines().filter(|l| {
+            (l.contains("entry indexes built") || l.contains("index read in full"))
+                && !l.contains("entries=0 ")
+        });
+        for line in read {
+            println!("server log after the restart: {line}");
+        }
+    }
+    println!("server RSS ({total} entries, restarted, {settle:?} after): {mib:.0} MiB");
+    result("server_rss_idle", mib, "MiB", Better::Lower);
+    if !with_agent {
+        return Ok(());
+    }
+    let rss = RssSampler::start(&server);
+    let start = Instant::now();
+    let agent = system.agent(&server, &token)?;
+    let patience = Duration::from_secs(120 + total as u64 / 500);
+    while agent.held_svids() < total {
+        if start.elapsed() > patience {
+            bail!(
+                "the agent holds {} of {total} SVIDs after {patience:?}",
+                agent.held_svids()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!(
+        "agent holds all {total} SVIDs {:.1} s after its start",
+        start.elapsed().as_secs_f64()
+    );
+    rss.report("while the agent synced");
+    std::thread::sleep(settle);
+    let mib = rss_now(server_pid(&server));
+    let agent_mib = rss_now(agent.pid());
+    println!("server RSS (one agent holding {total} SVIDs, {settle:?} after): {mib:.0} MiB; agent RSS {agent_mib:.0} MiB");
+    result("server_rss_with_agent", mib, "MiB", Better::Lower);
     Ok(())
 }

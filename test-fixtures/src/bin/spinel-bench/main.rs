@@ -52,6 +52,9 @@ rows:
   ceiling                                  P-256 sign/verify on one core
   entry-create --entries N --batch B       batch entry create, entries/s
   entry-show   --entries N                 entry show of N entries
+  server-rss   --entries N [--agent yes|no] [--settle SECS]
+                                           server RSS holding N entries: restarted, and with
+                                           one agent authorized for all of them (Spinel only)
   propagation  --agents N --rounds R --entries E
                                            entry create -> workload stream, E other entries
   cold-start   --runs R [--settle SECS]    agent start -> first X509-SVID
@@ -85,6 +88,7 @@ async fn main() -> Result<()> {
         "ceiling" => flags.done(),
         "entry-create" => entries::create(flags),
         "entry-show" => entries::show(flags),
+        "server-rss" => tokio::task::block_in_place(|| entries::server_rss(flags)),
         "propagation" => propagation::entry_to_stream(flags).await,
         "cold-start" => propagation::cold_start(flags).await,
         "jwt-new-audience" => propagation::jwt_new_audience(flags).await,
