@@ -248,12 +248,20 @@ pub async fn latency(mut flags: Flags) -> Result<()> {
     }
     let cpu_before = cpu_seconds(setup.pid)?;
     let wall = Instant::now();
+    // The clients' ticks are spread over the period, as independent
+    // clients' would be: started together, every client would call at the
+    // same instant, and the row would measure the queue of a burst of
+    // `clients` calls rather than a steady rate.
+    let period = Duration::from_secs(1) / rate as u32;
+    let spread = period / clients as u32;
+    let first_tick = tokio::time::Instant::now();
     let tasks: Vec<_> = connected
         .into_iter()
-        .map(|mut client| {
+        .enumerate()
+        .map(|(i, mut client)| {
             tokio::spawn(async move {
                 let mut times = Vec::new();
-                let mut tick = tokio::time::interval(Duration::from_secs(1) / rate as u32);
+                let mut tick = tokio::time::interval_at(first_tick + spread * i as u32, period);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 for _ in 0..rate * seconds {
                     tick.tick().await;
