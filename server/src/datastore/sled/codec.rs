@@ -196,33 +196,22 @@ mod tests {
     #[test]
     fn entry_record_bytes_are_pinned() {
         let compact = encode_entry(&full_entry()).unwrap();
-        let mut want = vec![1u8];
-        let mut text = |s: &str| {
-            want.push(u8::try_from(s.len()).unwrap());
-            want.extend_from_slice(s.as_bytes());
-        };
-        text("e1");
-        text("spiffe://td/w");
-        text("spiffe://td/a");
-        want.push(1);
-        let mut text = |s: &str| {
-            want.push(u8::try_from(s.len()).unwrap());
-            want.extend_from_slice(s.as_bytes());
-        };
-        text("unix");
-        text("uid:1");
-        // x509_svid_ttl 3600, jwt_svid_ttl -1 (zigzag varints)
-        want.extend_from_slice(&[0xa0, 0x38, 0x01]);
-        want.push(1);
-        want.push(9);
-        want.extend_from_slice(b"other.org");
-        want.extend_from_slice(&[1, 0]);
-        // expires_at 1_700_000_000 (zigzag varint)
-        want.extend_from_slice(&[0x80, 0xc4, 0x9f, 0xd5, 0x0c]);
-        want.extend_from_slice(&[1, 4]);
-        want.extend_from_slice(b"w.td");
-        // revision_number 2, store_svid, hint "h", created_at -5
-        want.extend_from_slice(&[4, 1, 1, b'h', 9]);
+        // Strings and lists: a varint length, then the bytes or items;
+        // signed integers: zigzag varints; bools: one byte.
+        let want: Vec<u8> = [
+            &b"\x01"[..],             // the tag
+            b"\x02e1",                // id
+            b"\x0dspiffe://td/w",     // spiffe_id
+            b"\x0dspiffe://td/a",     // parent_id
+            b"\x01\x04unix\x05uid:1", // selectors
+            b"\xa0\x38\x01",          // x509_svid_ttl 3600, jwt_svid_ttl -1
+            b"\x01\x09other.org",     // federates_with
+            b"\x01\x00",              // admin, downstream
+            b"\x80\xc4\x9f\xd5\x0c",  // expires_at 1,700,000,000
+            b"\x01\x04w.td",          // dns_names
+            b"\x04\x01\x01h\x09",     // revision_number 2, store_svid, hint, created_at -5
+        ]
+        .concat();
         assert_eq!(compact, want);
     }
 
