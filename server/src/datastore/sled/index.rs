@@ -53,10 +53,26 @@ pub(super) struct EntryIndex {
     by_parent: BTreeSet<(u64, Arc<str>)>,
     by_spiffe_id: BTreeSet<(u64, Arc<str>)>,
     similar: HashMap<Similar, Arc<str>>,
+    /// Every value hashes alike (tests of the callers' checks).
+    #[cfg(test)]
+    collide: bool,
 }
 
 impl EntryIndex {
+    /// An index in which every parent and SPIFFE ID has the same hash.
+    #[cfg(test)]
+    pub fn colliding() -> Self {
+        EntryIndex {
+            collide: true,
+            ..Default::default()
+        }
+    }
+
     fn hash(&self, value: &str) -> u64 {
+        #[cfg(test)]
+        if self.collide {
+            return 0;
+        }
         self.hasher.hash_one(value)
     }
 

@@ -450,3 +450,50 @@ async fn a_version_1_store_is_upgraded_in_place() {
     assert_eq!(ds.count_entries().await.unwrap(), 2);
     assert_eq!(ds.get_entry("old-1").await.unwrap(), Some(old));
 }
+
+#[tokio::test]
+async fn lookups_check_what_the_hashed_indexes_return() {
+    let ds = SledDataStore::open_temporary().unwrap();
+    *ds.trees.index.write().unwrap() = super::index::EntryIndex::colliding();
+    let under = |parent: &str, id: &str| RegistrationEntry {
+        parent_id: parent.into(),
+        ..distinct(id)
+    };
+    for (parent, id) in [
+        ("spiffe://example.org/p1", "a"),
+        ("spiffe://example.org/p2", "b"),
+    ] {
+        ds.create_entry(under(parent, id)).await.unwrap();
+    }
+    let by_parent = EntryFilter {
+        parent_id: Some("spiffe://example.org/p2".into()),
+        ..Default::default()
+    };
+    let listed = ds.list_entries(&by_parent).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        ["b"]
+    );
+    let by_spiffe_id = EntryFilter {
+        spiffe_id: Some("spiffe://example.org/a".into()),
+        ..Default::default()
+    };
+    let listed = ds.list_entries(&by_spiffe_id).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        ["a"]
+    );
+    // A page's limit counts matches only.
+    let page = ds.list_entries_page(&by_parent, None, 1).await.unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].id, "b");
+    // The cycle check follows only the entries of the SPIFFE ID it asks
+    // for: "d" is parented by c's SPIFFE ID, and would look like c's
+    // ancestor if the check took every entry the index returned.
+    ds.create_entry(under("spiffe://example.org/c", "d"))
+        .await
+        .unwrap();
+    ds.create_entry(under("spiffe://example.org/a", "c"))
+        .await
+        .unwrap();
+}
