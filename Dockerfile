@@ -4,7 +4,8 @@
 #
 #   docker build -t spinel:dev .
 #
-# The build stage compiles the release binaries with the Rust toolchain
+# The build stage compiles the binaries (the `dist` profile of Cargo.toml:
+# release with whole-program optimisation) with the Rust toolchain
 # image (it carries gcc, which the ring crate needs; the protos are compiled
 # with protox, so no protoc). The runtime stage is a slim Debian of the same
 # release, so the binaries find the glibc they were linked against. Both
@@ -23,8 +24,9 @@ COPY . .
 # step.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bins \
-    && install -D -m 0755 -t /out target/release/spinel-server target/release/spinel-agent
+    cargo build --profile dist --locked -p spinel-server -p spinel-agent \
+       --bin spinel-server --bin spinel-agent \
+    && install -D -m 0755 -t /out target/dist/spinel-server target/dist/spinel-agent
 
 FROM debian:${DEBIAN_RELEASE}-slim
 # ca-certificates: for a kube_config_file or a federation peer that uses a
