@@ -4,7 +4,7 @@
 //! - `entries`: entry ID -> [`RegistrationEntry`]. Its indexes (by parent,
 //!   by SPIFFE ID, and by similarity, which refuses a second registration
 //!   of the same thing) are held in memory, built from these records at
-//!   open ([`index`]);
+//!   open (the `index` module);
 //! - `agents` (by SPIFFE ID), `join_tokens` (by value), `bundles` (by trust
 //!   domain), `federation_relationships` (by trust domain);
 //! - `entry_changes`: one row per entry write, keyed by the last revision
