@@ -88,8 +88,8 @@ impl EntryTx<'_> {
 /// entries must see them, and the store does not hold them yet.
 #[derive(Default)]
 struct Accepted {
-    /// In call order.
-    entries: Vec<RegistrationEntry>,
+    /// In call order, each with its similarity.
+    entries: Vec<(RegistrationEntry, Similar)>,
     ids: HashSet<String>,
     /// Similarity -> entry ID.
     similar: HashMap<Similar, String>,
@@ -105,7 +105,7 @@ impl Accepted {
             .entry(entry.spiffe_id.clone())
             .or_default()
             .push((entry.id.clone(), entry.parent_id.clone()));
-        self.entries.push(entry);
+        self.entries.push((entry, similar));
     }
 }
 
@@ -200,16 +200,20 @@ impl Trees {
             return Ok(outcomes);
         }
         let added = i64::try_from(accepted.entries.len()).unwrap_or(i64::MAX);
-        let ids: Vec<&str> = accepted.entries.iter().map(|e| e.id.as_str()).collect();
+        let ids: Vec<&str> = accepted
+            .entries
+            .iter()
+            .map(|(e, _)| e.id.as_str())
+            .collect();
         self.entry_tx(|tx| {
-            for entry in &accepted.entries {
+            for (entry, _) in &accepted.entries {
                 tx.put(entry)?;
             }
             tx.bump(&ids, added)
         })?;
         let mut index = self.write_index();
-        for entry in &accepted.entries {
-            index.insert(entry);
+        for (entry, similar) in &accepted.entries {
+            index.insert_as(entry, *similar);
         }
         drop(index);
         self.prune_changes()?;
@@ -279,7 +283,8 @@ impl Trees {
         })?;
         let mut index = self.write_index();
         index.remove_entry(&old);
-        index.insert(&next);
+        // `next` differs from `entry` only in what similarity ignores.
+        index.insert_as(&next, similar);
         drop(index);
         self.prune_changes()?;
         Ok(next)

@@ -88,7 +88,12 @@ impl EntryIndex {
     /// building from a store that already held duplicates), in which case
     /// the similarity index keeps the earlier one.
     pub fn insert(&mut self, entry: &RegistrationEntry) -> Option<Arc<str>> {
-        let similar = Similar::of(entry);
+        self.insert_as(entry, Similar::of(entry))
+    }
+
+    /// [`Self::insert`] of an entry whose similarity the caller has
+    /// already worked out.
+    pub fn insert_as(&mut self, entry: &RegistrationEntry, similar: Similar) -> Option<Arc<str>> {
         self.file(&entry.id, &entry.parent_id, &entry.spiffe_id, similar)
     }
 
