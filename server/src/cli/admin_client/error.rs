@@ -126,26 +126,7 @@ impl GoCode {
 
 impl fmt::Display for GoCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use tonic::Code;
-        let name = match self.0 {
-            Code::Ok => "OK",
-            Code::Cancelled => "Canceled",
-            Code::Unknown => "Unknown",
-            Code::InvalidArgument => "InvalidArgument",
-            Code::DeadlineExceeded => "DeadlineExceeded",
-            Code::NotFound => "NotFound",
-            Code::AlreadyExists => "AlreadyExists",
-            Code::PermissionDenied => "PermissionDenied",
-            Code::ResourceExhausted => "ResourceExhausted",
-            Code::FailedPrecondition => "FailedPrecondition",
-            Code::Aborted => "Aborted",
-            Code::OutOfRange => "OutOfRange",
-            Code::Unimplemented => "Unimplemented",
-            Code::Internal => "Internal",
-            Code::Unavailable => "Unavailable",
-            Code::DataLoss => "DataLoss",
-            Code::Unauthenticated => "Unauthenticated",
-        };
-        f.write_str(name)
+        // grpc-go's names, as the metrics' `status` label spells them.
+        f.write_str(spinel_telemetry::rpc::code_name(i32::from(self.0)))
     }
 }
