@@ -39,14 +39,6 @@ fn entries_file(path: &Path, first: usize, count: usize) -> Result<()> {
     write_file(path, &serde_json::json!({ "entries": entries }).to_string())
 }
 
-/// The server process's ID (not its CLI's).
-fn server_pid(server: &Server) -> Option<u32> {
-    match server {
-        Server::Spinel(s) => s.process.as_ref().and_then(|p| p.pid()),
-        Server::Spire(s) => s.pid(),
-    }
-}
-
 /// Samples the server's VmRSS every 100 ms until dropped; `peak` and
 /// `last` give the highest and the latest sample, in MiB.
 struct RssSampler {
@@ -57,7 +49,7 @@ struct RssSampler {
 impl RssSampler {
     fn start(server: &Server) -> RssSampler {
         let stop = Arc::new(AtomicBool::new(false));
-        let pid = server_pid(server);
+        let pid = server.pid();
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
             let (mut peak, mut last) = (0f64, 0f64);
@@ -202,7 +194,7 @@ pub fn server_rss(mut flags: Flags) -> Result<()> {
         s.restart()?;
     }
     std::thread::sleep(settle);
-    let mib = rss_now(server_pid(&server));
+    let mib = rss_now(server.pid());
     if let Server::Spinel(s) = &server {
         // What the start read: the store's indexes and the authorized-entries index.
         let log = s.log();
@@ -238,7 +230,7 @@ pub fn server_rss(mut flags: Flags) -> Result<()> {
     );
     rss.report("while the agent synced");
     std::thread::sleep(settle);
-    let mib = rss_now(server_pid(&server));
+    let mib = rss_now(server.pid());
     let agent_mib = rss_now(agent.pid());
     println!("server RSS (one agent holding {total} SVIDs, {settle:?} after): {mib:.0} MiB; agent RSS {agent_mib:.0} MiB");
     result("server_rss_with_agent", mib, "MiB", Better::Lower);

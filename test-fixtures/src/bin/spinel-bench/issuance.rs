@@ -15,6 +15,7 @@ use spinel_test_fixtures::process::my_uid;
 
 use crate::args::Flags;
 use crate::stats::{result, Better, Latencies};
+use crate::streams::cpu_seconds;
 use crate::system::{Agent, Server, System};
 
 const NODE: &str = "spiffe://example.org/bench-node";
@@ -87,15 +88,18 @@ async fn x509(mut flags: Flags) -> Result<()> {
             let (server, agent) = server_and_agent(&system)?;
             // Timed from the start of `entry create`: the agent may hold
             // every SVID before the CLI process has exited.
+            let before = Cpu::of(&server, &agent);
             let start = Instant::now();
             create_entries(&server, total, uid)?;
             let created = start.elapsed().as_secs_f64();
             wait_for_identities(&agent, total).await?;
             let secs = start.elapsed().as_secs_f64();
+            let used = Cpu::of(&server, &agent).since(&before);
             println!(
                 "issuance: {total} X509-SVIDs, entry create started -> all held by the agent: {secs:.2} s ({created:.2} s of it in entry create), {:.0} SVIDs/s",
                 total as f64 / secs
             );
+            used.print(total, "the server's includes writing the entries");
             result(
                 "svids_per_s",
                 total as f64 / secs,
@@ -109,14 +113,17 @@ async fn x509(mut flags: Flags) -> Result<()> {
             let token = server.generate_token(NODE)?;
             crate::propagation::settle_entry_cache(settle).await;
             let mut agent = system.configure_agent(&server, &token)?;
+            let before = Cpu::of(&server, &agent);
             let start = Instant::now();
             agent.spawn()?;
             wait_for_identities(&agent, total).await?;
             let secs = start.elapsed().as_secs_f64();
+            let used = Cpu::of(&server, &agent).since(&before);
             println!(
                 "issuance: {total} X509-SVIDs, agent started -> all held by the agent: {secs:.2} s, {:.0} SVIDs/s",
                 total as f64 / secs
             );
+            used.print(total, "the agent's includes its start and attestation");
             result(
                 "svids_per_s",
                 total as f64 / secs,
@@ -127,6 +134,49 @@ async fn x509(mut flags: Flags) -> Result<()> {
         other => bail!("--from must be create or agent-start, got {other:?}"),
     }
     Ok(())
+}
+
+/// CPU seconds (user + system) the server and the agent have used (0 for
+/// a process not running).
+struct Cpu {
+    server: f64,
+    agent: f64,
+}
+
+impl Cpu {
+    fn of(server: &Server, agent: &Agent) -> Cpu {
+        let of = |pid: Option<u32>| pid.and_then(|p| cpu_seconds(p).ok()).unwrap_or(0.0);
+        Cpu {
+            server: of(server.pid()),
+            agent: of(agent.pid()),
+        }
+    }
+
+    fn since(&self, before: &Cpu) -> Cpu {
+        Cpu {
+            server: self.server - before.server,
+            agent: self.agent - before.agent,
+        }
+    }
+
+    /// Prints the CPU per SVID of each process and the rate the two
+    /// together would allow with every core busy: the agent's keys and
+    /// CSRs share the cores with the server's signing.
+    fn print(&self, svids: usize, note: &str) {
+        let per = |secs: f64| secs * 1e6 / svids as f64;
+        let both = per(self.server + self.agent);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        println!(
+            "  CPU: server {:.2} s ({:.0} us per SVID), agent {:.2} s ({:.0} us per SVID) ({note}); \
+             both {both:.0} us per SVID: at most {:.0} SVIDs/s with all {cores} cores busy",
+            self.server,
+            per(self.server),
+            self.agent,
+            per(self.agent),
+            cores as f64 * 1e6 / both
+        );
+        result("cpu_us_per_svid", both, "us", Better::Lower);
+    }
 }
 
 /// `jwt-fetch --identities N --rounds R`: FetchJWTSVID (no SPIFFE ID, a

@@ -158,6 +158,14 @@ pub enum Server {
 }
 
 impl Server {
+    /// The server process's ID (not its CLI's).
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            Server::Spinel(s) => s.process.as_ref().and_then(|p| p.pid()),
+            Server::Spire(s) => s.pid(),
+        }
+    }
+
     /// `<its own CLI> <args> -socketPath <admin socket>`.
     pub fn cli(&self, args: &[&str]) -> Result<CliOutput> {
         match self {
