@@ -56,11 +56,16 @@ pub fn print() {
         let _ = public.verify(&message, &signature);
         let _ = key.sign(&rng, &message);
     });
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = cores();
     println!(
         "ceiling (one core, ring P-256): sign {:.1}k/s, verify {:.1}k/s, verify+sign {:.1}k/s; cores {cores}",
         sign / 1e3,
         verify / 1e3,
         both / 1e3
     );
+}
+
+/// How many cores this process may run on (1 when that cannot be read).
+pub(crate) fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }

@@ -165,7 +165,7 @@ impl Cpu {
     fn print(&self, svids: usize, note: &str) {
         let per = |secs: f64| secs * 1e6 / svids as f64;
         let both = per(self.server + self.agent);
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cores = crate::ceiling::cores();
         println!(
             "  CPU: server {:.2} s ({:.0} us per SVID), agent {:.2} s ({:.0} us per SVID) ({note}); \
              both {both:.0} us per SVID: at most {:.0} SVIDs/s with all {cores} cores busy",
